@@ -1,0 +1,238 @@
+"""Static catalogue of the emulated cloud: instance types, regions, images, limits, read from YAML.
+
+`catalog.yaml` beside this file holds the defaults; a user file given with `--config` is merged over it.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
+_IMAGE_NAMESPACE = uuid.UUID("6f1b8a52-57a4-4a0c-9a38-3b0a1c8f2a10")
+_IMAGE_TIMESTAMP = "2025-07-07T15:20:25.091000+00:00"
+
+# Boot times by GPU count where a type gives none (NOTES §4.1: 1 GPU 3-5 min, multi-GPU 10-15 min, 8x 15-25 min).
+_DEFAULT_ACTIVE_SECONDS = {0: 180.0, 1: 244.0, 2: 600.0, 4: 720.0, 8: 900.0}
+_DEFAULT_IP_SECONDS = 71.0
+
+
+class CatalogError(ValueError):
+    """The catalogue or a user config file is malformed; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class GpuModel:
+    model: str
+    memory_mib: int
+
+
+@dataclass(frozen=True)
+class InstanceTypeSpec:
+    name: str
+    description: str
+    gpu_description: str
+    price_cents_per_hour: int
+    architecture: str
+    vcpus: int
+    memory_gib: int
+    storage_gib: int
+    gpus: int
+    gpu: GpuModel | None
+    ip_seconds: float
+    active_seconds: float
+    capacity: dict[str, int]
+    quota: int | None
+
+    def to_api(self) -> dict[str, Any]:
+        """The `InstanceType` object; `architecture` is undeclared in the spec but returned live (NOTES §3.1)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "gpu_description": self.gpu_description,
+            "price_cents_per_hour": self.price_cents_per_hour,
+            "architecture": self.architecture,
+            "specs": {
+                "vcpus": self.vcpus,
+                "memory_gib": self.memory_gib,
+                "storage_gib": self.storage_gib,
+                "gpus": self.gpus,
+            },
+        }
+
+    @property
+    def uname_machine(self) -> str:
+        """What `uname -m` prints on such a machine."""
+        return "aarch64" if self.architecture == "arm64" else "x86_64"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    id: str
+    family: str
+    name: str
+    description: str
+    version: str
+    architecture: str
+    region: str
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    enabled: bool = True
+    requests_per_second: float = 1.0
+    burst: int = 5
+    launch_interval_seconds: float = 12.0
+
+
+@dataclass(frozen=True)
+class LifecycleConfig:
+    terminate_available_seconds: float = 5.0
+    terminating_seconds: float = 10.0
+    terminated_retention_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
+class Catalog:
+    regions: dict[str, str]
+    instance_types: dict[str, InstanceTypeSpec]
+    images: list[ImageSpec]
+    default_image_family: str
+    lifecycle: LifecycleConfig
+    rate_limits: RateLimitConfig
+    instances_per_account: int
+    filesystems_per_account: int
+    ssh_keys_per_account: int
+    faults: list[dict[str, Any]] = field(default_factory=list)
+
+    def region_api(self, name: str) -> dict[str, str]:
+        return {"name": name, "description": self.regions[name]}
+
+
+def load_catalog(user_config: Path | None = None) -> Catalog:
+    raw = _read_yaml(DEFAULT_CATALOG_PATH)
+    if user_config is not None:
+        raw = _merge(raw, _read_yaml(user_config))
+    try:
+        return _build(raw)
+    except (KeyError, TypeError, ValueError) as exc:
+        where = user_config or DEFAULT_CATALOG_PATH
+        raise CatalogError(f"invalid emulator catalogue in {where}: {exc!r}") from exc
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise CatalogError(f"cannot read emulator config {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"emulator config {path} is not valid YAML: {exc}") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise CatalogError(f"emulator config {path} must be a YAML mapping at top level")
+    return loaded
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge mappings; lists and scalars in `override` replace. `capacity` maps replace whole."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if key != "capacity" and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _build(raw: dict[str, Any]) -> Catalog:
+    regions = {str(k): str(v) for k, v in raw["regions"].items()}
+    types = {name: _build_type(name, body or {}, regions) for name, body in raw["instance_types"].items()}
+    images = _build_images(raw.get("images", []), regions)
+    quotas = raw.get("quotas", {})
+    faults = raw.get("faults") or []
+    if not isinstance(faults, list):
+        raise ValueError("faults must be a list of rule objects")
+    return Catalog(
+        regions=regions,
+        instance_types=types,
+        images=images,
+        default_image_family=str(raw.get("default_image_family", "lambda-stack-24-04")),
+        lifecycle=LifecycleConfig(**raw.get("lifecycle", {})),
+        rate_limits=RateLimitConfig(**raw.get("rate_limits", {})),
+        instances_per_account=int(quotas.get("instances_per_account", 16)),
+        filesystems_per_account=int(quotas.get("filesystems_per_account", 24)),
+        ssh_keys_per_account=int(quotas.get("ssh_keys_per_account", 1024)),
+        faults=faults,
+    )
+
+
+def _build_type(name: str, body: dict[str, Any], regions: dict[str, str]) -> InstanceTypeSpec:
+    specs = body["specs"]
+    gpus = int(specs["gpus"])
+    description = str(body["description"])
+    gpu_description = str(body.get("gpu_description") or description.split("x ", 1)[-1])
+    capacity = {str(r): int(n) for r, n in (body.get("capacity") or {}).items()}
+    unknown = sorted(set(capacity) - set(regions))
+    if unknown:
+        raise ValueError(f"instance type {name}: capacity names unknown regions {unknown}")
+    gpu = body.get("gpu")
+    default_active = _DEFAULT_ACTIVE_SECONDS.get(gpus, 900.0)
+    architecture = str(body.get("architecture", "x86_64"))
+    if architecture not in ("x86_64", "arm64"):
+        raise ValueError(f"instance type {name}: architecture must be x86_64 or arm64, not {architecture!r}")
+    return InstanceTypeSpec(
+        name=name,
+        description=description,
+        gpu_description=gpu_description,
+        price_cents_per_hour=int(body["price_cents_per_hour"]),
+        architecture=architecture,
+        vcpus=int(specs["vcpus"]),
+        memory_gib=int(specs["memory_gib"]),
+        storage_gib=int(specs["storage_gib"]),
+        gpus=gpus,
+        gpu=GpuModel(str(gpu["model"]), int(gpu["memory_mib"])) if gpu and gpus else None,
+        ip_seconds=float(body.get("ip_seconds", _DEFAULT_IP_SECONDS)),
+        active_seconds=float(body.get("active_seconds", default_active)),
+        capacity=capacity,
+        quota=int(body["quota"]) if body.get("quota") is not None else None,
+    )
+
+
+def _build_images(raw_images: list[dict[str, Any]], regions: dict[str, str]) -> list[ImageSpec]:
+    images = []
+    for body in raw_images:
+        for region in body.get("regions") or list(regions):
+            key = f"{body['family']}/{body['version']}/{body['architecture']}"
+            images.append(
+                ImageSpec(
+                    # One id per image build shared by all regions, as in the recorded /images (NOTES §3.7).
+                    id=str(uuid.uuid5(_IMAGE_NAMESPACE, key)),
+                    family=str(body["family"]),
+                    name=str(body["name"]),
+                    description=str(body["description"]),
+                    version=str(body["version"]),
+                    architecture=str(body["architecture"]),
+                    region=str(region),
+                )
+            )
+    return images
+
+
+def image_to_api(image: ImageSpec, catalog: Catalog) -> dict[str, Any]:
+    return {
+        "id": image.id,
+        "created_time": _IMAGE_TIMESTAMP,
+        "updated_time": _IMAGE_TIMESTAMP,
+        "name": image.name,
+        "description": image.description,
+        "family": image.family,
+        "version": image.version,
+        "architecture": image.architecture,
+        "region": catalog.region_api(image.region),
+    }

@@ -1,0 +1,136 @@
+"""`Filesystem`: a persistent regional filesystem, meant to outlive the instances that mount it.
+
+Names are unique per account, so create adopts an existing filesystem of the same name and region (an earlier run
+that lost its answer, or data the user wants to keep) and refuses one in another region. Delete retries
+`filesystems/filesystem-in-use` while instances that mounted it are still terminating.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    ConfigureRequest,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    ResourceProvider,
+)
+
+from lambda_provider.client import FilesystemInUse, LambdaClient, LambdaError, NotFound
+from lambda_provider.client.errors import ConnectionFailed, Duplicate, ServerError
+from lambda_provider.client.models import Filesystem as FilesystemRecord
+from lambda_provider.resources import lookups, settings
+from lambda_provider.resources.values import is_unknown
+
+NAME_PATTERN = re.compile(r"^[a-zA-Z]+[0-9a-zA-Z-]*$")
+NAME_MAX = 60
+
+
+def _outputs(record: FilesystemRecord) -> dict[str, Any]:
+    return {"name": record.name, "region": record.region.name if record.region else None,
+            "filesystem_id": record.id, "mount_point": record.mount_point, "created": record.created}
+
+
+class FilesystemProvider(ResourceProvider):
+    def configure(self, req: ConfigureRequest) -> None:
+        settings.configure_from_config(req.config)
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures = []
+        name, region = news.get("name"), news.get("region")
+        if not is_unknown(name) and (not isinstance(name, str) or len(name) > NAME_MAX
+                                     or not NAME_PATTERN.match(name)):
+            failures.append(CheckFailure("name", f"filesystem name {name!r} must start with a letter, contain only "
+                                         f"letters, digits and '-', and be at most {NAME_MAX} characters"))
+        if not is_unknown(region) and (not isinstance(region, str) or not region):
+            failures.append(CheckFailure("region", "region is required (e.g. us-east-1)"))
+        elif not is_unknown(region) and not failures:
+            try:
+                with settings.current().client() as client:
+                    known = {r.name for r in lookups.regions(client)}
+            except (LambdaError, ValueError) as exc:
+                failures.append(CheckFailure("region", f"cannot validate the region against the Lambda API: {exc}"))
+            else:
+                if known and region not in known:
+                    failures.append(CheckFailure("region", f"unknown region {region!r}; regions: "
+                                                 f"{', '.join(sorted(known))}"))
+        return CheckResult(dict(news), failures)
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = [k for k in ("name", "region") if is_unknown(news.get(k)) or news.get(k) != olds.get(k)]
+        return DiffResult(changes=bool(replaces), replaces=replaces, delete_before_replace="name" not in replaces)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        name, region = props["name"], props["region"]
+        with settings.current().client() as client:
+            record = self._adopt(client, name, region)
+            if record is None:
+                try:
+                    record = client.filesystems.create(name, region)
+                except (Duplicate, ServerError, ConnectionFailed) as exc:
+                    record = self._adopt(client, name, region)  # the lost answer may have created it
+                    if record is None:
+                        if isinstance(exc, Duplicate):
+                            raise
+                        record = client.filesystems.create(name, region)
+        return CreateResult(record.id, _outputs(record))
+
+    @staticmethod
+    def _adopt(client: LambdaClient, name: str, region: str) -> FilesystemRecord | None:
+        existing = client.filesystems.get_by_name(name)
+        if existing is None:
+            return None
+        have = existing.region.name if existing.region else None
+        if have != region:
+            raise RuntimeError(f"a filesystem named {name!r} already exists in {have}, not {region}; filesystems "
+                               "cannot move regions: choose another name or region")
+        return existing
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        with settings.current().client() as client:
+            record = client.filesystems.get(id_)
+        if record is None:
+            return ReadResult(None, {})
+        return ReadResult(id_, {**props, **_outputs(record)})
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        cfg = settings.current()
+        deadline = time.monotonic() + cfg.delete_timeout
+        with cfg.client() as client:
+            while True:
+                try:
+                    client.filesystems.delete(id_)
+                    return
+                except NotFound:
+                    return
+                except FilesystemInUse:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(cfg.poll_interval)
+
+
+class Filesystem(Resource, module="lambda", name="Filesystem"):
+    """A Lambda persistent filesystem. Type token `pulumi-python:dynamic/lambda:Filesystem`.
+
+    Mounted at `mount_point` (`/lambda/nfs/<name>`) on instances that list it in `file_system_names`. Deleting it
+    deletes its data: consider `protect=True`.
+    """
+
+    name: pulumi.Output[str]
+    region: pulumi.Output[str]
+    filesystem_id: pulumi.Output[str]
+    mount_point: pulumi.Output[str]
+    created: pulumi.Output[str]
+
+    def __init__(self, resource_name: str, *, region: pulumi.Input[str], name: pulumi.Input[str] | None = None,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        props = {"name": name if name is not None else resource_name, "region": region,
+                 "filesystem_id": None, "mount_point": None, "created": None}
+        super().__init__(FilesystemProvider(), resource_name, props, opts)

@@ -1,0 +1,30 @@
+"""Shared pytest fixtures: a real Lambda Cloud emulator process.
+
+`emulator` gives each test a clean emulator (one process per test session, wiped through its reset endpoint before
+every test): rate limits off, time_scale 0.003 (a GH200 is `active` ~1 s after launch). Tests that need their own
+process (restart, rate limits from the start, a config file) use `lambda_provider.emulator.testing.running_emulator`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from lambda_provider.emulator.testing import EmulatorHandle, running_emulator
+
+EMULATOR_TIME_SCALE = 0.003
+
+
+@pytest.fixture(scope="session")
+def emulator_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorHandle]:
+    with running_emulator(tmp_path_factory.mktemp("lambda-emulator"), time_scale=EMULATOR_TIME_SCALE) as handle:
+        yield handle
+
+
+@pytest.fixture
+def emulator(emulator_session: EmulatorHandle) -> Iterator[EmulatorHandle]:
+    if not emulator_session.running:  # a test killed it: bring it back on the same data dir
+        emulator_session.start()
+    emulator_session.reset()
+    yield emulator_session

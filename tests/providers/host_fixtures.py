@@ -1,0 +1,47 @@
+"""Shared pieces of the host-level tests: a configured provider host and the no-orphan invariant."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.providers.conftest import Api
+from tests.providers.host_harness import Engine, ProviderHost
+
+PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9oCq5j1k+IV2N0d8pxQ1a2QTzvvl2QxFgUaT4Ebv9z test@sae"
+
+
+@pytest.fixture
+def engine(api: Api) -> Iterator[Engine]:
+    with ProviderHost() as host:
+        reply = host.configure(api.stack_config())
+        assert reply.acceptSecrets is False  # the host gets plaintext config: it must not echo it anywhere
+        engine = Engine(host)
+        yield engine
+        assert_no_api_key_leak(api, engine)
+
+
+def assert_converged(api: Api, engine: Engine) -> None:
+    """The emulator runs exactly the instances the state tracks: nothing billing outside the stack."""
+    live = {i["id"] for i in api.live_instances()}
+    tracked = {s.id for urn, s in engine.state.items() if "lambda:Instance::" in urn}
+    assert live == tracked, f"live instances {live} != tracked {tracked}"
+
+
+def launches_for(api: Api, resource: str) -> list[dict[str, Any]]:
+    """Every instance ever launched for a resource name (terminated included)."""
+    return [i for i in api.all_instances()
+            if any(t["key"] == "pulumi-resource" and t["value"] == resource for t in i.get("tags", []))]
+
+
+def assert_no_api_key_leak(api: Api, engine: Engine) -> None:
+    texts = [engine.dump(), "".join(engine.host.stderr_lines)]
+    for st in engine.state.values():
+        pickled = st.outputs.get("__provider") or st.inputs.get("__provider")
+        if isinstance(pickled, str):
+            texts.append(base64.b64decode(pickled).decode("latin-1"))
+    for text in texts:
+        assert api.api_key not in text

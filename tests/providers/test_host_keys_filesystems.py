@@ -1,0 +1,127 @@
+"""SshKey and Filesystem through the SDK's dynamic-provider host over gRPC."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from lambda_provider.client import FilesystemInUse, LaunchRequest
+from lambda_provider.resources import Filesystem, SshKey
+from tests.providers.conftest import Api
+from tests.providers.host_fixtures import PUBLIC_KEY, engine  # noqa: F401
+from tests.providers.host_harness import CheckFailed, Engine, registrations
+
+OTHER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBEv8bRMtqyy4glDhdJRCja6IUC1uRDgSlB+/0Qt3LFk other@sae"
+
+
+def _key(**args: object):
+    return registrations(lambda: [SshKey("key", **args)])["key"]  # type: ignore[arg-type]
+
+
+def _fs(**args: object):
+    args.setdefault("region", "us-east-1")
+    return registrations(lambda: [Filesystem("data", **args)])["data"]  # type: ignore[arg-type]
+
+
+def test_ssh_key_lifecycle_and_replacements(api: Api, engine: Engine) -> None:
+    reg = _key(name="laptop", public_key=PUBLIC_KEY)
+    assert engine.up(reg) == "create"
+    assert [k.name for k in api.client().ssh_keys.list()] == ["laptop"]
+    assert engine.up(reg) == "same"
+
+    engine.calls.clear()
+    assert engine.up(_key(name="laptop", public_key=OTHER_KEY)) == "replace"  # same name: delete first
+    assert engine.calls == ["Check", "Diff", "Check", "Delete", "Create"]
+    assert [k.public_key for k in api.client().ssh_keys.list()] == [OTHER_KEY]
+
+    engine.calls.clear()
+    assert engine.up(_key(name="desktop", public_key=OTHER_KEY)) == "replace"  # new name: create first
+    assert engine.calls == ["Check", "Diff", "Check", "Create", "Delete"]
+    assert [k.name for k in api.client().ssh_keys.list()] == ["desktop"]
+
+    api.client().ssh_keys.delete(engine.state[reg.urn].id)  # out of band
+    assert engine.refresh(reg.urn) == "deleted"
+
+
+def test_generated_key_pair_private_half_is_a_secret_output(api: Api, engine: Engine) -> None:
+    reg = _key(name="generated")
+    assert reg.additional_secret_outputs == ["private_key"]
+    engine.up(reg)
+    out = engine.outputs(reg)
+    private = serialization.load_ssh_private_key(out["private_key"].encode(), password=None)
+    public = private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    assert out["generated"] is True and out["public_key"].startswith(public.decode())
+    assert engine.up(reg) == "same"  # no new pair on every up
+    engine.destroy()
+    assert api.client().ssh_keys.list() == []
+
+
+def test_ssh_key_adopts_its_own_and_refuses_a_foreign_key(api: Api, engine: Engine) -> None:
+    api.client().ssh_keys.create("laptop", PUBLIC_KEY)  # e.g. a create whose answer was lost
+    reg = _key(name="laptop", public_key=PUBLIC_KEY)
+    assert engine.up(reg) == "create" and len(api.client().ssh_keys.list()) == 1
+    api.client().ssh_keys.create("taken", OTHER_KEY)
+    with pytest.raises(grpc.RpcError, match="already exists in the account with a different public key"):
+        engine.up(registrations(lambda: [SshKey("k2", name="taken", public_key=PUBLIC_KEY)])["k2"])
+
+
+def test_ssh_key_check_rejects_bad_input(api: Api, engine: Engine) -> None:
+    with pytest.raises(CheckFailed, match="1-64 characters"):
+        engine.up(_key(name="k" * 65, public_key=PUBLIC_KEY), preview=True)
+    with pytest.raises(CheckFailed, match="OpenSSH public key"):
+        engine.up(_key(name="k", public_key="not-a-key"), preview=True)
+
+
+def test_ssh_key_delete_waits_while_an_instance_still_uses_it(api: Api, engine: Engine) -> None:
+    reg = _key(name="laptop", public_key=PUBLIC_KEY)
+    engine.up(reg)
+    client = api.client()
+    instance_id = client.instances.launch(LaunchRequest("us-east-1", "gpu_1x_a10", "laptop"))
+    api.wait_for(lambda: client.instances.get(instance_id).status in ("booting", "active"))
+    client.instances.terminate([instance_id])
+    engine.delete(reg.urn)  # retries "Key is currently in use" until the instance is terminated
+    assert client.ssh_keys.list() == []
+
+
+def test_filesystem_lifecycle_adopt_and_region_replace(api: Api, engine: Engine) -> None:
+    reg = _fs()
+    assert engine.up(reg, preview=True) == "create"
+    assert engine.up(reg) == "create"
+    out = engine.outputs(reg)
+    assert out["mount_point"] == "/lambda/nfs/data" and out["region"] == "us-east-1" and out["filesystem_id"]
+    assert engine.up(reg) == "same"
+
+    engine.calls.clear()
+    moved = _fs(region="us-west-1")
+    assert engine.up(moved) == "replace" and engine.calls[-2:] == ["Delete", "Create"]
+    assert [(f.name, f.region.name) for f in api.client().filesystems.list()] == [("data", "us-west-1")]
+
+    api.client().filesystems.delete(engine.state[reg.urn].id)
+    assert engine.refresh(reg.urn) == "deleted"
+
+    api.client().filesystems.create("data", "us-west-1")  # exists already: adopted, not duplicated
+    assert engine.up(moved) == "create" and len(api.client().filesystems.list()) == 1
+    api.client().filesystems.create("elsewhere", "us-east-1")
+    with pytest.raises(grpc.RpcError, match="already exists in us-east-1, not us-west-1"):
+        engine.up(registrations(lambda: [Filesystem("elsewhere", region="us-west-1")])["elsewhere"])
+
+
+def test_filesystem_check_rejects_bad_input(api: Api, engine: Engine) -> None:
+    with pytest.raises(CheckFailed, match="must start with a letter"):
+        engine.up(_fs(name="1data"), preview=True)
+    with pytest.raises(CheckFailed, match="unknown region 'mars-1'"):
+        engine.up(_fs(region="mars-1"), preview=True)
+
+
+def test_filesystem_delete_retries_while_an_instance_is_terminating(api: Api, engine: Engine) -> None:
+    reg = _fs()
+    engine.up(reg)
+    client = api.client()
+    client.ssh_keys.create("k", PUBLIC_KEY)
+    instance_id = client.instances.launch(LaunchRequest("us-east-1", "gpu_1x_a10", "k", file_system_names=["data"]))
+    client.instances.terminate([instance_id])
+    with pytest.raises(FilesystemInUse):  # "terminating" still counts as in use
+        client.filesystems.delete(engine.state[reg.urn].id)
+    engine.delete(reg.urn)
+    assert client.filesystems.list() == []

@@ -1,0 +1,91 @@
+"""Lenient decoding of recorded live/spec responses (../shared/lambda-cloud/recorded) and of error bodies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lambda_provider.client import errors
+from lambda_provider.client.models import Image, Instance, InstanceTypeAvailability, SshKey
+
+RECORDED = Path("/work/shared/lambda-cloud/recorded")
+pytestmark = pytest.mark.skipif(not RECORDED.is_dir(), reason=f"recorded responses not found at {RECORDED}")
+
+
+def _data(name: str):
+    return json.loads((RECORDED / name).read_text())["data"]
+
+
+def test_instance_record_decodes_with_unknown_fields_kept():
+    raw = _data("restart_response.json")["restarted_instances"][0]
+    inst = Instance.from_api(raw)
+    assert inst.id == "0920582c7ff041399e34823a0be62549" and inst.status == "active" and inst.is_ready
+    assert inst.instance_type.name == "gpu_8x_a100" and inst.instance_type.specs.gpus == 8
+    assert inst.region.name == "us-west-1" and inst.ssh_port == 22  # no emulator field: real SSH port
+    assert inst.file_system_mounts[0].mount_point == "/lambda/nfs/my-filesystem"
+    assert inst.extra["is_reserved"] is False  # undeclared in the spec, kept rather than rejected
+
+
+def test_booting_instance_without_optional_fields():
+    inst = Instance.from_api({"id": "abc", "status": "booting"})
+    assert inst.ip is None and inst.tags == {} and not inst.is_ready and inst.file_system_mounts == ()
+    assert Instance.from_api({"id": "x", "status": "active", "ip": "10.0.0.1", "ssh_port": 2222}).ssh_port == 2222
+
+
+def test_instance_tags_decode_to_a_mapping():
+    inst = Instance.from_api({"id": "a", "status": "booting", "tags": [{"key": "pulumi-stack", "value": "dev"}]})
+    assert inst.has_tags({"pulumi-stack": "dev"}) and not inst.has_tags({"pulumi-stack": "prod"})
+
+
+def test_instance_types_both_recordings_decode():
+    live = {k: InstanceTypeAvailability.from_api(k, v)
+            for k, v in json.loads((RECORDED / "instance_types_2026-08-20.json").read_text()).items()}
+    assert live["gpu_1x_a10"].instance_type.architecture == "x86_64"
+    assert live["gpu_1x_a10"].regions_with_capacity == ()  # the trimmed recording has no capacity key
+    older = {k: InstanceTypeAvailability.from_api(k, v) for k, v in _data("instance_types_response.json").items()}
+    assert older["gpu_1x_gh200"].regions_with_capacity == ()
+    assert older["gpu_8x_b200_sxm6"].has_capacity_in("us-east-1")
+    assert older["gpu_8x_b200_sxm6"].instance_type.architecture == "x86_64"  # absent -> default
+
+
+def test_ssh_keys_and_images_decode():
+    keys = [SshKey.from_api(k) for k in _data("ssh_keys_response.json")]
+    assert [k.name for k in keys] == ["yubikey", "another-name"]
+    images = [Image.from_api(i) for i in _data("images_response.json")]
+    assert all(i.region is not None for i in images) and {i.architecture for i in images} >= {"x86_64"}
+
+
+def test_record_without_id_is_a_clear_error():
+    with pytest.raises(ValueError, match="'id' missing"):
+        Instance.from_api({"status": "active"})
+
+
+@pytest.mark.parametrize(("status", "body", "cls"), [
+    (400, {"error": {"code": "instance-operations/launch/insufficient-capacity", "message": "m"}},
+     errors.InsufficientCapacity),
+    (400, {"error": {"code": "global/quota-exceeded", "message": "m", "suggestion": "s"}}, errors.QuotaExceeded),
+    (404, {"error": {"code": "global/object-does-not-exist", "message": "m"}}, errors.NotFound),
+    (404, {"error": {"code": "global/not-found", "message": "m"}}, errors.NotFound),
+    (400, {"error": {"code": "filesystems/filesystem-in-use", "message": "m"}}, errors.FilesystemInUse),
+    (400, {"error": {"code": "", "message": "Key is currently in use, cannot delete"}}, errors.InUse),
+    (401, {"error": {"code": "global/invalid-api-key", "message": "m"}}, errors.InvalidApiKey),
+    (400, {"error": {"code": "global/invalid-parameters", "message": "m"}}, errors.InvalidParameters),
+    (503, {"error": {"code": "provider/internal-unavailable", "message": "Provider unavailable"}},
+     errors.ServerError),
+])
+def test_error_bodies_map_to_typed_errors(status, body, cls):
+    err = errors.error_from_response(status, json.dumps(body).encode(), "application/json")
+    assert type(err) is cls
+    assert err.status == status and err.message == body["error"]["message"]
+    assert err.suggestion == body["error"].get("suggestion", "")
+
+
+def test_non_json_error_bodies_are_classified_by_status():
+    html = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+    err = errors.error_from_response(502, html, "text/html")
+    assert isinstance(err, errors.ServerError) and err.retryable and "502 Bad Gateway" in err.message
+    ban = errors.error_from_response(429, b"Sorry, you have been banned you temporarily", "text/plain")
+    assert isinstance(ban, errors.RateLimited) and ban.retryable
+    assert not errors.error_from_response(400, b"", "").retryable

@@ -1,0 +1,1 @@
+"""Sparse autoencoder trainer: see training/README.md."""

@@ -1,0 +1,329 @@
+"""Activation sources and the shuffling stream that turns them into training batches.
+
+A source is a deterministic list of chunks per epoch (`num_chunks`, `chunk(epoch, i)` -> [rows, d_in] float32 on
+CPU). `ShuffledStream` reads a window of consecutive chunks (this rank's share: chunk i belongs to rank
+i % world), shuffles the window in RAM (the mixing buffer) and hands out batches. Its state is three integers, so a
+resumed run regenerates exactly the same batches: the window is re-read and re-shuffled from its seed.
+
+Sources: `SyntheticSource` (planted ground-truth features), `ShardSource` (.safetensors / .npy / .pt files),
+`HFActivationSource` (a causal LM hooked at a named module).
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from training.config import ConfigError, TrainConfig
+
+# Purpose tags mixed into seeds so that data, init and shuffling never share a random stream, even with equal seeds.
+PURPOSE_DICTIONARY, PURPOSE_INIT, PURPOSE_SHUFFLE, PURPOSE_SAMPLES, PURPOSE_EVAL = 11, 12, 13, 14, 15
+
+
+def make_generator(seed: int, *tags: int) -> torch.Generator:
+    state = np.random.SeedSequence([seed, *tags]).generate_state(2, dtype=np.uint64)
+    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
+
+
+class ChunkSource(Protocol):
+    d_in: int
+
+    def num_chunks(self, epoch: int) -> int: ...
+
+    def chunk(self, epoch: int, index: int) -> Tensor: ...
+
+
+# --- synthetic planted features ---
+class PlantedFeatures:
+    """Unit-norm ground-truth directions with Zipf-like firing rates, ~`active` firing per vector, a constant
+    offset and isotropic noise: x = offset + sum_i a_i f_i + noise, a_i ~ U(0.5, 1.5) when feature i fires."""
+
+    def __init__(self, d_in: int, n_features: int, active: float, zipf: float, noise: float, offset_norm: float,
+                 seed: int) -> None:
+        gen = make_generator(seed, PURPOSE_DICTIONARY)
+        dictionary = torch.randn(n_features, d_in, generator=gen)
+        self.dictionary = dictionary / dictionary.norm(dim=1, keepdim=True)
+        rates = 1.0 / torch.arange(1, n_features + 1, dtype=torch.float64) ** zipf
+        self.rates = (rates * active / rates.sum()).clamp(max=1.0).float()
+        offset = torch.randn(d_in, generator=gen)
+        self.offset = offset / offset.norm() * offset_norm
+        self.noise, self.d_in, self.seed = noise, d_in, seed
+
+    def sample(self, rows: int, gen: torch.Generator, block: int = 8192) -> Tensor:
+        out = torch.empty(rows, self.d_in)
+        for start in range(0, rows, block):
+            m = min(block, rows - start)
+            fires = torch.rand(m, len(self.rates), generator=gen) < self.rates
+            row_ids, feat_ids = fires.nonzero(as_tuple=True)
+            coefs = 0.5 + torch.rand(len(feat_ids), generator=gen)
+            offsets = torch.searchsorted(row_ids, torch.arange(m))
+            signal = torch.nn.functional.embedding_bag(feat_ids, self.dictionary, offsets,
+                                                       per_sample_weights=coefs, mode="sum")
+            out[start:start + m] = signal + self.offset + self.noise * torch.randn(m, self.d_in, generator=gen)
+        return out
+
+
+class SyntheticSource:
+    """A fixed pool of planted-feature vectors (generated once), cut into chunks; epochs re-shuffle it."""
+
+    def __init__(self, planted: PlantedFeatures, pool_vectors: int, chunk_rows: int = 8192) -> None:
+        self.planted, self.d_in = planted, planted.d_in
+        self.pool = planted.sample(pool_vectors, make_generator(planted.seed, PURPOSE_SAMPLES))
+        self.chunk_rows = chunk_rows
+
+    def num_chunks(self, epoch: int) -> int:
+        return math.ceil(len(self.pool) / self.chunk_rows)
+
+    def chunk(self, epoch: int, index: int) -> Tensor:
+        return self.pool[index * self.chunk_rows:(index + 1) * self.chunk_rows]
+
+
+# --- activation shards on disk ---
+@dataclass(frozen=True)
+class ShardSlice:
+    path: str
+    start: int
+    stop: int
+
+
+def _open_shard(path: str, key: str | None) -> Any:
+    """A row-sliceable view of one shard (memory-mapped where the format allows)."""
+    suffix = Path(path).suffix
+    if suffix == ".npy":
+        return np.load(path, mmap_mode="r")
+    if suffix == ".safetensors":
+        from safetensors import safe_open
+
+        handle = safe_open(path, framework="pt")
+        names = list(handle.keys())
+        name = key if key is not None else (names[0] if len(names) == 1 else None)
+        if name is None or name not in names:
+            raise ConfigError(f"shard_key: {path} holds tensors {names}; set shard_key to the activation tensor")
+        return handle.get_slice(name)
+    if suffix == ".pt":
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(loaded, dict):
+            if key is None and len(loaded) == 1:
+                key = next(iter(loaded))
+            if key not in loaded:
+                raise ConfigError(f"shard_key: {path} holds {list(loaded)}; set shard_key to the activation tensor")
+            loaded = loaded[key]
+        return loaded
+    raise ConfigError(f"shard_paths: {path} has unsupported suffix {suffix!r}; use .safetensors, .npy or .pt")
+
+
+def _shard_shape(view: Any) -> tuple[int, ...]:
+    shape = view.get_shape() if hasattr(view, "get_shape") else view.shape
+    return tuple(int(s) for s in shape)
+
+
+class ShardSource:
+    """Activation shards [rows, d_in] (or [..., d_in], flattened), split into slices of at most `chunk_rows`;
+    the slice order is re-shuffled every epoch."""
+
+    def __init__(self, patterns: list[str], key: str | None, seed: int, chunk_rows: int = 65536) -> None:
+        paths: list[str] = []
+        for pattern in patterns:
+            matched = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
+            if not matched:
+                raise ConfigError(f"shard_paths: pattern {pattern!r} matched no files")
+            paths.extend(matched)
+        self.key, self.seed = key, seed
+        self.slices: list[ShardSlice] = []
+        self.d_in = 0
+        for path in paths:
+            if not Path(path).is_file():
+                raise ConfigError(f"shard_paths: {path} does not exist")
+            shape = _shard_shape(_open_shard(path, key))
+            rows, d_in = math.prod(shape[:-1]), shape[-1]
+            if self.d_in and d_in != self.d_in:
+                raise ConfigError(f"shard_paths: {path} has width {d_in}, earlier shards have {self.d_in}")
+            self.d_in = d_in
+            self.slices += [ShardSlice(path, s, min(rows, s + chunk_rows)) for s in range(0, rows, chunk_rows)]
+        self._cache: tuple[str, Any] | None = None
+
+    def num_chunks(self, epoch: int) -> int:
+        return len(self.slices)
+
+    def _order(self, epoch: int) -> list[int]:
+        return torch.randperm(len(self.slices), generator=make_generator(self.seed, PURPOSE_SHUFFLE, epoch)).tolist()
+
+    def chunk(self, epoch: int, index: int) -> Tensor:
+        piece = self.slices[self._order(epoch)[index]]
+        if self._cache is None or self._cache[0] != piece.path:
+            self._cache = (piece.path, _open_shard(piece.path, self.key))
+        view = self._cache[1]
+        shape = _shard_shape(view)
+        if len(shape) > 2:  # [..., d_in]: flatten leading dims (needs a full read)
+            flat = torch.as_tensor(np.asarray(view[:])).reshape(-1, shape[-1])
+            return flat[piece.start:piece.stop].float()
+        rows = view[piece.start:piece.stop]
+        return torch.as_tensor(np.array(rows) if isinstance(rows, np.ndarray) else rows).float()
+
+
+# --- Hugging Face causal LM hooked at a named layer ---
+class _StopForward(Exception):
+    pass
+
+
+def load_token_ids(path: str) -> np.ndarray:
+    suffix = Path(path).suffix
+    if suffix == ".npy":
+        return np.load(path, mmap_mode="r").reshape(-1)
+    if suffix == ".bin":
+        return np.memmap(path, dtype=np.uint16, mode="r")
+    if suffix == ".pt":
+        return torch.load(path, map_location="cpu", weights_only=True).reshape(-1).numpy()
+    raise ConfigError(f"hf_tokens: {path} has unsupported suffix {suffix!r}; use .npy, .bin (uint16) or .pt")
+
+
+class HFActivationSource:
+    """Runs a causal LM over token windows and returns the output of module `layer` (forward stops there)."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device, seed: int) -> None:
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        if cfg.hf_model_config is not None:
+            spec = dict(cfg.hf_model_config)
+            model_type = spec.pop("model_type", None)
+            if model_type is None:
+                raise ConfigError("hf_model_config: needs model_type (e.g. gpt2, llama) plus that config's fields")
+            torch.manual_seed(seed)  # weights of a from-config model come from the global RNG
+            model = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **spec))
+        else:
+            model = AutoModelForCausalLM.from_pretrained(cfg.hf_model, dtype=dtype)
+        self.model = model.to(device=device, dtype=dtype).eval()
+        try:
+            self.module = self.model.get_submodule(cfg.hf_layer or "")
+        except AttributeError as exc:
+            names = [n for n, _ in self.model.named_modules() if n.count(".") <= 3][:40]
+            raise ConfigError(f"hf_layer: no module {cfg.hf_layer!r} in the model; some names: {names}") from exc
+        if cfg.hf_tokens is not None:
+            tokens = load_token_ids(cfg.hf_tokens)
+        else:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(cfg.hf_model)
+            text = "\n\n".join(Path(p).read_text() for p in cfg.hf_text_files)
+            tokens = np.asarray(tokenizer(text)["input_ids"], dtype=np.int64)
+        self.context, self.per_chunk = cfg.hf_context, cfg.hf_batch_sequences
+        self.n_windows = len(tokens) // self.context
+        if self.n_windows < self.per_chunk:
+            raise ConfigError(f"hf_tokens: {len(tokens)} tokens make {self.n_windows} windows of hf_context="
+                              f"{self.context}; need at least hf_batch_sequences={self.per_chunk}")
+        self.tokens, self.device, self.seed = tokens, device, seed
+        self.skip_first = cfg.hf_skip_first_token
+        hidden = getattr(self.model.config, "hidden_size", None) or getattr(self.model.config, "n_embd")
+        self.d_in = int(hidden)
+
+    def num_chunks(self, epoch: int) -> int:
+        return self.n_windows // self.per_chunk
+
+    @torch.no_grad()
+    def chunk(self, epoch: int, index: int) -> Tensor:
+        order = torch.randperm(self.n_windows, generator=make_generator(self.seed, PURPOSE_SHUFFLE, epoch))
+        windows = order[index * self.per_chunk:(index + 1) * self.per_chunk].tolist()
+        ids = np.stack([np.asarray(self.tokens[w * self.context:(w + 1) * self.context]) for w in windows])
+        captured: list[Tensor] = []
+
+        def hook(_module: Any, _inputs: Any, output: Any) -> None:
+            captured.append(output[0] if isinstance(output, tuple) else output)
+            raise _StopForward
+
+        handle = self.module.register_forward_hook(hook)
+        try:
+            self.model(torch.as_tensor(ids.astype(np.int64), device=self.device))
+        except _StopForward:
+            pass
+        finally:
+            handle.remove()
+        acts = captured[0]
+        if self.skip_first:
+            acts = acts[:, 1:]
+        return acts.reshape(-1, acts.shape[-1]).float().cpu()
+
+
+# --- the shuffling stream ---
+@dataclass
+class StreamState:
+    epoch: int = 0
+    window_start: int = 0  # index (in this rank's chunk list) of the window's first chunk
+    offset: int = 0  # rows already handed out from the current window
+
+
+class ShuffledStream:
+    """Batches of `batch_rows` drawn from shuffled windows of about `buffer_rows` vectors (rows left over at the
+    end of a window, fewer than a batch, are dropped so that a state is just three integers)."""
+
+    def __init__(self, source: ChunkSource, batch_rows: int, buffer_rows: int, seed: int, rank: int = 0,
+                 world: int = 1) -> None:
+        self.source, self.batch_rows, self.buffer_rows = source, batch_rows, max(buffer_rows, batch_rows)
+        self.seed, self.rank, self.world = seed, rank, world
+        self.state = StreamState()
+        self._window: Tensor | None = None
+        self._window_end = 0
+
+    def _my_chunks(self, epoch: int) -> list[int]:
+        return list(range(self.rank, self.source.num_chunks(epoch), self.world))
+
+    def _load_window(self) -> None:
+        for _ in range(3):  # an empty remainder of an epoch moves on to the next epoch
+            mine = self._my_chunks(self.state.epoch)
+            parts, rows, i = [], 0, self.state.window_start
+            while i < len(mine) and rows < self.buffer_rows:
+                part = self.source.chunk(self.state.epoch, mine[i])
+                parts.append(part)
+                rows += len(part)
+                i += 1
+            if rows >= self.batch_rows:
+                window = torch.cat(parts)
+                gen = make_generator(self.seed, PURPOSE_SHUFFLE, self.state.epoch, self.state.window_start, self.rank)
+                self._window = window[torch.randperm(len(window), generator=gen)]
+                self._window_end = i
+                return
+            if self.state.window_start == 0:
+                raise ConfigError(f"batch_size: this rank's data ({rows} vectors per epoch) is smaller than one "
+                                  f"batch ({self.batch_rows}); lower batch_size or add data")
+            self.state = StreamState(epoch=self.state.epoch + 1)
+        raise RuntimeError("data stream produced no batch")
+
+    def next_batch(self) -> Tensor:
+        if self._window is None:
+            self._load_window()
+        assert self._window is not None
+        if self.state.offset + self.batch_rows > len(self._window):
+            self.state = StreamState(self.state.epoch, self._window_end, 0)
+            self._load_window()
+        assert self._window is not None
+        batch = self._window[self.state.offset:self.state.offset + self.batch_rows]
+        self.state.offset += self.batch_rows
+        return batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.state.epoch, "window_start": self.state.window_start, "offset": self.state.offset}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.state = StreamState(**state)
+        self._window = None
+        # _load_window keeps offset: the same window is rebuilt and its first `offset` rows are skipped
+
+
+def build_source(cfg: TrainConfig, device: torch.device) -> ChunkSource:
+    data_seed, _, shuffle_seed = cfg.seeds()
+    if cfg.data_source == "synthetic":
+        if cfg.d_in is None:
+            raise ConfigError("d_in: the synthetic source needs d_in (the activation width to plant features in)")
+        planted = PlantedFeatures(cfg.d_in, cfg.synthetic_features, cfg.synthetic_active, cfg.synthetic_zipf,
+                                  cfg.synthetic_noise, cfg.synthetic_offset_norm, data_seed)
+        return SyntheticSource(planted, pool_vectors=cfg.synthetic_pool)
+    if cfg.data_source == "shards":
+        return ShardSource(cfg.shard_paths, cfg.shard_key, shuffle_seed)
+    return HFActivationSource(cfg, device, data_seed)

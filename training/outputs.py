@@ -1,0 +1,75 @@
+"""Files a run leaves in its out_dir (rank 0 only): metrics.jsonl, status.json, summary.json, sae.safetensors +
+sae_config.json, training_curves.png."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import save_file
+
+from training.checkpoint import write_json_atomic
+from training.sae import SparseAutoencoder
+
+
+class RunOutputs:
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics_path = out_dir / "metrics.jsonl"
+
+    def truncate_metrics_after(self, step: int) -> None:
+        """On resume, drop metric lines logged after the checkpoint so the file matches the replayed run."""
+        if not self.metrics_path.is_file():
+            return
+        kept = [line for line in self.metrics_path.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        self.metrics_path.write_text("".join(line + "\n" for line in kept))
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.metrics_path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.is_file():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+    def write_status(self, state: str, step: int, total_steps: int, metrics: dict[str, Any] | None = None,
+                     reason: str | None = None) -> None:
+        write_json_atomic(self.out_dir / "status.json", {
+            "state": state, "step": step, "total_steps": total_steps, "reason": reason, "metrics": metrics or {}})
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_json_atomic(self.out_dir / "summary.json", summary)
+
+    def export_sae(self, sae: SparseAutoencoder, sae_config: dict[str, Any]) -> None:
+        tmp = self.out_dir / ".sae.safetensors.tmp"
+        save_file(sae.export_state(), str(tmp), metadata={"format": "pt"})
+        tmp.replace(self.out_dir / "sae.safetensors")
+        write_json_atomic(self.out_dir / "sae_config.json", sae_config)
+
+    def plot(self) -> Path | None:
+        records = self.read_metrics()
+        if not records:
+            return None
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        steps = [r["step"] for r in records]
+        panels = [("fvu", "FVU"), ("l0", "L0"), ("dead_fraction", "dead fraction"), ("lr", "learning rate")]
+        fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
+        for ax, (key, title) in zip(axes, panels, strict=True):
+            ax.plot(steps, [r.get(key, float("nan")) for r in records])
+            ax.set_title(title)
+            ax.set_xlabel("step")
+            if key == "fvu":
+                ax.set_yscale("log")
+        fig.tight_layout()
+        path = self.out_dir / "training_curves.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path

@@ -1,0 +1,391 @@
+"""The training loop: data stream -> SAE step -> metrics, checkpoints, stop conditions. Single process or DDP."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from training.config import TrainConfig
+from training.data import PURPOSE_EVAL, PURPOSE_INIT, ShuffledStream, SyntheticSource, build_source, make_generator
+from training.evaluate import evaluate, feature_recovery
+from training.outputs import RunOutputs
+from training.sae import SparseAutoencoder
+
+THROUGHPUT_WARMUP_FRACTION = 0.1  # steps excluded from the steady-state vectors/s
+
+
+@dataclass
+class RunResult:
+    state: str  # finished | stopped
+    reason: str
+    step: int
+    summary: dict[str, Any]
+
+
+class Distributed:
+    """torchrun environment: NCCL on CUDA, gloo on CPU. Without WORLD_SIZE > 1 everything is a no-op."""
+
+    def __init__(self, device_kind: str) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.enabled = self.world > 1
+        if self.enabled and not dist.is_initialized():
+            dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def all_reduce_mean(self, values: torch.Tensor) -> torch.Tensor:
+        if self.enabled:
+            dist.all_reduce(values)
+            values /= self.world
+        return values
+
+    def any(self, flag: bool, device: torch.device) -> bool:
+        if not self.enabled:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+    def gather(self, obj: Any) -> list[Any]:
+        if not self.enabled:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def close(self) -> None:
+        if self.enabled and dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+def resolve_device(cfg: TrainConfig, local_rank: int) -> torch.device:
+    kind = cfg.device
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "cuda":
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def lr_factor(step: int, total_steps: int, warmup: int, decay_start: float) -> float:
+    """Linear warm-up, constant, then linear decay to zero over the last (1 - decay_start) of training."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    decay_from = int(total_steps * decay_start)
+    if step >= decay_from and total_steps > decay_from:
+        return max(0.0, (total_steps - step) / (total_steps - decay_from))
+    return 1.0
+
+
+def choose_decode_impl(sae: SparseAutoencoder, x: torch.Tensor) -> str:
+    """Time one forward+backward of each decode path on this device and keep the faster."""
+    timings = {}
+    for impl in ("sparse", "dense"):
+        sae.decode_impl = impl
+        for repeat in range(2):
+            start = time.perf_counter()
+            sae(x).loss.backward()
+            if x.is_cuda:
+                torch.cuda.synchronize()
+            timings[impl] = time.perf_counter() - start if repeat else 0.0
+    sae.zero_grad(set_to_none=True)
+    return min(timings, key=lambda k: timings[k])
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.dist = Distributed("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and
+                                                                     torch.cuda.is_available()) else "cpu")
+        self.device = resolve_device(cfg, self.dist.local_rank)
+        use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
+        self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext())
+        self.precision = "bf16" if use_bf16 else "fp32"
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+        if cfg.batch_size % self.dist.world:
+            from training.config import ConfigError
+
+            raise ConfigError(f"batch_size: {cfg.batch_size} must be divisible by the number of ranks "
+                              f"({self.dist.world})")
+        self.out_dir = Path(cfg.out_dir)
+        self.outputs = RunOutputs(self.out_dir) if self.dist.is_main else None
+        self.source = build_source(cfg, self.device)
+        if cfg.d_in is None:
+            cfg.d_in = self.source.d_in
+        elif cfg.d_in != self.source.d_in:
+            from training.config import ConfigError
+
+            raise ConfigError(f"d_in: config says {cfg.d_in} but the data has width {self.source.d_in}")
+        cfg.validate()
+        _, init_seed, shuffle_seed = cfg.seeds()
+        self.stream = ShuffledStream(self.source, cfg.batch_size // self.dist.world, cfg.shuffle_buffer,
+                                     shuffle_seed, self.dist.rank, self.dist.world)
+        self.sae = SparseAutoencoder(cfg.d_in, cfg.resolved_n_latents(), cfg.k, cfg.architecture,
+                                     cfg.batchtopk_candidates, "sparse" if cfg.decode_impl == "auto" else
+                                     cfg.decode_impl, generator=make_generator(init_seed, PURPOSE_INIT),
+                                     device=self.device)
+        self.total_steps = cfg.total_steps()
+        fused = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
+        self.optimizer = torch.optim.Adam(self.sae.parameters(), lr=cfg.resolved_lr(),
+                                          betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, **fused)
+        self.vectors_since_fired = torch.zeros(self.sae.n_latents, dtype=torch.long, device=self.device)
+        self.step = 0
+        self.train_seconds = 0.0  # cumulative over resumes, for max_hours
+        self.best_fvu = math.inf
+        self.intervals_without_gain = 0
+        self.stop_signal: str | None = None
+        self.eval_vectors: torch.Tensor | None = None
+        self.init_recovery: float | None = None
+
+    # --- setup ---
+    def _initialise_or_resume(self) -> bool:
+        ckpt_path = latest_checkpoint(self.out_dir / "checkpoints")
+        if ckpt_path is not None:
+            self._load(load_checkpoint(ckpt_path))
+            return True
+        first = self.stream.next_batch().to(self.device)
+        self.sae.init_b_dec(first, self.cfg.b_dec_init)
+        if self.cfg.decode_impl == "auto":
+            self.sae.decode_impl = choose_decode_impl(self.sae, first)
+        self.stream.load_state_dict({"epoch": 0, "window_start": 0, "offset": 0})
+        return False
+
+    def _state(self) -> dict[str, Any]:
+        streams = self.dist.gather(self.stream.state_dict())
+        return {
+            "step": self.step, "config": self.cfg.to_dict(), "model": self.sae.state_dict(),
+            "decode_impl": self.sae.decode_impl, "optimizer": self.optimizer.state_dict(),
+            "vectors_since_fired": self.vectors_since_fired.cpu(), "streams": streams, "world": self.dist.world,
+            "train_seconds": self.train_seconds, "best_fvu": self.best_fvu,
+            "intervals_without_gain": self.intervals_without_gain, "torch_rng": torch.get_rng_state(),
+            "init_recovery": self.init_recovery,
+        }
+
+    def _load(self, state: dict[str, Any]) -> None:
+        if state["world"] != self.dist.world:
+            from training.config import ConfigError
+
+            raise ConfigError(f"out_dir: its checkpoint was written by {state['world']} ranks, this run has "
+                              f"{self.dist.world}; resume with the same world size or use a new out_dir")
+        self.step = state["step"]
+        self.sae.load_state_dict(state["model"])
+        self.sae.decode_impl = state["decode_impl"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.vectors_since_fired = state["vectors_since_fired"].to(self.device)
+        self.stream.load_state_dict(state["streams"][self.dist.rank])
+        self.train_seconds = state["train_seconds"]
+        self.best_fvu = state["best_fvu"]
+        self.intervals_without_gain = state["intervals_without_gain"]
+        self.init_recovery = state.get("init_recovery")
+        torch.set_rng_state(state["torch_rng"])
+
+    def checkpoint(self) -> None:
+        state = self._state()  # collective (gathers stream states): every rank calls it
+        if self.dist.is_main:
+            save_checkpoint(self.out_dir / "checkpoints", self.step, state, self.cfg.keep_checkpoints)
+
+    # --- the step ---
+    def _set_lr(self) -> float:
+        lr = self.cfg.resolved_lr() * lr_factor(self.step, self.total_steps, self.cfg.resolved_warmup(),
+                                                self.cfg.decay_start)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def _train_step(self, model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        cfg = self.cfg
+        dead = self.vectors_since_fired >= cfg.resolved_dead_window()
+        with self.autocast:
+            out = model(x, dead_mask=dead if bool(dead.any()) else None, k_aux=cfg.resolved_k_aux(),
+                        auxk_alpha=cfg.auxk_alpha)
+        out.loss.backward()
+        self.sae.project_decoder_grad()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.sae.normalize_decoder()
+        with torch.no_grad():
+            fired = torch.zeros(self.sae.n_latents, device=self.device)
+            fired.index_fill_(0, out.idx[out.vals > 0], 1.0)
+            if self.dist.enabled:
+                dist.all_reduce(fired, op=dist.ReduceOp.MAX)
+            self.vectors_since_fired += self.cfg.batch_size
+            self.vectors_since_fired[fired > 0] = 0
+            l0 = (out.vals > 0).sum(dim=1).float().mean()
+        return out.loss.detach(), out.fvu.detach(), out.auxk.detach(), l0, dead.float().mean()
+
+    # --- the loop ---
+    def run(self) -> RunResult:
+        cfg = self.cfg
+        resumed = self._initialise_or_resume()
+        self._prepare_eval(resumed)
+        if self.outputs is not None:
+            if resumed:
+                self.outputs.truncate_metrics_after(self.step)
+            self.outputs.write_status("running", self.step, self.total_steps)
+            self._log(f"{'resumed at step ' + str(self.step) if resumed else 'starting'}: d_in={cfg.d_in} "
+                      f"n_latents={self.sae.n_latents} k={cfg.k} {cfg.architecture} decode={self.sae.decode_impl} "
+                      f"{self.precision} on {self.device} x{self.dist.world} lr={cfg.resolved_lr():.3g} "
+                      f"steps={self.total_steps}")
+        model: torch.nn.Module = self.sae
+        if self.dist.enabled:
+            model = DistributedDataParallel(self.sae, device_ids=[self.device.index] if self.device.type == "cuda"
+                                            else None, broadcast_buffers=False)
+        previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
+        try:
+            state, reason = self._loop(model)
+        finally:
+            signal.signal(signal.SIGTERM, previous_handler)
+        self.checkpoint()
+        summary = self._finish(state, reason)
+        self.dist.close()
+        return RunResult(state, reason, self.step, summary)
+
+    def _on_sigterm(self, _signum: int, _frame: Any) -> None:
+        self.stop_signal = "sigterm"
+
+    def _loop(self, model: torch.nn.Module) -> tuple[str, str]:
+        cfg = self.cfg
+        sums = torch.zeros(5, device=self.device)
+        interval_steps, interval_start = 0, time.perf_counter()
+        steady_from = self.step + max(1, int((self.total_steps - self.step) * THROUGHPUT_WARMUP_FRACTION))
+        steady_start: float | None = None
+        self.steady_vectors, self.steady_seconds = 0, 0.0
+        last = time.perf_counter()
+        while self.step < self.total_steps:
+            if self.step == steady_from:
+                steady_start = time.perf_counter()
+            lr = self._set_lr()
+            x = self.stream.next_batch().to(self.device, non_blocking=True)
+            sums += torch.stack(self._train_step(model, x))
+            self.step += 1
+            interval_steps += 1
+            now = time.perf_counter()
+            self.train_seconds += now - last
+            last = now
+            if steady_start is not None:
+                self.steady_vectors += cfg.batch_size
+                self.steady_seconds = now - steady_start
+            if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize()
+                means = self.dist.all_reduce_mean(sums / interval_steps).tolist()
+                elapsed = time.perf_counter() - interval_start
+                record = self._record(means, lr, interval_steps * cfg.batch_size / elapsed)
+                sums.zero_()
+                interval_steps, interval_start = 0, time.perf_counter()
+                if self._plateaued(record["fvu"]):
+                    return "finished", "plateau"
+            if self.step % cfg.checkpoint_every == 0 and self.step < self.total_steps:
+                self.checkpoint()
+            stop = self._stop_reason()
+            if stop:
+                return "stopped", stop
+        return "finished", "completed"
+
+    def _stop_reason(self) -> str | None:
+        local = self.stop_signal
+        if local is None and self.cfg.max_hours is not None and self.train_seconds > self.cfg.max_hours * 3600:
+            local = "max_hours"
+        if local is None and self.cfg.stop_after_steps is not None and self.step >= self.cfg.stop_after_steps:
+            local = "stop_after_steps"
+        if self.dist.any(local is not None, self.device):
+            return local or "peer_stopped"
+        return None
+
+    def _plateaued(self, fvu: float) -> bool:
+        if not self.cfg.plateau_patience:
+            return False
+        if fvu < self.best_fvu * (1 - self.cfg.plateau_min_delta):
+            self.best_fvu, self.intervals_without_gain = fvu, 0
+            return False
+        self.intervals_without_gain += 1
+        return self.intervals_without_gain >= self.cfg.plateau_patience
+
+    def _record(self, means: list[float], lr: float, vectors_per_second: float) -> dict[str, Any]:
+        loss, fvu, auxk, l0, dead = means
+        remaining = (self.total_steps - self.step) * self.cfg.batch_size / max(vectors_per_second, 1e-9)
+        record = {"step": self.step, "vectors": self.step * self.cfg.batch_size, "loss": loss, "fvu": fvu,
+                  "auxk": auxk, "l0": l0, "dead_fraction": dead, "lr": lr,
+                  "vectors_per_second": vectors_per_second, "eta_seconds": remaining,
+                  "train_seconds": self.train_seconds}
+        if self.outputs is not None:
+            self.outputs.append_metrics(record)
+            self.outputs.write_status("running", self.step, self.total_steps, record)
+            self._log(f"step {self.step}/{self.total_steps} | {vectors_per_second:,.0f} vec/s | loss {loss:.4f} | "
+                      f"FVU {fvu:.4f} | L0 {l0:.1f} | dead {dead:.2%} | lr {lr:.2e} | ETA {_duration(remaining)}")
+        return record
+
+    def _log(self, line: str) -> None:
+        print(line, flush=True)
+
+    # --- evaluation and outputs ---
+    def _prepare_eval(self, resumed: bool) -> None:
+        if not isinstance(self.source, SyntheticSource) or not self.cfg.eval_vectors:
+            return
+        planted = self.source.planted
+        self.eval_vectors = planted.sample(self.cfg.eval_vectors, make_generator(planted.seed, PURPOSE_EVAL))
+        if not resumed:
+            self.init_recovery = feature_recovery(self.sae.W_dec.detach(), planted.dictionary)
+
+    def _finish(self, state: str, reason: str) -> dict[str, Any]:
+        if not self.dist.is_main or self.outputs is None:
+            return {}
+        history = self.outputs.read_metrics()
+        last = history[-1] if history else {}
+        summary: dict[str, Any] = {
+            "state": state, "reason": reason, "steps": self.step, "total_steps": self.total_steps,
+            "vectors": self.step * self.cfg.batch_size,
+            "vectors_per_second": (self.steady_vectors / self.steady_seconds if self.steady_seconds > 0
+                                   else last.get("vectors_per_second")),
+            "wall_seconds": self.train_seconds, "fvu": last.get("fvu"), "l0": last.get("l0"),
+            "dead_fraction": last.get("dead_fraction"), "metrics_source": "last log interval (training batches)",
+            "decode_impl": self.sae.decode_impl, "precision": self.precision, "device": str(self.device),
+            "world_size": self.dist.world, "lr": self.cfg.resolved_lr(), "n_latents": self.sae.n_latents,
+            "d_in": self.cfg.d_in, "k": self.cfg.k, "architecture": self.cfg.architecture,
+        }
+        if self.eval_vectors is not None and isinstance(self.source, SyntheticSource):
+            summary.update(evaluate(self.sae, self.eval_vectors))
+            summary["metrics_source"] = f"held-out planted vectors ({len(self.eval_vectors)})"
+            summary["recovery"] = feature_recovery(self.sae.W_dec.detach(), self.source.planted.dictionary)
+            summary["recovery_at_init"] = self.init_recovery
+        self.outputs.export_sae(self.sae, self._sae_config())
+        if self.cfg.plot:
+            self.outputs.plot()
+        self.outputs.write_summary(summary)
+        self.outputs.write_status(state, self.step, self.total_steps, last, reason)
+        self._log(f"{state} ({reason}) at step {self.step}: FVU {summary['fvu']:.4f} L0 {summary['l0']:.1f} "
+                  f"dead {summary['dead_fraction']:.2%} {summary['vectors_per_second'] or 0:,.0f} vec/s")
+        return summary
+
+    def _sae_config(self) -> dict[str, Any]:
+        return {"d_in": self.cfg.d_in, "d_sae": self.sae.n_latents, "k": self.cfg.k,
+                "architecture": self.cfg.architecture, "activation": "topk" if self.cfg.architecture == "topk"
+                else "batchtopk (use threshold at inference)", "W_dec_layout": "[d_sae, d_in], unit-norm rows",
+                "encode": "z = topk(relu(W_enc @ (x - b_dec) + b_enc))", "decode": "x_hat = z @ W_dec + b_dec",
+                "hf_model": self.cfg.hf_model, "hf_layer": self.cfg.hf_layer, "steps": self.step,
+                "train_config": self.cfg.to_dict()}
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
