@@ -23,13 +23,9 @@ help:
 	@echo "make destroy  pulumi destroy the '$(STACK)' stack and show that nothing is left running"
 	@echo "make lint     ruff"
 
-setup: .venv .toolchain
-
-.venv: requirements.txt scripts/setup-venv
-	scripts/setup-venv >/dev/null
-
-.toolchain: scripts/install-pulumi scripts/pulumi-toolchain/go.mod scripts/pulumi-toolchain/go.sum scripts/pulumi-toolchain/langhost/main.go
-	scripts/install-pulumi > .toolchain.tmp && tail -n1 .toolchain.tmp > .toolchain && rm .toolchain.tmp
+# Instant once cached (~/.cache/lambda-sae); the first time about 7 minutes (Go build and pip side by side).
+setup:
+	@scripts/setup
 
 up: setup
 	@$(WITH_TOOLS) scripts/fleet up $(STACK)

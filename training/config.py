@@ -223,9 +223,15 @@ def _check_types(cfg: TrainConfig) -> None:
 
 
 def _coerce(key: str, value: Any) -> Any:
-    """Int -> float for float fields, a bare string -> one-item list for list fields."""
+    """Int or numeric string -> float for float fields, a bare string -> one-item list for list fields."""
     hint = _field_types()[key]
-    args = typing.get_args(hint) or (hint,)
+    is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    args = typing.get_args(hint) if is_union else (hint,)
+    if float in args and isinstance(value, str):  # YAML reads 1e-3 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            return value
     if float in args and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if any(typing.get_origin(a) is list for a in args) and isinstance(value, str):

@@ -25,17 +25,36 @@ DEFAULT_TIME_SCALE = 0.05
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m lambda_provider.emulator", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--port", type=int, default=None,
-                        help="HTTP port on 127.0.0.1; 0 = any free port (default: the data dir's last port, else any)")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                        help=f"state, filesystems and instance homes (default: {DEFAULT_DATA_DIR})")
-    parser.add_argument("--time-scale", type=float, default=DEFAULT_TIME_SCALE,
-                        help="multiplies boot times and rate-limit windows; 1 = live timings "
-                             f"(default: {DEFAULT_TIME_SCALE}, a GH200 boots in 15 s)")
-    parser.add_argument("--config", type=Path, default=None,
-                        help="YAML merged over the built-in catalog.yaml (types, prices, capacity, quotas, faults)")
+    parser = argparse.ArgumentParser(
+        prog="python -m lambda_provider.emulator",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="HTTP port on 127.0.0.1; 0 = any free port (default: the data dir's last port, else any)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help=f"state, filesystems and instance homes (default: {DEFAULT_DATA_DIR})",
+    )
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=DEFAULT_TIME_SCALE,
+        help="multiplies boot times and rate-limit windows; 1 = live timings "
+        f"(default: {DEFAULT_TIME_SCALE}, a GH200 boots in 15 s)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="YAML merged over the built-in catalog.yaml (types, prices, capacity, quotas, faults)",
+    )
     parser.add_argument("--api-key", default=None, help="accept this API key (default: a key stable per data dir)")
     parser.add_argument("--no-rate-limit", action="store_true", help="switch the per-account rate limits off")
     parser.add_argument("--log-level", default="INFO", help="DEBUG logs every request (default: INFO)")
@@ -63,12 +82,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.background:
         return _background(data_dir, argv if argv is not None else sys.argv[1:])
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.log_level.upper() != "DEBUG":
         logging.getLogger("asyncssh").setLevel(logging.WARNING)  # it logs every channel at INFO
-    return serve(data_dir, catalog, port=args.port, time_scale=args.time_scale, api_key=args.api_key,
-                 rate_limits=not args.no_rate_limit)
+    return serve(
+        data_dir,
+        catalog,
+        port=args.port,
+        time_scale=args.time_scale,
+        api_key=args.api_key,
+        rate_limits=not args.no_rate_limit,
+    )
 
 
 def _background(data_dir: Path, argv: list[str]) -> int:
@@ -84,7 +110,11 @@ def _background(data_dir: Path, argv: list[str]) -> int:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
     child = subprocess.Popen(
         [sys.executable, "-m", "lambda_provider.emulator", *child_args],
-        stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True, env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log_file,
+        stderr=log_file,
+        start_new_session=True,
+        env=env,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

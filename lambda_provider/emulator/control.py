@@ -1,18 +1,18 @@
 """Control API under `/_emulator/` (no auth, loopback only): faults, capacity, instance states, reset.
 
-  GET    /_emulator/health                         {"ok": true, "time_scale": ..., "api_url": ...}
-  GET    /_emulator/state                          every instance (all accounts) with emulator internals
-  POST   /_emulator/reset                          forget all resources, faults, capacity changes, rate buckets
-  POST   /_emulator/accounts                       new account -> {"account_id", "api_key"}
-  GET    /_emulator/faults                         active fault rules
-  POST   /_emulator/faults                         add a rule (see faults.py) -> the rule with its id
-  DELETE /_emulator/faults                         remove all rules;  DELETE /_emulator/faults/<id>: one rule
-  PUT    /_emulator/capacity                       {"instance_type", "region", "available"}: launchable count now
-  PUT    /_emulator/rate-limits                    {"enabled": bool}
-  POST   /_emulator/instances/<id>/status          {"status": "unhealthy" | "preempted" | "active"}
-  POST   /_emulator/instances/<id>/boot            {"hang": "ip" | "no-ip" | null}: boot never finishes / resumes
-  PUT    /_emulator/boot                           {"hang": "ip" | "no-ip" | null}: applies to every later launch
-  GET    /_emulator/instances/<id>                 host paths (root, home, filesystem dirs) and internals
+GET    /_emulator/health                         {"ok": true, "time_scale": ..., "api_url": ...}
+GET    /_emulator/state                          every instance (all accounts) with emulator internals
+POST   /_emulator/reset                          forget all resources, faults, capacity changes, rate buckets
+POST   /_emulator/accounts                       new account -> {"account_id", "api_key"}
+GET    /_emulator/faults                         active fault rules
+POST   /_emulator/faults                         add a rule (see faults.py) -> the rule with its id
+DELETE /_emulator/faults                         remove all rules;  DELETE /_emulator/faults/<id>: one rule
+PUT    /_emulator/capacity                       {"instance_type", "region", "available"}: launchable count now
+PUT    /_emulator/rate-limits                    {"enabled": bool}
+POST   /_emulator/instances/<id>/status          {"status": "unhealthy" | "preempted" | "active"}
+POST   /_emulator/instances/<id>/boot            {"hang": "ip" | "no-ip" | null}: boot never finishes / resumes
+PUT    /_emulator/boot                           {"hang": "ip" | "no-ip" | null}: applies to every later launch
+GET    /_emulator/instances/<id>                 host paths (root, home, filesystem dirs) and internals
 """
 
 from __future__ import annotations
@@ -76,7 +76,9 @@ def handle_control(app: EmulatorApp, method: str, path: str, body: Any) -> tuple
     raise errors.ApiError(404, "global/not-found", f"No control route {method} /_emulator{path}.")
 
 
-def _instance_control(app: EmulatorApp, method: str, instance_id: str, rest: str | None, body: dict[str, Any]) -> tuple[int, Any]:
+def _instance_control(
+    app: EmulatorApp, method: str, instance_id: str, rest: str | None, body: dict[str, Any]
+) -> tuple[int, Any]:
     state = app.state
     if rest is None and method == "GET":
         doc = state.instance_doc(instance_id)
@@ -99,4 +101,6 @@ def _instance_control(app: EmulatorApp, method: str, instance_id: str, rest: str
         state.control_hang_boot(instance_id, body.get("hang"))
         app.wake_reconciler()
         return 200, {"hang": body.get("hang")}
-    raise errors.ApiError(404, "global/not-found", f"No control route {method} /_emulator/instances/{instance_id}{rest or ''}.")
+    raise errors.ApiError(
+        404, "global/not-found", f"No control route {method} /_emulator/instances/{instance_id}{rest or ''}."
+    )

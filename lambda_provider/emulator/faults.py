@@ -156,4 +156,6 @@ def fault_body(rule: FaultRule) -> tuple[bytes, str]:
         code, message, suggestion = "global/rate-limited", "Too many requests.", "Slow down."
     else:
         code, message, suggestion = "provider/internal-unavailable", "Provider unavailable", "Try again shortly"
-    return json.dumps({"error": {"code": code, "message": message, "suggestion": suggestion}}).encode(), "application/json"
+    return json.dumps(
+        {"error": {"code": code, "message": message, "suggestion": suggestion}}
+    ).encode(), "application/json"

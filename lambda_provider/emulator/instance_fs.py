@@ -17,6 +17,7 @@ instance too (the variable is unset there).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -61,10 +62,8 @@ class InstanceLayout:
         total = 0
         for dirpath, _dirs, files in os.walk(self.filesystem_dir(fs_id)):
             for name in files:
-                try:
+                with contextlib.suppress(OSError):
                     total += os.lstat(os.path.join(dirpath, name)).st_size
-                except OSError:
-                    pass
         return total
 
     def prepare_instance(self, doc: dict[str, Any], spec: InstanceTypeSpec) -> None:

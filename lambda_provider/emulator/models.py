@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,12 @@ from .catalog import Catalog, InstanceTypeSpec
 LIVE_STATUSES = ("booting", "active", "unhealthy", "terminating")  # hold capacity, quota, filesystems, keys
 RUNNING_STATUSES = ("active", "unhealthy")  # have an SSH endpoint
 DEFAULT_GLOBAL_RULES = [
-    {"protocol": "tcp", "port_range": [22, 22], "source_network": "0.0.0.0/0", "description": "Allow SSH from anywhere"},
+    {
+        "protocol": "tcp",
+        "port_range": [22, 22],
+        "source_network": "0.0.0.0/0",
+        "description": "Allow SSH from anywhere",
+    },
     {"protocol": "icmp", "source_network": "0.0.0.0/0", "description": "Allow ICMP from anywhere"},
 ]
 
@@ -68,7 +73,7 @@ class ReconcileItem:
 
 
 def _now_iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat()
 
 
 def _new_id() -> str:
@@ -123,7 +128,9 @@ class CloudState:
         if account_id is None:
             rows = self._db.execute(f"SELECT doc FROM {table} ORDER BY seq").fetchall()
         else:
-            rows = self._db.execute(f"SELECT doc FROM {table} WHERE account_id=? ORDER BY seq", (account_id,)).fetchall()
+            rows = self._db.execute(
+                f"SELECT doc FROM {table} WHERE account_id=? ORDER BY seq", (account_id,)
+            ).fetchall()
         return [json.loads(r[0]) for r in rows]
 
     def _delete(self, table: str, item_id: str) -> None:
@@ -208,12 +215,19 @@ class CloudState:
     @staticmethod
     def _ssh_key_api(doc: dict[str, Any], account: Account) -> dict[str, Any]:
         # `workspace_id` is undeclared in the spec but returned live since June 2026 (NOTES §3.5).
-        return {"id": doc["id"], "name": doc["name"], "public_key": doc["public_key"], "workspace_id": account.workspace_id}
+        return {
+            "id": doc["id"],
+            "name": doc["name"],
+            "public_key": doc["public_key"],
+            "workspace_id": account.workspace_id,
+        }
 
     # ----------------------------------------------------------------- filesystems
     def list_filesystems(self, account: Account, sizes: dict[str, int]) -> list[dict[str, Any]]:
         with self._lock:
-            return [self._filesystem_api(fs, account, sizes.get(fs["id"])) for fs in self._all("filesystems", account.id)]
+            return [
+                self._filesystem_api(fs, account, sizes.get(fs["id"])) for fs in self._all("filesystems", account.id)
+            ]
 
     def filesystem_ids(self, account: Account) -> list[str]:
         with self._lock:
@@ -350,7 +364,9 @@ class CloudState:
                 raise errors.insufficient_capacity()
             live = [i for i in self._all("instances", account.id) if i["status"] in LIVE_STATUSES]
             same_type = [i for i in live if i["type"] == type_name]
-            if len(live) >= self.catalog.instances_per_account or (spec.quota is not None and len(same_type) >= spec.quota):
+            if len(live) >= self.catalog.instances_per_account or (
+                spec.quota is not None and len(same_type) >= spec.quota
+            ):
                 raise errors.quota_exceeded()
             doc = {
                 "id": _new_id(),
@@ -423,7 +439,9 @@ class CloudState:
         if "id" in image:
             match = next((i for i in candidates if i.id == image["id"]), None)
         else:
-            match = next((i for i in candidates if i.family == image["family"] and i.architecture == spec.architecture), None)
+            match = next(
+                (i for i in candidates if i.family == image["family"] and i.architecture == spec.architecture), None
+            )
             match = match or next((i for i in candidates if i.family == image["family"]), None)
         if match is None:
             raise errors.launch_resource_not_found(
@@ -432,7 +450,8 @@ class CloudState:
         if match.architecture != spec.architecture:
             # UNCONFIRMED live text; an x86 image cannot boot a Grace (arm64) machine (NOTES §6.3).
             raise errors.invalid_parameters(
-                f"Image architecture {match.architecture} does not match instance type architecture {spec.architecture}.",
+                f"Image architecture {match.architecture} does not match "
+                f"instance type architecture {spec.architecture}.",
                 f"Pick an {spec.architecture} image.",
             )
         return {"family": match.family, "id": match.id}
@@ -700,12 +719,20 @@ class CloudState:
         with self._lock:
             if region not in self.catalog.regions:
                 raise errors.invalid_parameters(f"Region {region} does not exist", "Pick a region from GET /regions.")
-            doc = {"id": _new_id(), "account_id": account.id, "name": name, "region": region, "rules": rules,
-                   "created": time.time()}
+            doc = {
+                "id": _new_id(),
+                "account_id": account.id,
+                "name": name,
+                "region": region,
+                "rules": rules,
+                "created": time.time(),
+            }
             self._put("rulesets", doc)
             return self._ruleset_api(doc)
 
-    def update_ruleset(self, account: Account, ruleset_id: str, name: str | None, rules: list[dict[str, Any]] | None) -> dict[str, Any]:
+    def update_ruleset(
+        self, account: Account, ruleset_id: str, name: str | None, rules: list[dict[str, Any]] | None
+    ) -> dict[str, Any]:
         with self._lock:
             doc = self._get("rulesets", account.id, ruleset_id)
             if doc is None:

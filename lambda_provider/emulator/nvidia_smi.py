@@ -1,6 +1,7 @@
 """A fake `nvidia-smi` for emulated instances: answers like the emulated GPU type (name, count, memory).
 
-Supported: `nvidia-smi` (the usual table), `nvidia-smi -L`, `nvidia-smi --query-gpu=F1,F2,... --format=csv[,noheader][,nounits]`
+Supported: `nvidia-smi` (the usual table), `nvidia-smi -L`,
+`nvidia-smi --query-gpu=F1,F2,... --format=csv[,noheader][,nounits]`
 (also `-i/--id N`). When the instance's GPU state file says `error` (the control API sets it with status
 `unhealthy`), every call fails the way a GPU that fell off the bus does, so health checks have a real failure to see.
 """
@@ -15,10 +16,18 @@ from .catalog import InstanceTypeSpec
 
 DRIVER_VERSION = "570.148.08"
 CUDA_VERSION = "12.8"
-_COMPUTE_CAPABILITY = {"GH200": "9.0", "H100": "9.0", "B200": "10.0", "A100": "8.0", "A10": "8.6", "A6000": "8.6",
-                       "V100": "7.0", "RTX 6000": "7.5"}
+_COMPUTE_CAPABILITY = {
+    "GH200": "9.0",
+    "H100": "9.0",
+    "B200": "10.0",
+    "A100": "8.0",
+    "A10": "8.6",
+    "A6000": "8.6",
+    "V100": "7.0",
+    "RTX 6000": "7.5",
+}
 
-_SCRIPT = r'''
+_SCRIPT = r"""
 import os, sys
 CONFIG = __CONFIG__
 FIELDS = {
@@ -65,9 +74,11 @@ def main(argv):
         elif arg == "--format" and i + 1 < len(argv):
             i += 1; fmt = argv[i]
         elif arg in ("-i", "--id") and i + 1 < len(argv):
-            i += 1; wanted = {int(x) for x in argv[i].split(",")}; selected = [g for g in selected if g["index"] in wanted]
+            i += 1; wanted = {int(x) for x in argv[i].split(",")}
+            selected = [g for g in selected if g["index"] in wanted]
         elif arg.startswith("--id="):
-            wanted = {int(x) for x in arg.split("=", 1)[1].split(",")}; selected = [g for g in selected if g["index"] in wanted]
+            wanted = {int(x) for x in arg.split("=", 1)[1].split(",")}
+            selected = [g for g in selected if g["index"] in wanted]
         elif arg in ("-h", "--help"):
             print("NVIDIA System Management Interface -- emulated (lambda_provider.emulator)"); return 0
         else:
@@ -101,13 +112,15 @@ def main(argv):
 def table(selected):
     bar = "+-----------------------------------------------------------------------------------------+"
     lines = ["Mon Jan  1 00:00:00 2026", bar,
-             "| NVIDIA-SMI %-25s Driver Version: %-14s CUDA Version: %-8s|" % (CONFIG["driver"], CONFIG["driver"], CONFIG["cuda"]),
+             "| NVIDIA-SMI %-25s Driver Version: %-14s CUDA Version: %-8s|"
+             % (CONFIG["driver"], CONFIG["driver"], CONFIG["cuda"]),
              "|-----------------------------------------+------------------------+----------------------+",
              "| GPU  Name                 Persistence-M | Bus-Id          Disp.A | Volatile Uncorr. ECC |",
              "| Fan  Temp   Perf          Pwr:Usage/Cap |           Memory-Usage | GPU-Util  Compute M. |",
              "|=========================================+========================+======================|"]
     for g in selected:
-        lines.append("| %3d  %-24.24s        On |   %-16s Off |                    0 |" % (g["index"], g["model"], g["bus_id"]))
+        lines.append("| %3d  %-24.24s        On |   %-16s Off |                    0 |"
+                     % (g["index"], g["model"], g["bus_id"]))
         lines.append("| N/A   31C    P0             72W /  700W | %9s / %9s |      0%%      Default |"
                      % ("0MiB", "%dMiB" % g["memory_mib"]))
         lines.append("+-----------------------------------------+------------------------+----------------------+")
@@ -118,7 +131,7 @@ def table(selected):
     return "\n".join(lines)
 
 sys.exit(main(sys.argv[1:]))
-'''
+"""
 
 
 def write_nvidia_smi(bin_dir: Path, spec: InstanceTypeSpec, instance_id: str, state_file: Path) -> Path | None:

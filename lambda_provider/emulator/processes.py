@@ -7,6 +7,7 @@ Where /proc is missing (macOS) only the session process groups we started can be
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -38,10 +39,8 @@ def kill_instance_processes(instance_id: str, process_groups: list[int] | None =
     """SIGTERM everything of the instance, then SIGKILL what is left after `grace` seconds. Returns how many."""
     targets = set(instance_pids(instance_id))
     for pgid in process_groups or []:
-        try:
+        with contextlib.suppress(OSError):
             os.killpg(pgid, signal.SIGTERM)
-        except OSError:
-            pass
     for pid in targets:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
@@ -60,15 +59,11 @@ def kill_instance_processes(instance_id: str, process_groups: list[int] | None =
             _signal(pid, signal.SIGKILL)
         time.sleep(0.02)
     for pgid in process_groups or []:
-        try:
+        with contextlib.suppress(OSError):
             os.killpg(pgid, signal.SIGKILL)
-        except OSError:
-            pass
     return len(targets)
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.kill(pid, sig)
-    except OSError:
-        pass

@@ -33,7 +33,9 @@ class RateLimiter:
             bucket = self._buckets.get(account_id)
             if bucket is None:
                 bucket = self._buckets[account_id] = _Bucket(tokens=float(self._config.burst), updated=now)
-            bucket.tokens = min(float(self._config.burst), bucket.tokens + (now - bucket.updated) * self._refill_per_second)
+            bucket.tokens = min(
+                float(self._config.burst), bucket.tokens + (now - bucket.updated) * self._refill_per_second
+            )
             bucket.updated = now
             if bucket.tokens < 1.0:
                 return False

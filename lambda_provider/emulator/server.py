@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import os
@@ -117,10 +118,8 @@ class EmulatorApp:
     async def _shutdown(self) -> None:
         if self._reconciler is not None:
             self._reconciler.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._reconciler
-            except asyncio.CancelledError:
-                pass
         await self._stop_everything()
 
     async def _stop_everything(self) -> None:
@@ -153,10 +152,8 @@ class EmulatorApp:
                 raise
             except Exception:  # keep the clock running whatever one instance does
                 log.error("reconcile failed:\n%s", traceback.format_exc())
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=RECONCILE_INTERVAL_SECONDS)
-            except asyncio.TimeoutError:
-                pass
             self._wake.clear()
 
     async def _reconcile_once(self) -> None:
@@ -184,7 +181,9 @@ class EmulatorApp:
                 elif item.ssh_port != endpoint.port:
                     self.state.mark_running(item.id, endpoint.port)
                 continue
-            if endpoint is not None or (item.status in ("terminating", "terminated", "preempted") and item.id not in self._killed):
+            if endpoint is not None or (
+                item.status in ("terminating", "terminated", "preempted") and item.id not in self._killed
+            ):
                 groups = await self._ssh.stop(item.id)
                 await loop.run_in_executor(None, kill_instance_processes, item.id, groups, 0.3)
                 self._killed.add(item.id)
@@ -383,7 +382,11 @@ def serve(
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     app.start()
-    lines = [f"LAMBDA_API_URL={app.api_url}", f"LAMBDA_API_KEY={app.api_key}", f"LAMBDA_EMULATOR_CONTROL_URL={control_url}"]
+    lines = [
+        f"LAMBDA_API_URL={app.api_url}",
+        f"LAMBDA_API_KEY={app.api_key}",
+        f"LAMBDA_EMULATOR_CONTROL_URL={control_url}",
+    ]
     (data_dir / PORT_FILE).write_text(f"{bound_port}\n")
     (data_dir / PID_FILE).write_text(f"{os.getpid()}\n")
     (data_dir / ENV_FILE).write_text("\n".join(lines) + "\n")

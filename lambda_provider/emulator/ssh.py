@@ -16,6 +16,7 @@ instance's paths); relative paths start in the home directory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import posixpath
@@ -59,7 +60,9 @@ def user_shell() -> str:
     return shell if shell and os.path.exists(shell) else "/bin/sh"
 
 
-def session_env(layout: InstanceLayout, doc: dict[str, Any], spec: InstanceTypeSpec, client_env: dict[str, str]) -> dict[str, str]:
+def session_env(
+    layout: InstanceLayout, doc: dict[str, Any], spec: InstanceTypeSpec, client_env: dict[str, str]
+) -> dict[str, str]:
     instance_id = doc["id"]
     root = layout.root(instance_id)
     env = {k: v for k, v in client_env.items() if k not in _PROTECTED_ENV}
@@ -184,10 +187,8 @@ class SSHEndpoints:
         endpoint.server.close()
         for conn in list(endpoint.connections):
             conn.close()
-        try:
+        with contextlib.suppress(TimeoutError, OSError):
             await asyncio.wait_for(endpoint.server.wait_closed(), timeout=2)
-        except (asyncio.TimeoutError, OSError):
-            pass
         return list(endpoint.session_groups)
 
     def _host_key(self, instance_id: str) -> asyncssh.SSHKey:
@@ -221,8 +222,10 @@ class SSHEndpoints:
             process.exit(127)
             return
         endpoint.session_groups.add(child.pid)
-        owner = process.get_extra_info("connection").get_owner()
+        connection = process.get_extra_info("connection")
+        owner = connection.get_owner()
         owner.session_groups.add(child.pid)
+        hangup_watch = asyncio.ensure_future(self._hangup_when_closed(process, child))
         stdin_task = asyncio.ensure_future(self._pump_stdin(process, child))
         try:
             # Like sshd: the session ends when the command exited AND its stdout/stderr reached EOF, so output is
@@ -237,12 +240,19 @@ class SSHEndpoints:
             raise
         finally:
             stdin_task.cancel()
+            if child.returncode is not None:
+                hangup_watch.cancel()
             endpoint.session_groups.discard(child.pid)
             owner.session_groups.discard(child.pid)
-        try:
+        with contextlib.suppress(asyncssh.Error, OSError):
             process.exit(returncode if returncode >= 0 else 128 - returncode)
-        except (asyncssh.Error, OSError):
-            pass
+
+    @staticmethod
+    async def _hangup_when_closed(process: asyncssh.SSHServerProcess, child: asyncio.subprocess.Process) -> None:
+        """The client went away (channel or whole connection) while the command runs: SIGHUP, like sshd."""
+        await process.channel.wait_closed()
+        if child.returncode is None:
+            _hangup(child.pid)
 
     @staticmethod
     async def _pump_out(reader: asyncio.StreamReader | None, writer: Any) -> None:
@@ -270,14 +280,10 @@ class SSHEndpoints:
         except (asyncssh.Error, OSError, BrokenPipeError, ConnectionError):
             pass
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 child.stdin.close()
-            except OSError:
-                pass
 
 
 def _hangup(pgid: int) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.killpg(pgid, signal.SIGHUP)
-    except OSError:
-        pass

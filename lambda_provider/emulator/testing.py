@@ -1,10 +1,10 @@
 """Run the real emulator as a subprocess from tests and scripts, and drive its control API.
 
-    with running_emulator(tmp_path / "emu", time_scale=0.01) as emu:
-        client = MyClient(emu.base_url, emu.api_key)
-        emu.set_capacity("gpu_1x_gh200", "us-east-3", 0)
-        emu.inject_fault(action="error", status=503, path="^/instances$", count=2)
-        emu.restart()   # same data dir, same port when free: state and SSH ports survive
+with running_emulator(tmp_path / "emu", time_scale=0.01) as emu:
+    client = MyClient(emu.base_url, emu.api_key)
+    emu.set_capacity("gpu_1x_gh200", "us-east-3", 0)
+    emu.inject_fault(action="error", status=503, path="^/instances$", count=2)
+    emu.restart()   # same data dir, same port when free: state and SSH ports survive
 """
 
 from __future__ import annotations
@@ -58,8 +58,17 @@ class EmulatorHandle:
     # ------------------------------------------------------------------ process
     def start(self, port: int = 0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, "-m", "lambda_provider.emulator", "--port", str(port), "--data-dir", str(self.data_dir),
-                "--time-scale", repr(self.time_scale)]
+        argv = [
+            sys.executable,
+            "-m",
+            "lambda_provider.emulator",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(self.data_dir),
+            "--time-scale",
+            repr(self.time_scale),
+        ]
         if not self.rate_limits:
             argv.append("--no-rate-limit")
         if isinstance(self.config, dict):
@@ -73,8 +82,9 @@ class EmulatorHandle:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")]))
         stderr_log = open(self.data_dir / "emulator-stderr.log", "ab")  # noqa: SIM115 -- owned by the child
-        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=stderr_log, stdin=subprocess.DEVNULL,
-                                        env=env, cwd=str(_PACKAGE_ROOT))
+        self.process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=stderr_log, stdin=subprocess.DEVNULL, env=env, cwd=str(_PACKAGE_ROOT)
+        )
         stderr_log.close()
         self._stdout_lines = queue.Queue()
         threading.Thread(target=self._drain_stdout, args=(self.process, self._stdout_lines), daemon=True).start()
@@ -84,7 +94,9 @@ class EmulatorHandle:
                 line = self._stdout_lines.get(timeout=START_TIMEOUT_SECONDS)
             except queue.Empty:
                 self.stop()
-                raise EmulatorError(f"emulator did not start in {START_TIMEOUT_SECONDS} s; {self._log_tail()}") from None
+                raise EmulatorError(
+                    f"emulator did not start in {START_TIMEOUT_SECONDS} s; {self._log_tail()}"
+                ) from None
             if line == "":
                 raise EmulatorError(f"emulator exited with {self.process.wait()}; {self._log_tail()}")
             name, _, value = line.strip().partition("=")
@@ -142,8 +154,17 @@ class EmulatorHandle:
         return self.process is not None and self.process.poll() is None
 
     # ------------------------------------------------------------------ HTTP
-    def api(self, method: str, path: str, body: Any = None, *, api_key: str | None = None,
-            auth: str | None = None, raw_body: bytes | None = None, timeout: float = 30) -> ApiResponse:
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        api_key: str | None = None,
+        auth: str | None = None,
+        raw_body: bytes | None = None,
+        timeout: float = 30,
+    ) -> ApiResponse:
         """Call the public API (`path` relative to /api/v1). `auth` overrides the whole Authorization header."""
         headers = {"Authorization": auth if auth is not None else f"Bearer {api_key or self.api_key}"}
         return _request(method, self.base_url + path, body, headers, raw_body, timeout)
@@ -191,8 +212,9 @@ class EmulatorHandle:
         return self.control("GET", f"/instances/{instance_id}")
 
 
-def _request(method: str, url: str, body: Any, headers: dict[str, str], raw_body: bytes | None,
-             timeout: float) -> ApiResponse:
+def _request(
+    method: str, url: str, body: Any, headers: dict[str, str], raw_body: bytes | None, timeout: float
+) -> ApiResponse:
     data = raw_body if raw_body is not None else (json.dumps(body).encode() if body is not None else None)
     request = urllib.request.Request(url, data=data, method=method, headers=headers)
     if data is not None:

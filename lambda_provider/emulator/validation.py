@@ -17,11 +17,15 @@ PROTOCOLS = ("tcp", "udp", "icmp", "all")
 
 def require_object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise invalid_parameters("Request body must be a JSON object.", "Send a JSON object with Content-Type: application/json.")
+        raise invalid_parameters(
+            "Request body must be a JSON object.", "Send a JSON object with Content-Type: application/json."
+        )
     return body
 
 
-def string_field(body: dict[str, Any], name: str, *, required: bool, min_len: int = 0, max_len: int | None = None) -> str | None:
+def string_field(
+    body: dict[str, Any], name: str, *, required: bool, min_len: int = 0, max_len: int | None = None
+) -> str | None:
     value = body.get(name)
     if value is None:
         if required:
@@ -30,7 +34,9 @@ def string_field(body: dict[str, Any], name: str, *, required: bool, min_len: in
     if not isinstance(value, str):
         raise invalid_parameters(f"{name}: Input should be a valid string")
     if len(value) < min_len:
-        raise invalid_parameters(f"{name}: String should have at least {min_len} character{'s' if min_len != 1 else ''}")
+        raise invalid_parameters(
+            f"{name}: String should have at least {min_len} character{'s' if min_len != 1 else ''}"
+        )
     if max_len is not None and len(value) > max_len:
         raise invalid_parameters(f"{name}: String should have at most {max_len} characters")
     return value
@@ -64,7 +70,8 @@ def check_tags(tags: list[dict[str, Any]]) -> list[dict[str, str]]:
             raise invalid_parameters(f"tags.{index}: key and value must both be strings")
         if len(key) > 55 or not TAG_KEY_PATTERN.match(key):
             raise invalid_parameters(
-                f"tags.{index}.key: String should match pattern '{TAG_KEY_PATTERN.pattern}' and have at most 55 characters",
+                f"tags.{index}.key: String should match pattern '{TAG_KEY_PATTERN.pattern}' "
+                "and have at most 55 characters",
                 "Use lowercase letters, digits, '-' and ':' in tag keys, starting with a letter.",
             )
         if len(value) > 128:

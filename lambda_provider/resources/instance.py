@@ -8,7 +8,7 @@ The Python dynamic-provider host cannot report a partially created resource (an 
 once an instance exists `create` does not raise: if the boot outlasts its timeout (or anything else fails after
 the launch), it returns the instance with `ready: false` and `boot_error`, so the instance is tracked -- `destroy`
 terminates it, and the next `up` diffs it as changed and waits for it again. The program-side class turns
-`ready: false` into an error diagnostic, so the `up` still fails loudly.
+`ready: false` into an exception raised after all registrations, so `pulumi up` still exits non-zero.
 """
 
 from __future__ import annotations
@@ -374,19 +374,32 @@ class Instance(Resource, module="lambda", name="Instance"):
             "hostname": hostname,
             "user_data": pulumi.Output.secret(user_data) if user_data is not None else None,
             "boot_timeout_seconds": boot_timeout_seconds,
-            "owner": {"project": pulumi.get_project(), "stack": pulumi.get_stack(), "resource": resource_name},
+            "owner": {"project": pulumi.get_project(), "stack": pulumi.get_stack(),
+                      "resource": _owner_name(resource_name, opts)},
             **{k: None for k in OUTPUT_KEYS if k not in ("hostname",)},
         }
         ours = pulumi.ResourceOptions(delete_before_replace=True, additional_secret_outputs=["user_data"])
         super().__init__(InstanceProvider(), resource_name, props, pulumi.ResourceOptions.merge(opts, ours))
-        self.ready.apply(lambda ready: _report_unready(resource_name, ready, self.boot_error))
+        pulumi.Output.all(self.ready, self.boot_error).apply(lambda v: _fail_if_unready(resource_name, v[0], v[1]))
 
 
-def _report_unready(resource_name: str, ready: bool | None, boot_error: pulumi.Output[str | None]) -> None:
+def _owner_name(resource_name: str, opts: pulumi.ResourceOptions | None) -> str:
+    """The resource name, qualified by its parent component's name: names are unique only per parent."""
+    parent = opts.parent if opts else None
+    parent_name = getattr(parent, "_name", None) if parent is not None else None
+    return f"{parent_name}/{resource_name}" if isinstance(parent_name, str) else resource_name
+
+
+class InstanceNotReady(RuntimeError):
+    """Raised in the program when an instance is tracked in state but did not finish booting."""
+
+
+def _fail_if_unready(resource_name: str, ready: bool | None, boot_error: str | None) -> None:
+    # Raised inside an apply: the SDK re-raises it after all registrations, so `pulumi up` exits non-zero while
+    # the state keeps the instance (destroy terminates it; the next up waits for it again).
     if ready is False:
-        boot_error.apply(lambda err: pulumi.log.error(
-            f"instance {resource_name} is tracked but not ready: {err}. Run `pulumi up` again to keep waiting, "
-            "or `pulumi destroy` to terminate it."))
+        raise InstanceNotReady(f"instance {resource_name} is tracked in state but not ready: {boot_error}. Run "
+                               "`pulumi up` again to keep waiting for it, or `pulumi destroy` to terminate it.")
 
 
 def placements_from(instance_type: str | list[str] | None, region: str | list[str] | None) -> list[dict[str, Any]]:

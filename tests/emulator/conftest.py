@@ -58,8 +58,9 @@ class CheckedApi:
         self.ok("POST", "/ssh-keys", {"name": name, "public_key": key.export_public_key().decode()})
         return key
 
-    def launch(self, key_name: str = "test-key", instance_type: str = "gpu_1x_gh200", region: str = "us-east-3",
-               **extra: Any) -> str:
+    def launch(
+        self, key_name: str = "test-key", instance_type: str = "gpu_1x_gh200", region: str = "us-east-3", **extra: Any
+    ) -> str:
         body = {"region_name": region, "instance_type_name": instance_type, "ssh_key_names": [key_name], **extra}
         return self.ok("POST", "/instance-operations/launch", body)["instance_ids"][0]
 
@@ -67,8 +68,11 @@ class CheckedApi:
         return self.ok("GET", f"/instances/{instance_id}")
 
     def wait_status(self, instance_id: str, status: str, timeout: float = 30) -> dict[str, Any]:
-        return wait_for(lambda: _with_status(self.instance(instance_id), status), timeout,
-                        f"instance {instance_id} never reached {status}")
+        return wait_for(
+            lambda: _with_status(self.instance(instance_id), status),
+            timeout,
+            f"instance {instance_id} never reached {status}",
+        )
 
     def terminate(self, *ids: str) -> list[dict[str, Any]]:
         return self.ok("POST", "/instance-operations/terminate", {"instance_ids": list(ids)})["terminated_instances"]
@@ -94,13 +98,26 @@ def api(emulator: EmulatorHandle) -> Iterator[CheckedApi]:
     yield CheckedApi(emulator)
 
 
-def ssh_run(record: dict[str, Any], key: asyncssh.SSHKey, command: str, *, username: str = "ubuntu",
-            timeout: float = 30, input: str | None = None) -> asyncssh.SSHCompletedProcess:
+def ssh_run(
+    record: dict[str, Any],
+    key: asyncssh.SSHKey,
+    command: str,
+    *,
+    username: str = "ubuntu",
+    timeout: float = 30,
+    input: str | None = None,
+) -> asyncssh.SSHCompletedProcess:
     """Run one command on an instance over real SSH (asyncssh client)."""
 
     async def run() -> asyncssh.SSHCompletedProcess:
-        async with asyncssh.connect(record["ip"], port=record.get("ssh_port", 22), username=username,
-                                    client_keys=[key], known_hosts=None, connect_timeout=10) as conn:
+        async with asyncssh.connect(
+            record["ip"],
+            port=record.get("ssh_port", 22),
+            username=username,
+            client_keys=[key],
+            known_hosts=None,
+            connect_timeout=10,
+        ) as conn:
             return await conn.run(command, check=False, timeout=timeout, input=input)
 
     return asyncio.run(run())

@@ -55,8 +55,9 @@ def schema_ref(template: str, method: str, status: int) -> dict[str, Any] | None
     operation = spec()["paths"][template].get(method.lower())
     if operation is None or str(status) not in operation["responses"]:
         return None
-    pointer = _pointer("paths", template, method.lower(), "responses", str(status), "content", "application/json",
-                       "schema")
+    pointer = _pointer(
+        "paths", template, method.lower(), "responses", str(status), "content", "application/json", "schema"
+    )
     return {"$ref": f"{_SPEC_URI}#/{pointer}"}
 
 

@@ -62,7 +62,9 @@ def test_emulator_instance_records_have_the_recorded_shape(api: CheckedApi) -> N
 def test_every_endpoint_answers_within_the_contract(api: CheckedApi) -> None:
     types = api.ok("GET", "/instance-types")
     assert types["gpu_1x_gh200"]["instance_type"]["architecture"] == "arm64"
-    assert {"name": "us-east-3", "description": "Washington DC, USA"} in types["gpu_1x_gh200"]["regions_with_capacity_available"]
+    assert {"name": "us-east-3", "description": "Washington DC, USA"} in types["gpu_1x_gh200"][
+        "regions_with_capacity_available"
+    ]
     assert types["gpu_1x_a100"]["regions_with_capacity_available"] == []
     regions = api.ok("GET", "/regions")
     assert len(regions) == 17
@@ -88,8 +90,12 @@ def test_every_endpoint_answers_within_the_contract(api: CheckedApi) -> None:
     assert api.error("DELETE", f"/filesystems/{fs['id']}")[:2] == (404, "global/object-does-not-exist")
 
     rules = api.ok("GET", "/firewall-rules")
-    assert {"protocol": "tcp", "port_range": [22, 22], "source_network": "0.0.0.0/0",
-            "description": "Allow SSH from anywhere"} in rules
+    assert {
+        "protocol": "tcp",
+        "port_range": [22, 22],
+        "source_network": "0.0.0.0/0",
+        "description": "Allow SSH from anywhere",
+    } in rules
     new_rules = [{"protocol": "tcp", "port_range": [8080, 8081], "source_network": "10.0.0.1", "description": "x"}]
     assert api.ok("PUT", "/firewall-rules", {"data": new_rules})[0]["source_network"] == "10.0.0.1/32"
     assert api.ok("GET", "/firewall-rulesets/global")["rules"][0]["port_range"] == [8080, 8081]
@@ -105,7 +111,10 @@ def test_every_endpoint_answers_within_the_contract(api: CheckedApi) -> None:
 
     assert api("GET", "/audit-events").body == {"data": [], "page_token": None}
     assert api.error("GET", "/instances/0123456789abcdef0123456789abcdef")[:3] == (
-        404, "global/object-does-not-exist", "Specified instance does not exist.")
+        404,
+        "global/object-does-not-exist",
+        "Specified instance does not exist.",
+    )
     assert api.error("GET", "/instance-types", api_key="wrong")[:2] == (401, "global/invalid-api-key")
     assert len(api.validated) >= 25
 

@@ -10,8 +10,11 @@ LAUNCH = "/instance-operations/launch"
 
 
 def _body(**overrides: object) -> dict[str, object]:
-    body: dict[str, object] = {"region_name": "us-east-3", "instance_type_name": "gpu_1x_gh200",
-                               "ssh_key_names": ["test-key"]}
+    body: dict[str, object] = {
+        "region_name": "us-east-3",
+        "instance_type_name": "gpu_1x_gh200",
+        "ssh_key_names": ["test-key"],
+    }
     body.update(overrides)
     return body
 
@@ -22,29 +25,50 @@ def test_validation_order_matches_live(api: CheckedApi) -> None:
     api.ok("POST", "/filesystems", {"name": "east1-fs", "region": "us-east-1"})
     # Exactly one SSH key is checked first, even when everything else is wrong too.
     assert api.error("POST", LAUNCH, _body(ssh_key_names=["test-key", "second"], instance_type_name="nope"))[1] == (
-        "global/invalid-parameters")
+        "global/invalid-parameters"
+    )
     assert api.error("POST", LAUNCH, _body(ssh_key_names=[]))[1] == "global/invalid-parameters"
     assert api.error("POST", LAUNCH, _body(ssh_key_names=["missing"], region_name="nowhere"))[:2] == (
-        404, "global/object-does-not-exist")
+        404,
+        "global/object-does-not-exist",
+    )
     assert api.error("POST", LAUNCH, _body(instance_type_name="gpu_8x_h200", region_name="nowhere"))[:2] == (
-        404, "global/object-does-not-exist")
+        404,
+        "global/object-does-not-exist",
+    )
     assert api.error("POST", LAUNCH, _body(region_name="us-invalid-1"))[1:] == (
-        "global/invalid-parameters", "Region us-invalid-1 does not exist")
+        "global/invalid-parameters",
+        "Region us-invalid-1 does not exist",
+    )
     # A filesystem in another region: the live object-does-not-exist text, and nothing is rented (before capacity).
     api.emu.set_capacity("gpu_1x_gh200", "us-east-3", 0)
     assert api.error("POST", LAUNCH, _body(file_system_names=["east1-fs"], tags=[{"key": "BAD", "value": ""}])) == (
-        400, "global/object-does-not-exist",
+        400,
+        "global/object-does-not-exist",
         "Filesystem with name 'east1-fs' does not exist in region 'us-east-3', or you do not have permission to "
-        "access it.")
+        "access it.",
+    )
     assert api.error("POST", LAUNCH, _body(tags=[{"key": "Bad Key", "value": "v"}], quantity=2))[1] == (
-        "global/invalid-parameters")
-    assert api.error("POST", LAUNCH, _body(quantity=2))[1:] == ("global/invalid-parameters",
-                                                                "Requested too many instances.")
+        "global/invalid-parameters"
+    )
+    assert api.error("POST", LAUNCH, _body(quantity=2))[1:] == (
+        "global/invalid-parameters",
+        "Requested too many instances.",
+    )
     assert api.error("POST", LAUNCH, _body(quantity=1)) == (
-        400, "instance-operations/launch/insufficient-capacity", "Not enough capacity to fulfill launch request.")
+        400,
+        "instance-operations/launch/insufficient-capacity",
+        "Not enough capacity to fulfill launch request.",
+    )
     assert api.error("POST", LAUNCH, _body(hostname="Not_Valid"))[1] == "global/invalid-parameters"
-    assert api.error("POST", LAUNCH, _body(image={"family": "lambda-stack-24-04"}, region_name="us-east-1",
-                                           instance_type_name="gpu_1x_gh200"))[1] == "global/invalid-parameters"
+    assert (
+        api.error(
+            "POST",
+            LAUNCH,
+            _body(image={"family": "lambda-stack-24-04"}, region_name="us-east-1", instance_type_name="gpu_1x_gh200"),
+        )[1]
+        == "global/invalid-parameters"
+    )
     assert api.ok("GET", "/instances") == []
 
 
@@ -80,7 +104,8 @@ def test_concurrent_launches_never_oversell_capacity(api: CheckedApi) -> None:
     statuses = sorted(r.status for r in responses)
     assert statuses == [200] * 5 + [400] * 7
     assert {r.body["error"]["code"] for r in responses if r.status == 400} == {
-        "instance-operations/launch/insufficient-capacity"}
+        "instance-operations/launch/insufficient-capacity"
+    }
     assert len(api.ok("GET", "/instances")) == 5
 
 

@@ -12,8 +12,11 @@ def test_boot_sequence_and_actions(api: CheckedApi) -> None:
     instance_id = api.launch()
     first = api.instance(instance_id)
     assert first["status"] == "booting" and "ip" not in first and "ssh_port" not in first
-    assert first["actions"]["restart"] == {"available": False, "reason_code": "vm-has-not-launched",
-                                           "reason_description": "The instance has not launched yet."}
+    assert first["actions"]["restart"] == {
+        "available": False,
+        "reason_code": "vm-has-not-launched",
+        "reason_description": "The instance has not launched yet.",
+    }
     with_ip = wait_for(lambda: (r := api.instance(instance_id)).get("ip") and r, message="no ip")
     assert with_ip["ip"].startswith("127.") and with_ip["private_ip"].startswith("127.")
     active = api.wait_status(instance_id, "active")
@@ -44,8 +47,11 @@ def test_in_use_key_and_filesystem_cannot_be_deleted_until_terminated(api: Check
     fs = api.ok("POST", "/filesystems", {"name": "ckpt", "region": "us-east-3"})
     instance_id = api.launch(file_system_names=["ckpt"])
     assert api.ok("GET", "/file-systems")[0]["is_in_use"] is True
-    assert api.error("DELETE", f"/ssh-keys/{key_id}") == (400, "global/invalid-parameters",
-                                                          "Key is currently in use, cannot delete")
+    assert api.error("DELETE", f"/ssh-keys/{key_id}") == (
+        400,
+        "global/invalid-parameters",
+        "Key is currently in use, cannot delete",
+    )
     api.terminate(instance_id)
     # `terminating` still counts as in use (live behaviour): clients must retry.
     assert api.error("DELETE", f"/filesystems/{fs['id']}")[:2] == (400, "filesystems/filesystem-in-use")
@@ -58,7 +64,9 @@ def test_restart_needs_a_running_instance(api: CheckedApi) -> None:
     key = api.add_key()
     instance_id = api.launch()
     assert api.error("POST", "/instance-operations/restart", {"instance_ids": [instance_id]})[:2] == (
-        409, "global/conflict")
+        409,
+        "global/conflict",
+    )
     record = api.wait_status(instance_id, "active")
     ssh_run(record, key, "nohup sleep 600 >/dev/null 2>&1 & echo $! > pid")
     restarted = api.ok("POST", "/instance-operations/restart", {"instance_ids": [instance_id]})
@@ -66,7 +74,9 @@ def test_restart_needs_a_running_instance(api: CheckedApi) -> None:
 
     def old_process_gone_and_ssh_back() -> bool:
         try:
-            result = ssh_run(api.instance(instance_id), key, 'kill -0 "$(cat pid)" 2>/dev/null && echo alive || echo dead')
+            result = ssh_run(
+                api.instance(instance_id), key, 'kill -0 "$(cat pid)" 2>/dev/null && echo alive || echo dead'
+            )
         except (OSError, asyncssh.Error):
             return False
         return result.stdout.strip() == "dead"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from pathlib import Path
 
 import asyncssh
 import pytest
@@ -32,9 +33,13 @@ def test_only_the_registered_key_and_user_get_in(gh200: tuple[dict, asyncssh.SSH
 def test_session_environment_and_nvidia_smi(gh200: tuple[dict, asyncssh.SSHKey], api: CheckedApi) -> None:
     record, key = gh200
     paths = api.emu.instance_paths(record["id"])
-    result = ssh_run(record, key, 'pwd; echo "$HOME|$LAMBDA_EMULATED_ARCH|$LAMBDA_INSTANCE_TYPE|$USER"; '
-                                  'nvidia-smi --query-gpu=name,memory.total,count --format=csv,noheader; nvidia-smi -L; '
-                                  'nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits; nvidia-smi')
+    result = ssh_run(
+        record,
+        key,
+        'pwd; echo "$HOME|$LAMBDA_EMULATED_ARCH|$LAMBDA_INSTANCE_TYPE|$USER"; '
+        "nvidia-smi --query-gpu=name,memory.total,count --format=csv,noheader; nvidia-smi -L; "
+        "nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits; nvidia-smi",
+    )
     lines = result.stdout.splitlines()
     assert result.exit_status == 0, result.stderr
     assert lines[0] == paths["home"]
@@ -58,15 +63,21 @@ def test_multi_gpu_x86_type(api: CheckedApi) -> None:
 
 def test_filesystem_mount_outlives_the_instance(gh200: tuple[dict, asyncssh.SSHKey], api: CheckedApi) -> None:
     record, key = gh200
-    write = ssh_run(record, key, 'echo step-100 > "${LAMBDA_INSTANCE_ROOT:-}/lambda/nfs/ckpt/latest" && '
-                                 'cat "$HOME/lambda/nfs/ckpt/latest" && echo local > "$HOME/scratch"')
+    write = ssh_run(
+        record,
+        key,
+        'echo step-100 > "${LAMBDA_INSTANCE_ROOT:-}/lambda/nfs/ckpt/latest" && '
+        'cat "$HOME/lambda/nfs/ckpt/latest" && echo local > "$HOME/scratch"',
+    )
     assert write.stdout == "step-100\n", write.stderr
     host_dir = api.emu.instance_paths(record["id"])["filesystems"]["ckpt"]
-    assert open(os.path.join(host_dir, "latest")).read() == "step-100\n"
+    assert Path(os.path.join(host_dir, "latest")).read_text() == "step-100\n"
     api.terminate(record["id"])
     api.wait_status(record["id"], "terminated")
     second = api.wait_status(api.launch(file_system_names=["ckpt"]), "active")
-    again = ssh_run(second, key, 'cat "$LAMBDA_NFS_ROOT/ckpt/latest"; ls "$HOME/scratch" 2>/dev/null || echo no-scratch')
+    again = ssh_run(
+        second, key, 'cat "$LAMBDA_NFS_ROOT/ckpt/latest"; ls "$HOME/scratch" 2>/dev/null || echo no-scratch'
+    )
     assert again.stdout == "step-100\nno-scratch\n"
 
 
@@ -74,10 +85,14 @@ def test_detached_process_survives_disconnect_and_dies_on_terminate(
     gh200: tuple[dict, asyncssh.SSHKey], api: CheckedApi
 ) -> None:
     record, key = gh200
-    ssh_run(record, key, "nohup sleep 600 > trainer.log 2>&1 & echo $! > nohup.pid; "
-                         "setsid sleep 601 < /dev/null > /dev/null 2>&1 & echo $! > setsid.pid")
+    ssh_run(
+        record,
+        key,
+        "nohup sleep 600 > trainer.log 2>&1 & echo $! > nohup.pid; "
+        "setsid sleep 601 < /dev/null > /dev/null 2>&1 & echo $! > setsid.pid",
+    )
     home = api.emu.instance_paths(record["id"])["home"]
-    pids = [int(open(os.path.join(home, name)).read()) for name in ("nohup.pid", "setsid.pid")]
+    pids = [int(Path(os.path.join(home, name)).read_text()) for name in ("nohup.pid", "setsid.pid")]
     time.sleep(0.2)  # let the connection's SIGHUP land; both must still be alive after it
     assert all(_alive(pid) for pid in pids)
     api.terminate(record["id"])
@@ -86,13 +101,15 @@ def test_detached_process_survives_disconnect_and_dies_on_terminate(
         ssh_run(record, key, "true")
 
 
-def test_attached_command_gets_hangup_when_the_client_disconnects(gh200: tuple[dict, asyncssh.SSHKey],
-                                                                  api: CheckedApi) -> None:
+def test_attached_command_gets_hangup_when_the_client_disconnects(
+    gh200: tuple[dict, asyncssh.SSHKey], api: CheckedApi
+) -> None:
     record, key = gh200
 
     async def start_and_drop() -> None:
-        conn = await asyncssh.connect(record["ip"], port=record["ssh_port"], username="ubuntu", client_keys=[key],
-                                      known_hosts=None)
+        conn = await asyncssh.connect(
+            record["ip"], port=record["ssh_port"], username="ubuntu", client_keys=[key], known_hosts=None
+        )
         await conn.create_process("echo $$ > attached.pid; exec sleep 600")
         home = api.emu.instance_paths(record["id"])["home"]
         wait_for(lambda: os.path.exists(os.path.join(home, "attached.pid")), message="command did not start")
@@ -100,7 +117,7 @@ def test_attached_command_gets_hangup_when_the_client_disconnects(gh200: tuple[d
         await conn.wait_closed()
 
     asyncio.run(start_and_drop())
-    pid = int(open(os.path.join(api.emu.instance_paths(record["id"])["home"], "attached.pid")).read())
+    pid = int(Path(os.path.join(api.emu.instance_paths(record["id"])["home"], "attached.pid")).read_text())
     wait_for(lambda: not _alive(pid), message="attached command survived the disconnect")
 
 
@@ -108,8 +125,12 @@ def test_sftp_uses_instance_paths(gh200: tuple[dict, asyncssh.SSHKey], api: Chec
     record, key = gh200
 
     async def transfer() -> tuple[bytes, list[str]]:
-        async with asyncssh.connect(record["ip"], port=record["ssh_port"], username="ubuntu", client_keys=[key],
-                                    known_hosts=None) as conn, conn.start_sftp_client() as sftp:
+        async with (
+            asyncssh.connect(
+                record["ip"], port=record["ssh_port"], username="ubuntu", client_keys=[key], known_hosts=None
+            ) as conn,
+            conn.start_sftp_client() as sftp,
+        ):
             async with sftp.open("/home/ubuntu/config.yaml", "wb") as f:
                 await f.write(b"lr: 0.001\n")
             async with sftp.open("/lambda/nfs/ckpt/from-sftp", "wb") as f:
@@ -121,8 +142,8 @@ def test_sftp_uses_instance_paths(gh200: tuple[dict, asyncssh.SSHKey], api: Chec
     data, listing = asyncio.run(transfer())
     assert data == b"lr: 0.001\n" and "from-sftp" in listing
     paths = api.emu.instance_paths(record["id"])
-    assert open(os.path.join(paths["home"], "config.yaml")).read() == "lr: 0.001\n"
-    assert open(os.path.join(paths["filesystems"]["ckpt"], "from-sftp")).read() == "ok"
+    assert Path(os.path.join(paths["home"], "config.yaml")).read_text() == "lr: 0.001\n"
+    assert Path(os.path.join(paths["filesystems"]["ckpt"], "from-sftp")).read_text() == "ok"
 
 
 def _alive(pid: int) -> bool:

@@ -1,0 +1,361 @@
+"""The stack config of a fleet: schema, defaults and validation (every error names the key and the fix).
+
+Keys live in the project namespace (`lambda-sae:` in Pulumi.<stack>.yaml); see `SCHEMA_DOC` below and README.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+TARGETS = ("emulator", "lambda")
+GPU_COUNT_PATTERN = re.compile(r"^gpu_(\d+)x_")
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+FILESYSTEM_NAME_PATTERN = re.compile(r"^[a-zA-Z]+[0-9a-zA-Z-]*$")
+
+SCHEMA_DOC = """\
+lambda-sae:target        emulator | lambda (required). emulator refuses a non-loopback API URL.
+lambda-sae:nodeGroups    list of {name, count, placements: [{instanceType, region}], bootTimeoutSeconds?}
+                         placements in preference order; every type of a group must have the same GPU count.
+lambda-sae:sshKey        {name?, publicKeyPath?, privateKeyPath?}; no publicKeyPath: a key pair is generated
+                         (private half a Pulumi secret). privateKeyPath defaults to publicKeyPath minus '.pub'.
+lambda-sae:filesystem    {name, region, deleteOnDestroy: false}; kept on destroy unless deleteOnDestroy is true.
+lambda-sae:training      {config: training/configs/X.yaml, overrides: {key: value}, runName, allowCpu: false,
+                         waitMinutes: 0 (0 = do not wait), masterPort, readyTimeoutSeconds: 900}
+lambda-sae:budget        {maxUsdPerHour, maxHours} (both required, > 0)
+lambda:apiKey (secret)   or LAMBDA_API_KEY; lambda:apiUrl or LAMBDA_API_URL (see lambda_provider/resources/settings.py)
+"""
+
+
+class FleetConfigError(ValueError):
+    """One or more stack config problems; str() lists each as `key: problem -- fix`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid fleet stack config:\n  " + "\n  ".join(problems))
+
+
+@dataclass(frozen=True)
+class Placement:
+    instance_type: str
+    region: str | None
+
+    def to_input(self) -> dict[str, Any]:
+        return {"instance_type": self.instance_type, "region": self.region}
+
+
+@dataclass(frozen=True)
+class NodeGroup:
+    name: str
+    count: int
+    placements: tuple[Placement, ...]
+    gpus_per_node: int
+    boot_timeout_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class SshKeyConfig:
+    name: str | None = None
+    public_key_path: str | None = None
+    private_key_path: str | None = None
+
+    @property
+    def generate(self) -> bool:
+        return self.public_key_path is None
+
+
+@dataclass(frozen=True)
+class FilesystemConfig:
+    name: str
+    region: str
+    delete_on_destroy: bool = False
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    config: str | None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    run_name: str = "sae"
+    allow_cpu: bool = False
+    wait_minutes: float = 0.0
+    master_port: int = 29500
+    ready_timeout_seconds: float = 900.0
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_usd_per_hour: float
+    max_hours: float
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    target: str
+    node_groups: tuple[NodeGroup, ...]
+    ssh_key: SshKeyConfig
+    filesystem: FilesystemConfig
+    training: TrainingConfig
+    budget: Budget
+
+    @property
+    def node_count(self) -> int:
+        return sum(g.count for g in self.node_groups)
+
+
+def gpus_of_type(instance_type: str) -> int | None:
+    match = GPU_COUNT_PATTERN.match(instance_type)
+    return int(match.group(1)) if match else (0 if instance_type.startswith("cpu_") else None)
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Reader:
+    """Collects problems instead of stopping at the first one."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def fail(self, key: str, problem: str, fix: str) -> None:
+        self.problems.append(f"{key}: {problem} -- {fix}")
+
+    def mapping(self, raw: Any, key: str, known: set[str]) -> dict[str, Any]:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.fail(key, f"expected a mapping, got {type(raw).__name__}", f"write {key} as key: value lines")
+            return {}
+        for unknown in sorted(set(raw) - known):
+            self.fail(f"{key}.{unknown}", "unknown key", f"use one of {', '.join(sorted(known))}")
+        return raw
+
+    def number(self, raw: dict[str, Any], key: str, path: str, *, required: bool, default: float | None = None,
+               integer: bool = False, minimum: float = 0.0, strict: bool = True) -> Any:
+        value = raw.get(key)
+        if value is None:
+            if required:
+                self.fail(f"{path}.{key}", "missing", f"set {path}.{key} to a number")
+            return default
+        ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok_type:
+            kind = "an integer" if integer else "a number"
+            self.fail(f"{path}.{key}", f"expected {kind}, got {value!r}", f"set {path}.{key} to {kind}")
+            return default
+        if value < minimum or (strict and value == minimum):
+            bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+            self.fail(f"{path}.{key}", f"must be {bound}, got {value!r}", f"set {path}.{key} {bound}")
+            return default
+        return value
+
+    def string(self, raw: dict[str, Any], key: str, path: str, *, required: bool,
+               default: str | None = None) -> str | None:
+        value = raw.get(key)
+        if value is None:
+            if required:
+                self.fail(f"{path}.{key}", "missing", f"set {path}.{key}")
+            return default
+        if not isinstance(value, str) or not value:
+            self.fail(f"{path}.{key}", f"expected a non-empty string, got {value!r}", f"set {path}.{key} to text")
+            return default
+        return value
+
+    def boolean(self, raw: dict[str, Any], key: str, path: str, default: bool) -> bool:
+        value = raw.get(key, default)
+        if not isinstance(value, bool):
+            self.fail(f"{path}.{key}", f"expected true or false, got {value!r}", f"set {path}.{key}: true/false")
+            return default
+        return value
+
+
+def parse_fleet_config(raw: dict[str, Any], *, api_url: str | None, repo_root: Path) -> FleetConfig:
+    """Validate the project-namespace config (keys without the `lambda-sae:` prefix)."""
+    r = _Reader()
+    target = raw.get("target")
+    if target not in TARGETS:
+        r.fail("target", f"must be one of {', '.join(TARGETS)}, got {target!r}",
+               "set `lambda-sae:target: emulator` for the local emulator or `lambda` for a real account")
+    elif target == "emulator" and api_url and not is_loopback_url(api_url):
+        r.fail("target", f"the stack targets the emulator but the API URL {api_url} is not a loopback address",
+               "point lambda:apiUrl / LAMBDA_API_URL at the local emulator (127.0.0.1) or set target: lambda")
+    elif target == "lambda" and api_url and is_loopback_url(api_url):
+        r.fail("target", f"the stack targets Lambda Cloud but the API URL {api_url} is loopback",
+               "set target: emulator, or unset lambda:apiUrl / LAMBDA_API_URL for the real API")
+
+    filesystem = _filesystem(r, raw.get("filesystem"))
+    groups = _node_groups(r, raw.get("nodeGroups"), filesystem)
+    ssh_key = _ssh_key(r, raw.get("sshKey"))
+    budget_raw = r.mapping(raw.get("budget"), "budget", {"maxUsdPerHour", "maxHours"})
+    if raw.get("budget") is None:
+        r.fail("budget", "missing", "set budget: {maxUsdPerHour: N, maxHours: H} so a forgotten fleet cannot bill "
+               "without limit")
+    budget = Budget(r.number(budget_raw, "maxUsdPerHour", "budget", required=True, default=0.0),
+                    r.number(budget_raw, "maxHours", "budget", required=True, default=0.0))
+    training = _training(r, raw.get("training"), repo_root, target == "emulator", budget.max_hours)
+    if target == "lambda" and training.allow_cpu:
+        r.fail("training.allowCpu", "CPU training is only allowed on the emulator",
+               "remove training.allowCpu (real nodes must show their GPUs to torch)")
+    for unknown in sorted(set(raw) - {"target", "nodeGroups", "sshKey", "filesystem", "training", "budget"}):
+        r.fail(unknown, "unknown key", "use target, nodeGroups, sshKey, filesystem, training, budget")
+    if not r.problems:
+        _check_world(r, groups, training, repo_root)
+    if r.problems:
+        raise FleetConfigError(r.problems)
+    assert filesystem is not None
+    return FleetConfig(str(target), tuple(groups), ssh_key, filesystem, training, budget)
+
+
+def _filesystem(r: _Reader, raw: Any) -> FilesystemConfig | None:
+    if raw is None:
+        r.fail("filesystem", "missing", "set filesystem: {name: sae-data, region: us-east-3}: checkpoints live there")
+        return None
+    m = r.mapping(raw, "filesystem", {"name", "region", "deleteOnDestroy"})
+    name = r.string(m, "name", "filesystem", required=True)
+    region = r.string(m, "region", "filesystem", required=True)
+    if name and (len(name) > 60 or not FILESYSTEM_NAME_PATTERN.match(name)):
+        r.fail("filesystem.name", f"{name!r} is not a valid filesystem name",
+               "start with a letter; letters, digits and '-' only; at most 60 characters")
+    delete = r.boolean(m, "deleteOnDestroy", "filesystem", False)
+    return FilesystemConfig(name or "", region or "", delete) if name and region else None
+
+
+def _node_groups(r: _Reader, raw: Any, filesystem: FilesystemConfig | None) -> list[NodeGroup]:
+    if not isinstance(raw, list) or not raw:
+        r.fail("nodeGroups", "missing or empty", "set nodeGroups: [{name: gpu, count: 1, placements: "
+               "[{instanceType: gpu_1x_gh200, region: us-east-3}]}]")
+        return []
+    groups: list[NodeGroup] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw):
+        path = f"nodeGroups[{index}]"
+        m = r.mapping(item, path, {"name", "count", "placements", "bootTimeoutSeconds"})
+        name = r.string(m, "name", path, required=True) or f"group{index}"
+        if not NAME_PATTERN.match(name):
+            r.fail(f"{path}.name", f"{name!r} is not a valid group name", "lowercase letters, digits and '-', "
+                   "starting with a letter, at most 31 characters")
+        if name in seen:
+            r.fail(f"{path}.name", f"duplicate group name {name!r}", "give every node group its own name")
+        seen.add(name)
+        count = r.number(m, "count", path, required=True, default=0, integer=True)
+        boot = r.number(m, "bootTimeoutSeconds", path, required=False)
+        placements = _placements(r, m.get("placements"), f"{path}.placements", filesystem)
+        gpus = {gpus_of_type(p.instance_type) for p in placements}
+        if len(gpus) > 1:
+            r.fail(f"{path}.placements", f"acceptable types have different GPU counts {sorted(g or 0 for g in gpus)}",
+                   "list only types with the same GPU count in one group (the torchrun world must not change)")
+        groups.append(NodeGroup(name, int(count or 0), tuple(placements), next(iter(gpus), 1) or 1,
+                                float(boot) if boot else None))
+    return groups
+
+
+def _placements(r: _Reader, raw: Any, path: str, filesystem: FilesystemConfig | None) -> list[Placement]:
+    if not isinstance(raw, list) or not raw:
+        r.fail(path, "missing or empty", f"set {path}: [{{instanceType: gpu_1x_gh200, region: us-east-3}}, ...] in "
+               "preference order")
+        return []
+    out = []
+    for index, item in enumerate(raw):
+        m = r.mapping(item, f"{path}[{index}]", {"instanceType", "region"})
+        itype = r.string(m, "instanceType", f"{path}[{index}]", required=True)
+        region = r.string(m, "region", f"{path}[{index}]", required=False)
+        if itype and gpus_of_type(itype) is None:
+            r.fail(f"{path}[{index}].instanceType", f"{itype!r} is not a Lambda instance type name",
+                   "use a name like gpu_1x_gh200 or gpu_1x_a100_sxm4 (GET /instance-types lists them)")
+        if filesystem and region and region != filesystem.region:
+            r.fail(f"{path}[{index}].region", f"{region} differs from the filesystem region {filesystem.region}",
+                   "instances mount only filesystems of their own region: use the filesystem's region")
+        if itype:
+            out.append(Placement(itype, region or (filesystem.region if filesystem else None)))
+    return out
+
+
+def _ssh_key(r: _Reader, raw: Any) -> SshKeyConfig:
+    m = r.mapping(raw, "sshKey", {"name", "publicKeyPath", "privateKeyPath"})
+    name = r.string(m, "name", "sshKey", required=False)
+    public = r.string(m, "publicKeyPath", "sshKey", required=False)
+    private = r.string(m, "privateKeyPath", "sshKey", required=False)
+    if public is None:
+        if private is not None:
+            r.fail("sshKey.privateKeyPath", "given without publicKeyPath", "set sshKey.publicKeyPath too, or drop "
+                   "both to generate a key pair")
+        return SshKeyConfig(name)
+    public_path = Path(public).expanduser()
+    private = private or (public[:-4] if public.endswith(".pub") else None)
+    if not public_path.is_file():
+        r.fail("sshKey.publicKeyPath", f"{public_path} does not exist", "create it (ssh-keygen -t ed25519) or "
+               "remove sshKey.publicKeyPath to generate a key pair")
+    if private is None:
+        r.fail("sshKey.privateKeyPath", "cannot be derived (publicKeyPath does not end in .pub)",
+               "set sshKey.privateKeyPath to the private half")
+    elif not Path(private).expanduser().is_file():
+        r.fail("sshKey.privateKeyPath", f"{Path(private).expanduser()} does not exist",
+               "point it at the private key of publicKeyPath: the fleet logs in with it")
+    return SshKeyConfig(name, str(public_path), str(Path(private).expanduser()) if private else None)
+
+
+def _training(r: _Reader, raw: Any, repo_root: Path, emulator: bool, max_hours: float) -> TrainingConfig:
+    m = r.mapping(raw, "training", {"config", "overrides", "runName", "allowCpu", "waitMinutes", "masterPort",
+                                    "readyTimeoutSeconds"})
+    config = r.string(m, "config", "training", required=False)
+    if config is not None:
+        path = repo_root / config
+        if Path(config).is_absolute() or not path.resolve().is_relative_to((repo_root / "training").resolve()):
+            r.fail("training.config", f"{config} is not under training/", "put the trainer config under "
+                   "training/configs/ (training/ is what gets copied to the nodes) or use training.overrides")
+        elif not path.is_file():
+            r.fail("training.config", f"{path} does not exist", "point it at a YAML file, e.g. "
+                   "training/configs/tiny-cpu.yaml")
+    overrides = m.get("overrides") or {}
+    if not isinstance(overrides, dict):
+        r.fail("training.overrides", "expected a mapping", "write trainer keys as key: value (see "
+               "training/config.py)")
+        overrides = {}
+    run_name = r.string(m, "runName", "training", required=False, default="sae") or "sae"
+    if not NAME_PATTERN.match(run_name):
+        r.fail("training.runName", f"{run_name!r} is not a valid run name", "lowercase letters, digits and '-'")
+    allow_cpu = r.boolean(m, "allowCpu", "training", False)
+    wait = r.number(m, "waitMinutes", "training", required=False, default=0.0, strict=False)
+    port = r.number(m, "masterPort", "training", required=False, default=29500, integer=True, minimum=1024)
+    ready = r.number(m, "readyTimeoutSeconds", "training", required=False, default=900.0)
+    if not r.problems:
+        _check_trainer_keys(r, repo_root / config if config else None, overrides)
+    return TrainingConfig(config, dict(overrides), run_name, allow_cpu, float(wait), int(port), float(ready))
+
+
+def _check_trainer_keys(r: _Reader, config_path: Path | None, overrides: dict[str, Any]) -> None:
+    from training.config import ConfigError, build_config
+
+    try:
+        build_config(config_path, overrides)
+    except ConfigError as exc:
+        r.fail("training.overrides", f"the trainer rejects the config: {exc}", "fix that trainer key (the message "
+               "names it); keys are the fields of training/config.py")
+
+
+def _check_world(r: _Reader, groups: list[NodeGroup], training: TrainingConfig, repo_root: Path) -> None:
+    if not groups:
+        return
+    nproc = {1 if training.allow_cpu else g.gpus_per_node for g in groups}
+    if len(nproc) > 1:
+        r.fail("nodeGroups", f"groups have different GPUs per node {sorted(nproc)}",
+               "use one GPU count across all groups (one torchrun world)")
+        return
+    world = sum(g.count for g in groups) * next(iter(nproc))
+    batch = training.overrides.get("batch_size")
+    if batch is None and training.config:
+        import yaml
+
+        batch = (yaml.safe_load((repo_root / training.config).read_text()) or {}).get("batch_size")
+    if isinstance(batch, int) and batch % world:
+        r.fail("training.overrides.batch_size", f"{batch} is not divisible by the world size {world}",
+               f"use a multiple of {world}")

@@ -1,0 +1,202 @@
+"""`NodeStep`: a command run on a node over SSH as a Pulumi dynamic resource -- our stand-in for pulumi-command's
+`remote.Command` + `remote.CopyToRemote` (whose provider plugin cannot be built here).
+
+Semantics follow remote.Command: `create` runs on create, `update` (default: `create`) when an input changes,
+`delete` on delete; any change of `triggers` or of the node's address replaces the step (delete first: two copies of
+a training launch must never run at once). Unlike remote.Command, output is not buffered into state: the scripts log
+to files on the node, and state keeps only `result` (from `@fleet key=value` / `@fleet-json {...}` lines) and a short
+tail. `read` (refresh) drops the step when its node is gone and re-runs the optional `read` script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
+
+from lambda_provider.fleet.remote import Connection, NodeUnreachable, RemoteResult, connect, run_on, tar_directory
+from lambda_provider.resources.values import is_unknown
+
+STATE_TAIL_CHARS = 800
+DELETE_CONNECT_TIMEOUT = 20.0
+READ_CONNECT_TIMEOUT = 15.0
+
+
+class StepFailed(RuntimeError):
+    pass
+
+
+def parse_result(output: str) -> dict[str, Any]:
+    """`@fleet key=value` and `@fleet-json {...}` lines of a script's output, merged in order."""
+    result: dict[str, Any] = {}
+    for line in output.splitlines():
+        if line.startswith("@fleet-json "):
+            try:
+                loaded = json.loads(line[len("@fleet-json "):])
+            except ValueError:
+                continue
+            if isinstance(loaded, dict):
+                result.update(loaded)
+        elif line.startswith("@fleet "):
+            key, _, value = line[len("@fleet "):].partition("=")
+            result[key.strip()] = value.strip()
+    return result
+
+
+def visible_tail(output: str, limit: int = STATE_TAIL_CHARS) -> str:
+    lines = [line for line in output.splitlines() if not line.startswith("@fleet")]
+    return "\n".join(lines)[-limit:]
+
+
+def failure_cause(output: str) -> str:
+    errors = [line.split("FLEET-ERROR:", 1)[1].strip() for line in output.splitlines() if "FLEET-ERROR:" in line]
+    if errors:
+        return errors[-1]
+    lines = [line for line in output.splitlines() if line.strip() and not line.startswith("@fleet")]
+    return lines[-1].strip() if lines else "no output"
+
+
+def with_environment(script: str, environment: dict[str, Any] | None) -> str:
+    exports = "".join(f"export {k}={shlex.quote(str(v))}\n" for k, v in sorted((environment or {}).items()))
+    return exports + script
+
+
+def upload_command(remote_dir: str) -> str:
+    """Unpack a tarball from stdin into `remote_dir` (replaced as a whole, so deleted files disappear too)."""
+    quoted = remote_dir if remote_dir.startswith("$") else shlex.quote(remote_dir)
+    return (f'd={quoted}; mkdir -p "$(dirname "$d")" && rm -rf "$d.new" && mkdir "$d.new" && '
+            f'tar -xzf - -C "$d.new" && rm -rf "$d" && mv "$d.new" "$d"')
+
+
+def directory_digest(local_dir: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(local_dir.rglob("*")):
+        rel = path.relative_to(local_dir)
+        if path.is_file() and not any(p in ("__pycache__", "runs") for p in rel.parts) and path.suffix != ".pyc":
+            digest.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+class NodeStepProvider(ResourceProvider):
+    """Stateless; everything a call needs is in its inputs (the private key arrives as a decrypted secret)."""
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> Any:
+        from pulumi.dynamic import CheckFailure, CheckResult
+
+        failures = []
+        if not is_unknown(news.get("create")) and not isinstance(news.get("create"), str):
+            failures.append(CheckFailure("create", "create must be a shell script"))
+        return CheckResult(news, failures)
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = []
+        if _address(olds) != _address(news) or is_unknown(news.get("connection")):
+            replaces.append("connection")
+        if olds.get("triggers") != news.get("triggers") or is_unknown(news.get("triggers")):
+            replaces.append("triggers")
+        changed = [k for k in ("create", "update", "delete", "read", "environment", "upload", "timeout_seconds")
+                   if olds.get(k) != news.get(k)]
+        connection_changed = (olds.get("connection") or {}) != (news.get("connection") or {})
+        needs_rerun = bool((olds.get("result") or {}).get("needs_rerun"))
+        return DiffResult(changes=bool(replaces or changed or connection_changed or needs_rerun),
+                          replaces=replaces, delete_before_replace=True)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        outs = self._run(props, props["create"])
+        return CreateResult(f"{props['node']}/{props['step']}", outs)
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(self._run(news, news.get("update") or news["create"]))
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        script = props.get("delete")
+        if not script:
+            return
+        conn = Connection.from_props(props["connection"])
+        command = with_environment(script, props.get("environment"))
+        try:
+            result = asyncio.run(_connect_and_run(conn, command, None, _timeout(props), DELETE_CONNECT_TIMEOUT))
+        except NodeUnreachable:
+            return  # the node is gone (terminated or replaced): nothing left to stop
+        if result.exit_status != 0:
+            raise StepFailed(f"node {props['node']}: {props['step']} delete failed: {failure_cause(result.output_tail)}"
+                             f"\n{visible_tail(result.output_tail)}")
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        conn = Connection.from_props(props["connection"])
+        script = props.get("read") or "true"
+        command = with_environment(script, props.get("environment"))
+        try:
+            result = asyncio.run(_connect_and_run(conn, command, None, 120.0, READ_CONNECT_TIMEOUT))
+        except NodeUnreachable:
+            return ReadResult(None, {})  # node gone outside Pulumi: drop the step, the next up runs it again
+        outs = dict(props)
+        if props.get("read"):
+            outs["result"] = {**(props.get("result") or {}), **parse_result(result.output_tail)}
+        return ReadResult(id_, outs)
+
+    def _run(self, props: dict[str, Any], script: str) -> dict[str, Any]:
+        conn = Connection.from_props(props["connection"])
+        node, step = props["node"], props["step"]
+        upload = props.get("upload") or None
+        stdin = None
+        command = with_environment(script, props.get("environment"))
+        if upload:
+            stdin = tar_directory(Path(upload["local_dir"]))
+            command = upload_command(upload["remote_dir"]) + " && {\n" + command + "\n}"
+        try:
+            result = asyncio.run(_connect_and_run(conn, command, stdin, _timeout(props),
+                                                  float(props.get("connect_timeout_seconds") or 60.0)))
+        except NodeUnreachable as exc:
+            raise StepFailed(f"node {node}: {step}: node not reachable: {exc}") from None
+        if result.exit_status != 0:
+            raise StepFailed(f"node {node}: {step} failed (exit {result.exit_status}): "
+                             f"{failure_cause(result.output_tail)}\n--- output tail ---\n"
+                             f"{visible_tail(result.output_tail, 2000)}")
+        outs = {k: v for k, v in props.items() if k != "__provider"}
+        outs.update({"result": parse_result(result.output_tail), "output_tail": visible_tail(result.output_tail),
+                     "exit_status": result.exit_status})
+        return outs
+
+
+async def _connect_and_run(conn: Connection, command: str, stdin: bytes | None, timeout: float,
+                           connect_timeout: float) -> RemoteResult:
+    ssh = await connect(conn, connect_timeout)
+    async with ssh:
+        return await run_on(ssh, command, stdin=stdin, timeout=timeout)
+
+
+def _address(props: dict[str, Any]) -> tuple[Any, Any]:
+    conn = props.get("connection") or {}
+    return conn.get("host"), conn.get("port")
+
+
+def _timeout(props: dict[str, Any]) -> float:
+    value = props.get("timeout_seconds")
+    return float(value) if isinstance(value, (int, float)) and value > 0 else 600.0
+
+
+class NodeStep(Resource, module="fleet", name="NodeStep"):
+    """A script run on one node. Type token `pulumi-python:dynamic/fleet:NodeStep`."""
+
+    result: pulumi.Output[dict[str, Any]]
+    output_tail: pulumi.Output[str]
+
+    def __init__(self, resource_name: str, *, node: str, step: str, connection: pulumi.Input[dict[str, Any]],
+                 create: pulumi.Input[str], update: pulumi.Input[str] | None = None,
+                 delete: pulumi.Input[str] | None = None, read: pulumi.Input[str] | None = None,
+                 environment: pulumi.Input[dict[str, Any]] | None = None, upload: dict[str, str] | None = None,
+                 triggers: pulumi.Input[list[Any]] | None = None, timeout_seconds: float = 600.0,
+                 connect_timeout_seconds: float = 60.0, opts: pulumi.ResourceOptions | None = None) -> None:
+        props = {"node": node, "step": step, "connection": connection, "create": create, "update": update,
+                 "delete": delete, "read": read, "environment": environment or {}, "upload": upload,
+                 "triggers": triggers or [], "timeout_seconds": timeout_seconds,
+                 "connect_timeout_seconds": connect_timeout_seconds, "result": None, "output_tail": None,
+                 "exit_status": None}
+        super().__init__(NodeStepProvider(), resource_name, props, opts)

@@ -1,0 +1,125 @@
+"""Run commands on a node over real SSH (asyncssh): connect with backoff until a deadline, bounded output capture.
+
+Host keys are not verified (like pulumi-command's remote.Command): nodes are fresh machines whose host keys nobody
+knows in advance; the login itself uses only the fleet's key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import tarfile
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+OUTPUT_TAIL_CHARS = 3000
+
+
+class NodeUnreachable(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Connection:
+    host: str
+    port: int = 22
+    user: str = "ubuntu"
+    private_key: str | None = None
+    private_key_path: str | None = None
+
+    @classmethod
+    def from_props(cls, raw: dict[str, Any]) -> Connection:
+        return cls(str(raw["host"]), int(raw.get("port") or 22), str(raw.get("user") or "ubuntu"),
+                   raw.get("private_key") or None, raw.get("private_key_path") or None)
+
+    def client_key(self) -> asyncssh.SSHKey:
+        if self.private_key:
+            return asyncssh.import_private_key(self.private_key)
+        if self.private_key_path:
+            return asyncssh.read_private_key(str(Path(self.private_key_path).expanduser()))
+        raise ValueError("connection has neither private_key nor private_key_path")
+
+    def __str__(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class RemoteResult:
+    exit_status: int
+    output_tail: str  # stdout and stderr interleaved, last OUTPUT_TAIL_CHARS characters
+
+
+async def connect(conn: Connection, timeout: float) -> asyncssh.SSHClientConnection:
+    """Retry with backoff (0.5 s doubling to 5 s) until `timeout`: a booting machine refuses or resets for a while."""
+    deadline = time.monotonic() + timeout
+    delay, last_error = 0.5, "no attempt"
+    key = conn.client_key()
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            return await asyncssh.connect(conn.host, conn.port, username=conn.user, client_keys=[key],
+                                          known_hosts=None, agent_path=None,
+                                          connect_timeout=max(1.0, min(15.0, remaining)))
+        except (OSError, asyncssh.Error, TimeoutError) as exc:
+            last_error = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() + delay > deadline:
+            raise NodeUnreachable(f"SSH to {conn} did not answer within {timeout:.0f} s (last error: {last_error})")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+async def run_on(ssh: asyncssh.SSHClientConnection, command: str, *, stdin: bytes | None = None,
+                 timeout: float = 600.0) -> RemoteResult:
+    tail: deque[str] = deque()
+    size = 0
+    async with ssh.create_process(command, encoding=None, stderr=asyncssh.STDOUT) as proc:
+        if stdin is not None:
+            proc.stdin.write(stdin)
+        proc.stdin.write_eof()
+
+        async def drain() -> None:
+            nonlocal size
+            while chunk := await proc.stdout.read(65536):
+                text = chunk.decode(errors="replace")
+                tail.append(text)
+                size += len(text)
+                while size - len(tail[0]) > OUTPUT_TAIL_CHARS and len(tail) > 1:
+                    size -= len(tail.popleft())
+
+        try:
+            await asyncio.wait_for(drain(), timeout=timeout)
+            completed = await asyncio.wait_for(proc.wait(check=False), timeout=30)
+        except TimeoutError:
+            proc.kill()
+            return RemoteResult(124, "".join(tail)[-OUTPUT_TAIL_CHARS:] + f"\n[timed out after {timeout:.0f} s]")
+    status = completed.exit_status if completed.exit_status is not None else 255
+    return RemoteResult(status, "".join(tail)[-OUTPUT_TAIL_CHARS:])
+
+
+def run(conn: Connection, command: str, *, stdin: bytes | None = None, timeout: float = 600.0,
+        connect_timeout: float = 60.0) -> RemoteResult:
+    async def main() -> RemoteResult:
+        ssh = await connect(conn, connect_timeout)
+        async with ssh:
+            return await run_on(ssh, command, stdin=stdin, timeout=timeout)
+
+    return asyncio.run(main())
+
+
+def tar_directory(local_dir: Path, excludes: tuple[str, ...] = ("__pycache__", "runs", ".pytest_cache")) -> bytes:
+    """A gzip tarball of `local_dir`'s contents (paths relative to it), skipping build and run leftovers."""
+    buffer = io.BytesIO()
+
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        parts = Path(info.name).parts
+        return None if any(p in excludes or p.endswith(".pyc") for p in parts) else info
+
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for child in sorted(local_dir.iterdir()):
+            tar.add(child, arcname=child.name, filter=keep)
+    return buffer.getvalue()

@@ -1,0 +1,92 @@
+"""Activation shards streamed through the shuffling buffer; planted data seeding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from training.config import ConfigError
+from training.data import PlantedFeatures, ShardSource, ShuffledStream, make_generator
+from training.evaluate import feature_recovery
+from training.sae import SparseAutoencoder
+
+
+def _write_shards(tmp_path: Path, d_in: int = 8) -> torch.Tensor:
+    """Three shards in three formats; column 0 holds a unique id per vector."""
+    rows = torch.arange(3 * 400, dtype=torch.float32)
+    data = torch.cat([rows[:, None], torch.randn(len(rows), d_in - 1)], dim=1)
+    np.save(tmp_path / "a.npy", data[:400].numpy())
+    save_file({"acts": data[400:800].contiguous()}, str(tmp_path / "b.safetensors"))
+    torch.save({"acts": data[800:].reshape(4, 100, d_in).clone()}, tmp_path / "c.pt")  # [seq, pos, d] is flattened
+    return data
+
+
+def test_shards_stream_every_vector_once_per_epoch_shuffled(tmp_path: Path) -> None:
+    data = _write_shards(tmp_path)
+    source = ShardSource([str(tmp_path / "*.npy"), str(tmp_path / "*.safetensors"), str(tmp_path / "c.pt")],
+                         key="acts", seed=5, chunk_rows=150)
+    assert source.d_in == 8
+    stream = ShuffledStream(source, batch_rows=50, buffer_rows=600, seed=5)
+    seen = torch.cat([stream.next_batch() for _ in range(24)])  # 1200 vectors = one epoch
+    ids = seen[:, 0].long()
+    assert sorted(ids.tolist()) == list(range(1200))
+    assert not torch.equal(ids, torch.arange(1200))  # shuffled
+    torch.testing.assert_close(seen[ids.argsort()], data)  # every vector intact
+    assert stream.state.epoch == 0
+    stream.next_batch()
+    assert stream.state.epoch == 1
+
+
+def test_stream_resume_replays_the_same_batches(tmp_path: Path) -> None:
+    _write_shards(tmp_path)
+    source = ShardSource([str(tmp_path / "a.npy"), str(tmp_path / "b.safetensors")], key="acts", seed=1,
+                         chunk_rows=100)
+    first = ShuffledStream(source, batch_rows=64, buffer_rows=256, seed=9)
+    for _ in range(7):
+        first.next_batch()
+    state = first.state_dict()
+    expected = [first.next_batch() for _ in range(10)]
+    resumed = ShuffledStream(source, batch_rows=64, buffer_rows=256, seed=9)
+    resumed.load_state_dict(state)
+    for want in expected:
+        assert torch.equal(resumed.next_batch(), want)
+
+
+def test_ranks_read_disjoint_data(tmp_path: Path) -> None:
+    _write_shards(tmp_path)
+    source = ShardSource([str(tmp_path / "a.npy")], key=None, seed=1, chunk_rows=100)
+    ids = []
+    for rank in range(2):
+        stream = ShuffledStream(source, batch_rows=50, buffer_rows=100, seed=3, rank=rank, world=2)
+        ids.append({int(v) for _ in range(4) for v in stream.next_batch()[:, 0]})
+    assert len(ids[0]) == len(ids[1]) == 200
+    assert not ids[0] & ids[1]
+
+
+def test_bad_shards_are_rejected_with_key_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="^shard_paths: pattern .* matched no files"):
+        ShardSource([str(tmp_path / "*.npy")], None, 0)
+    save_file({"x": torch.zeros(4, 3), "y": torch.zeros(4, 3)}, str(tmp_path / "two.safetensors"))
+    with pytest.raises(ConfigError, match="^shard_key: .* set shard_key"):
+        ShardSource([str(tmp_path / "two.safetensors")], None, 0)
+    (tmp_path / "x.csv").write_text("1,2\n")
+    with pytest.raises(ConfigError, match="^shard_paths: .*unsupported suffix"):
+        ShardSource([str(tmp_path / "x.csv")], None, 0)
+
+
+def test_planted_dictionary_and_init_use_separate_streams() -> None:
+    """Same seed for data and init must not replay the dictionary (the manual_seed pitfall in sae-notes §5)."""
+    planted = PlantedFeatures(64, 512, 10.0, 0.6, 0.01, 1.0, seed=7)
+    sae = SparseAutoencoder(64, 512, 8, generator=make_generator(7, 12))
+    assert feature_recovery(sae.W_dec.detach(), planted.dictionary) < 0.5
+    torch.manual_seed(7)
+    naive = torch.randn(512, 64)  # what a careless init with the data seed would draw
+    assert feature_recovery(naive, planted.dictionary) < 0.5
+    sample = planted.sample(4000, make_generator(7, 14))
+    assert sample.shape == (4000, 64)
+    fired = planted.rates.sum().item()
+    assert 9.0 < fired < 11.0
