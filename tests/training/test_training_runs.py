@@ -1,0 +1,141 @@
+"""Whole training runs: planted-feature recovery, resume equality, SIGTERM, two-process DDP (gloo), HF hook."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from conftest import REPO, free_port, subprocess_env, tiny_overrides
+from safetensors.torch import load_file
+
+from training.config import build_config
+from training.data import PURPOSE_SHUFFLE, HFActivationSource, make_generator
+from training.trainer import Trainer
+
+
+def _train(overrides: dict) -> dict:
+    return Trainer(build_config(None, overrides)).run().summary
+
+
+def test_planted_features_are_recovered(tmp_path: Path) -> None:
+    summary = _train(tiny_overrides(tmp_path / "run", total_vectors=256 * 300))
+    assert summary["recovery_at_init"] < 0.5  # the init does not replay the planted dictionary
+    assert summary["recovery"] > 0.9
+    assert summary["fvu"] < 0.2
+    assert summary["dead_fraction"] <= 0.02
+    assert abs(summary["l0"] - 4) < 0.1
+    out = tmp_path / "run"
+    weights = load_file(str(out / "sae.safetensors"))
+    assert weights["W_dec"].shape == (256, 32) and weights["W_enc"].shape == (256, 32)
+    assert weights["b_enc"].shape == (256,) and weights["b_dec"].shape == (32,)
+    assert json.loads((out / "sae_config.json").read_text())["d_sae"] == 256
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "finished" and status["step"] == 300
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == list(range(20, 301, 20))
+    assert json.loads(lines[-1])["fvu"] < json.loads(lines[0])["fvu"]
+
+
+def test_stopped_and_resumed_run_matches_uninterrupted(tmp_path: Path) -> None:
+    _train(tiny_overrides(tmp_path / "straight"))
+    stopped = _train(tiny_overrides(tmp_path / "staged", stop_after_steps=50))
+    assert stopped["state"] == "stopped" and stopped["steps"] == 50
+    assert (tmp_path / "staged" / "checkpoints" / "latest").read_text().strip() == "step_00000050"
+    resumed = _train(tiny_overrides(tmp_path / "staged"))
+    assert resumed["state"] == "finished" and resumed["steps"] == 120
+    a = load_file(str(tmp_path / "straight" / "sae.safetensors"))
+    b = load_file(str(tmp_path / "staged" / "sae.safetensors"))
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], atol=1e-5, rtol=1e-4)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "staged" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(20, 121, 20))
+
+
+def _cli(out_dir: Path, **extra: object) -> list[str]:
+    args = [sys.executable, "-m", "training.train"]
+    for key, value in tiny_overrides(out_dir, threads=1, **extra).items():
+        args += ["--set", f"{key}={value}"]
+    return args
+
+
+def test_sigterm_checkpoints_then_exits(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_cli(out, total_vectors=256 * 1_000_000, log_every=5, checkpoint_every=100_000),
+                            cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            status_path = out / "status.json"
+            if status_path.is_file() and json.loads(status_path.read_text())["step"] >= 10:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("run never reached step 10")
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    status = json.loads((out / "status.json").read_text())
+    assert status["state"] == "stopped" and status["reason"] == "sigterm"
+    latest = (out / "checkpoints" / "latest").read_text().strip()
+    assert latest == f"step_{status['step']:08d}"
+    state = torch.load(out / "checkpoints" / latest / "state.pt", weights_only=False)
+    assert state["step"] == status["step"] and "optimizer" in state
+    # the same command resumes from that checkpoint
+    again = subprocess.run(_cli(out, total_vectors=256 * (status["step"] + 5)), cwd=REPO, env=subprocess_env(),
+                           capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"resumed at step {status['step']}" in again.stdout
+    assert json.loads((out / "summary.json").read_text())["steps"] == status["step"] + 5
+
+
+def test_two_process_ddp_with_gloo(tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    args = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
+            "--master-addr=127.0.0.1", f"--master-port={free_port()}", "-m", "training.train"]
+    args += _cli(out, total_vectors=256 * 60)[3:]
+    proc = subprocess.run(args, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 60
+    assert summary["fvu"] < 0.6
+    assert proc.stdout.count("finished (completed)") == 1  # rank 0 alone reports and writes
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [20, 40, 60]
+    state = torch.load(out / "checkpoints" / "step_00000060" / "state.pt", weights_only=False)
+    assert state["world"] == 2 and len(state["streams"]) == 2  # every rank's data position is saved
+
+
+def test_hf_hook_on_tiny_random_model(tmp_path: Path) -> None:
+    tokens = np.random.default_rng(0).integers(0, 96, size=64 * 40).astype(np.int64)
+    np.save(tmp_path / "tokens.npy", tokens)
+    model_config = {"model_type": "gpt2", "n_layer": 2, "n_embd": 32, "n_head": 2, "vocab_size": 96,
+                    "n_positions": 64}
+    overrides = dict(data_source="hf", hf_model_config=model_config, hf_layer="transformer.h.0",
+                     hf_tokens=str(tmp_path / "tokens.npy"), hf_context=32, hf_batch_sequences=8, expansion_factor=4,
+                     k=4, batch_size=124, total_vectors=124 * 30, shuffle_buffer=496, log_every=10,
+                     checkpoint_every=100, threads=2, out_dir=str(tmp_path / "run"), plot=False)
+    cfg = build_config(None, overrides)
+    source = HFActivationSource(cfg, torch.device("cpu"), seed=0)
+    assert source.d_in == 32
+    acts = source.chunk(0, 0)
+    assert acts.shape == (8 * 31, 32)  # first position of each window skipped
+    # the hooked output equals the model's own hidden state after block 0
+    order = torch.randperm(source.n_windows, generator=make_generator(0, PURPOSE_SHUFFLE, 0))[:8].tolist()
+    ids = torch.as_tensor(np.stack([tokens[w * 32:(w + 1) * 32] for w in order]))
+    with torch.no_grad():
+        hidden = source.model(ids, output_hidden_states=True).hidden_states[1][:, 1:]
+    torch.testing.assert_close(acts, hidden.reshape(-1, 32))
+    summary = Trainer(cfg).run().summary
+    assert summary["d_in"] == 32 and summary["steps"] == 30
+    assert summary["fvu"] < 1.0
+    assert load_file(str(tmp_path / "run" / "sae.safetensors"))["W_dec"].shape == (128, 32)
