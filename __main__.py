@@ -1,5 +1,7 @@
-"""Reads the stack config and builds the fleet."""
+"""Reads the stack config and builds the fleet (see lambda_provider/fleet/ and README "Stack config")."""
 
-import pulumi
+from pathlib import Path
 
-pulumi.export("stack", pulumi.get_stack())
+from lambda_provider.fleet.program import main
+
+main(Path(__file__).resolve().parent)

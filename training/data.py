@@ -221,7 +221,7 @@ class HFActivationSource:
                               f"{self.context}; need at least hf_batch_sequences={self.per_chunk}")
         self.tokens, self.device, self.seed = tokens, device, seed
         self.skip_first = cfg.hf_skip_first_token
-        hidden = getattr(self.model.config, "hidden_size", None) or getattr(self.model.config, "n_embd")
+        hidden = getattr(self.model.config, "hidden_size", None) or self.model.config.n_embd
         self.d_in = int(hidden)
 
     def num_chunks(self, epoch: int) -> int:
@@ -269,6 +269,7 @@ class ShuffledStream:
         self.seed, self.rank, self.world = seed, rank, world
         self.state = StreamState()
         self._window: Tensor | None = None
+        self._order = torch.empty(0, dtype=torch.long)
         self._window_end = 0
 
     def _my_chunks(self, epoch: int) -> list[int]:
@@ -284,9 +285,9 @@ class ShuffledStream:
                 rows += len(part)
                 i += 1
             if rows >= self.batch_rows:
-                window = torch.cat(parts)
                 gen = make_generator(self.seed, PURPOSE_SHUFFLE, self.state.epoch, self.state.window_start, self.rank)
-                self._window = window[torch.randperm(len(window), generator=gen)]
+                self._window = parts[0] if len(parts) == 1 else torch.cat(parts)
+                self._order = torch.randperm(rows, generator=gen)  # batches gather through it: no shuffled copy
                 self._window_end = i
                 return
             if self.state.window_start == 0:
@@ -299,11 +300,11 @@ class ShuffledStream:
         if self._window is None:
             self._load_window()
         assert self._window is not None
-        if self.state.offset + self.batch_rows > len(self._window):
+        if self.state.offset + self.batch_rows > len(self._order):
             self.state = StreamState(self.state.epoch, self._window_end, 0)
             self._load_window()
         assert self._window is not None
-        batch = self._window[self.state.offset:self.state.offset + self.batch_rows]
+        batch = self._window.index_select(0, self._order[self.state.offset:self.state.offset + self.batch_rows])
         self.state.offset += self.batch_rows
         return batch
 

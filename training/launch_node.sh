@@ -6,12 +6,13 @@
 #   launch_node.sh stop     SIGTERM the run's process group and wait: the trainer checkpoints, then exits
 #   launch_node.sh status   print `@fleet-json {...}`: running, pid, and the run's status.json (head writes it)
 #
-# Env: FLEET_HOME, RUN_DIR (on the shared filesystem), NODE_RANK, NNODES, NPROC (processes on this node),
+# Env: FLEET_HOME, RUN_PATH (the run's directory on the shared filesystem, live path /lambda/nfs/<fs>/...), NODE_RANK, NNODES, NPROC (processes on this node),
 # MASTER_ADDR, MASTER_PORT, TRAIN_CONFIG_B64 (the trainer's YAML, base64), FLEET_EXTRA_ENV (e.g. GLOO_SOCKET_IFNAME=lo)
 set -euo pipefail
 FLEET_HOME="${FLEET_HOME:-$HOME/lambda-sae}"
 NODE_RANK="${NODE_RANK:-0}"
 PIDFILE="$FLEET_HOME/train.pid"
+RUN_DIR="${LAMBDA_INSTANCE_ROOT:-}$RUN_PATH"  # the emulator mounts filesystems under the instance root
 LOG="$RUN_DIR/logs/node-$NODE_RANK.log"
 fail() { echo "FLEET-ERROR: $*"; exit 1; }
 

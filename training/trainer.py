@@ -166,7 +166,7 @@ class Trainer:
         first = self.stream.next_batch().to(self.device)
         self.sae.init_b_dec(first, self.cfg.b_dec_init)
         if self.cfg.decode_impl == "auto":
-            self.sae.decode_impl = choose_decode_impl(self.sae, first)
+            self.sae.decode_impl = self.dist.gather(choose_decode_impl(self.sae, first))[0]  # rank 0's choice
         self.stream.load_state_dict({"epoch": 0, "window_start": 0, "offset": 0})
         return False
 
@@ -388,4 +388,6 @@ class Trainer:
 
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"

@@ -68,8 +68,9 @@ class LaunchRequest:
 class ReconcilePolicy:
     """How hard to look for an instance a lost launch answer may have created."""
 
-    list_attempts: int = 5
-    list_interval: float = 3.0
+    # A new instance can lag in the list: look for ~2 minutes before concluding that a launch did not happen.
+    list_attempts: int = 8
+    list_interval: float = 15.0
     launch_attempts: int = 2  # sends of the launch request, in total, after which we give up
 
 

@@ -142,8 +142,12 @@ class NodeStepProvider(ResourceProvider):
         return ReadResult(id_, outs)
 
     def _run(self, props: dict[str, Any], script: str) -> dict[str, Any]:
-        conn = Connection.from_props(props["connection"])
         node, step = props["node"], props["step"]
+        raw_conn = props["connection"]
+        if raw_conn.get("ready") is False or not raw_conn.get("host"):
+            raise StepFailed(f"node {node}: {step}: the instance is not ready: "
+                             f"{raw_conn.get('boot_error') or 'no IP address yet'}")
+        conn = Connection.from_props(raw_conn)
         upload = props.get("upload") or None
         stdin = None
         command = with_environment(script, props.get("environment"))

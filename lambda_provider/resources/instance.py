@@ -79,6 +79,10 @@ def _ready_or_dead(inst: InstanceRecord | None) -> bool:
     return inst is None or inst.is_ready or inst.status in TERMINAL_STATUSES
 
 
+class DiedWhileBooting(RuntimeError):
+    """The instance was terminated or preempted before it became ready (so it does not bill)."""
+
+
 class InstanceProvider(ResourceProvider):
     """Holds no state: settings (API key, URL, pacing) are read per call from `settings.current()`."""
 
@@ -141,6 +145,8 @@ class InstanceProvider(ResourceProvider):
                 if props.get("name") and adopted is not None and adopted.name != props["name"]:
                     client.instances.rename(instance_id, props["name"])
                 return CreateResult(instance_id, self._wait_and_describe(client, instance_id, props, gpus, cfg))
+            except DiedWhileBooting:
+                raise  # nothing bills: failing (untracked) is safe, and the next up launches afresh
             except Exception as exc:  # noqa: BLE001 - anything after launch must still be tracked
                 log.warning("instance %s launched but not ready: %s", instance_id, exc)
                 return CreateResult(instance_id, self._unfinished_outputs(props, instance_id, str(exc)))
@@ -203,6 +209,7 @@ class InstanceProvider(ResourceProvider):
     # ---------------------------------------------------------------- read / update / delete
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         with settings.current().client() as client:
+            _terminate_strays(client, props, keep=id_)
             inst = client.instances.find(id_)
             if inst is None or inst.status in GONE_FOR_READ:
                 return ReadResult(None, {})  # gone outside Pulumi: the engine drops it from state
@@ -217,12 +224,15 @@ class InstanceProvider(ResourceProvider):
                 raise RuntimeError(
                     f"instance {id_} is {status}: run `pulumi refresh` to drop it from state, then `pulumi up` to "
                     "launch a replacement")
+            _terminate_strays(client, olds, keep=id_)
             if news.get("name") and inst.name != news["name"]:
                 client.instances.rename(id_, news["name"])
             gpus = inst.instance_type.specs.gpus if inst.instance_type else 1
             merged = {**news, "instance_type": olds.get("instance_type"), "region": olds.get("region")}
             try:
                 return UpdateResult(self._wait_and_describe(client, id_, merged, gpus, cfg))
+            except DiedWhileBooting as exc:
+                raise RuntimeError(f"{exc}: run `pulumi refresh` to drop it from state, then `pulumi up`") from None
             except Exception as exc:  # noqa: BLE001 - keep it tracked and retried, as in create
                 return UpdateResult(self._unfinished_outputs(merged, id_, str(exc)))
 
@@ -253,7 +263,7 @@ class InstanceProvider(ResourceProvider):
             return self._unfinished_outputs(props, instance_id, f"{exc}; the next `pulumi up` waits again")
         if inst is None or inst.status in TERMINAL_STATUSES:
             status = inst.status if inst else "gone"
-            return self._unfinished_outputs(props, instance_id, f"instance {instance_id} is {status} while booting")
+            raise DiedWhileBooting(f"instance {instance_id} was {status} while booting; it no longer bills")
         return self._describe(client, inst, props)
 
     def _describe(self, client: LambdaClient, inst: InstanceRecord, props: Mapping[str, Any],
@@ -295,6 +305,20 @@ class InstanceProvider(ResourceProvider):
         outs.update({"instance_id": instance_id, "status": "unknown", "ready": False, "boot_error": error,
                      "requested_spec": requested_spec(props), "ssh_port": 22})
         return outs
+
+
+def _terminate_strays(client: LambdaClient, props: Mapping[str, Any], keep: str) -> None:
+    """Terminate live instances with this resource's ownership tags other than the tracked one.
+
+    Such an instance is untracked billing: e.g. a launch answer lost and the instance listed only after the
+    relaunch. Ownership tags name project, stack and resource, so nothing outside this resource matches.
+    """
+    if not props.get("owner"):
+        return
+    strays = [i.id for i in client.instances.find_owned(owner_tags(props["owner"])) if i.id != keep]
+    if strays:
+        log.warning("terminating untracked instances carrying the ownership tags of %s: %s", keep, strays)
+        client.instances.terminate(strays)
 
 
 def _canonical(placements: Any) -> list[dict[str, Any]]:
@@ -397,7 +421,7 @@ class InstanceNotReady(RuntimeError):
 def _fail_if_unready(resource_name: str, ready: bool | None, boot_error: str | None) -> None:
     # Raised inside an apply: the SDK re-raises it after all registrations, so `pulumi up` exits non-zero while
     # the state keeps the instance (destroy terminates it; the next up waits for it again).
-    if ready is False:
+    if ready is False and not pulumi.runtime.is_dry_run():  # preview must still show the plan
         raise InstanceNotReady(f"instance {resource_name} is tracked in state but not ready: {boot_error}. Run "
                                "`pulumi up` again to keep waiting for it, or `pulumi destroy` to terminate it.")
 

@@ -16,7 +16,7 @@ Stack config keys (namespace `lambda:`), each with its environment variable fall
 | `lambda:deleteTimeout`       | LAMBDA_DELETE_TIMEOUT          | 900 s                           |
 | `lambda:retryBaseDelay`      | LAMBDA_RETRY_BASE_DELAY        | 1.0 s                           |
 | `lambda:retryAttempts`       | LAMBDA_RETRY_ATTEMPTS          | 6                               |
-| `lambda:reconcileInterval`   | LAMBDA_RECONCILE_INTERVAL      | 3.0 s                           |
+| `lambda:reconcileInterval`   | LAMBDA_RECONCILE_INTERVAL      | 15.0 s (x8 listings)            |
 | `lambda:requestTimeout`      | LAMBDA_REQUEST_TIMEOUT         | 30 s                            |
 
 Set the key with `pulumi config set --secret lambda:apiKey <key>`.
@@ -58,7 +58,7 @@ class ProviderSettings:
     delete_timeout: float = 900.0
     retry_base_delay: float = 1.0
     retry_attempts: int = 6
-    reconcile_interval: float = 3.0
+    reconcile_interval: float = 15.0
     request_timeout: float = 30.0
 
     def client(self) -> LambdaClient:

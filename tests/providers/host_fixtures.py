@@ -1,27 +1,14 @@
-"""Shared pieces of the host-level tests: a configured provider host and the no-orphan invariant."""
+"""Shared checks of the host-level tests: the no-orphan invariant, launch counting, the API-key grep."""
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
-from tests.providers.conftest import Api
-from tests.providers.host_harness import Engine, ProviderHost
+from tests.providers.emulator_api import Api
+from tests.providers.host_harness import Engine
 
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9oCq5j1k+IV2N0d8pxQ1a2QTzvvl2QxFgUaT4Ebv9z test@sae"
-
-
-@pytest.fixture
-def engine(api: Api) -> Iterator[Engine]:
-    with ProviderHost() as host:
-        reply = host.configure(api.stack_config())
-        assert reply.acceptSecrets is False  # the host gets plaintext config: it must not echo it anywhere
-        engine = Engine(host)
-        yield engine
-        assert_no_api_key_leak(api, engine)
 
 
 def assert_converged(api: Api, engine: Engine) -> None:

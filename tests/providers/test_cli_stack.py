@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.providers.conftest import REPO_ROOT, Api
+from tests.providers.conftest import REPO_ROOT
+from tests.providers.emulator_api import Api
 from tests.providers.host_fixtures import PUBLIC_KEY, launches_for
 from tests.pulumi_support import PulumiProject, require_pulumi
 
@@ -166,6 +167,7 @@ def test_boot_timeout_fails_the_up_but_keeps_the_instance_tracked(api: Api, stac
     assert failed.returncode != 0 and "tracked in state but not ready" in failed.stdout + failed.stderr
     tracked = stack.resource_ids()["node"]
     assert _live_ids(api) == {tracked}  # nothing bills outside the stack
+    assert stack.preview_ops()["node"] == ("update", [])  # preview still works, and plans to wait again
 
     api.control("PUT", "/boot", {"hang": None})
     api.control("POST", f"/instances/{tracked}/boot", {"hang": None})

@@ -8,15 +8,10 @@ from collections.abc import Callable
 import grpc
 import pytest
 
+from lambda_provider.client import LaunchRequest
 from lambda_provider.resources import Instance, SshKey
-from tests.providers.conftest import Api
-from tests.providers.host_fixtures import (  # noqa: F401
-    PUBLIC_KEY,
-    assert_converged,
-    assert_no_api_key_leak,
-    engine,
-    launches_for,
-)
+from tests.providers.emulator_api import Api
+from tests.providers.host_fixtures import PUBLIC_KEY, assert_converged, assert_no_api_key_leak, launches_for
 from tests.providers.host_harness import Engine, ProviderHost, Registration, registrations
 
 
@@ -108,12 +103,15 @@ def _kill_host_during_create(api: Api, engine: Engine, node: Registration) -> No
         except grpc.RpcError as exc:
             errors.append(exc)
 
+    api.control("PUT", "/boot", {"hang": "ip"})  # the launch happens, the boot does not end: mid-create
     worker = threading.Thread(target=create)
     worker.start()
     api.wait_for(lambda: len(launches_for(api, "node")) == 1)
     engine.host.kill()
     worker.join(timeout=30)
     assert errors and node.urn not in engine.state  # the engine never learnt the id
+    api.control("PUT", "/boot", {"hang": None})
+    api.control("POST", f"/instances/{launches_for(api, 'node')[0]['id']}/boot", {"hang": None})
 
 
 def _restart(api: Api, engine: Engine, body: Callable[[Engine], None]) -> None:
@@ -170,4 +168,42 @@ def test_read_drops_instances_that_died_outside_pulumi(api: Api, engine: Engine,
         api.wait_for(lambda: api.client().instances.get(instance_id).status == "terminated")
     assert engine.refresh(regs["node"].urn) == "deleted"
     assert engine.up(regs["node"]) == "create"
+    assert_converged(api, engine)
+
+
+def test_preempted_while_booting_fails_create_and_nothing_bills(api: Api, engine: Engine) -> None:
+    api.control("PUT", "/boot", {"hang": "no-ip"})
+    regs = _stack(boot_timeout_seconds=30)
+    engine.up(regs["key"])
+    result: list[BaseException] = []
+
+    def create() -> None:
+        try:
+            engine.up(regs["node"])
+        except grpc.RpcError as exc:
+            result.append(exc)
+
+    worker = threading.Thread(target=create)
+    worker.start()
+    api.wait_for(lambda: len(launches_for(api, "node")) == 1)
+    api.control("POST", f"/instances/{launches_for(api, 'node')[0]['id']}/status", {"status": "preempted"})
+    worker.join(timeout=60)
+    assert result and "preempted while booting" in result[0].details()
+    assert_converged(api, engine)  # not tracked, and not billing either
+    api.control("PUT", "/boot", {"hang": None})
+    assert engine.up(regs["node"]) == "create" and len(launches_for(api, "node")) == 2
+    assert_converged(api, engine)
+
+
+def test_refresh_terminates_an_untracked_duplicate_of_a_tracked_instance(api: Api, engine: Engine) -> None:
+    regs = _stack()
+    _up_all(engine, regs)
+    tracked = engine.state[regs["node"].urn].id
+    # A lagging duplicate: same ownership tags, launched behind the state's back (e.g. listed only after a relaunch).
+    owner_tags = {t["key"]: t["value"] for t in launches_for(api, "node")[0]["tags"]}
+    client = api.client()
+    duplicate = client.instances.launch(LaunchRequest("us-west-1", "gpu_1x_a10", "test-key", tags=owner_tags))
+    assert engine.refresh(regs["node"].urn) == "refreshed"
+    assert engine.state[regs["node"].urn].id == tracked
+    assert client.instances.get(duplicate).status in ("terminating", "terminated")
     assert_converged(api, engine)

@@ -8,8 +8,8 @@ import grpc
 import pytest
 
 from lambda_provider.resources import Filesystem, Instance, SshKey
-from tests.providers.conftest import Api
-from tests.providers.host_fixtures import PUBLIC_KEY, assert_converged, engine, launches_for  # noqa: F401
+from tests.providers.emulator_api import Api
+from tests.providers.host_fixtures import PUBLIC_KEY, assert_converged, launches_for
 from tests.providers.host_harness import CheckFailed, Engine, registrations
 
 
@@ -144,3 +144,4 @@ def test_filesystem_region_pins_placement_and_mounts_are_outputs(api: Api, engin
         engine.up(wrong, preview=True)
     engine.destroy()
     assert api.live_instances() == [] and api.client().filesystems.list() == []
+

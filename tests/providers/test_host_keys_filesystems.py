@@ -8,8 +8,8 @@ from cryptography.hazmat.primitives import serialization
 
 from lambda_provider.client import FilesystemInUse, LaunchRequest
 from lambda_provider.resources import Filesystem, SshKey
-from tests.providers.conftest import Api
-from tests.providers.host_fixtures import PUBLIC_KEY, engine  # noqa: F401
+from tests.providers.emulator_api import Api
+from tests.providers.host_fixtures import PUBLIC_KEY
 from tests.providers.host_harness import CheckFailed, Engine, registrations
 
 OTHER_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBEv8bRMtqyy4glDhdJRCja6IUC1uRDgSlB+/0Qt3LFk other@sae"

@@ -1,0 +1,162 @@
+"""`GpuFleet`: SSH key, filesystem, instances and, per node, ready gate -> setup -> training launch, plus the
+fleet-level training run (optional bounded wait) and the money outputs."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+
+from lambda_provider.fleet import scripts
+from lambda_provider.fleet.clock import FleetClock
+from lambda_provider.fleet.config import FleetConfig
+from lambda_provider.fleet.cost import fleet_hourly_usd
+from lambda_provider.fleet.node_step import NodeStep, directory_digest
+from lambda_provider.fleet.training_run import TrainingRun
+from lambda_provider.resources import Filesystem, Instance, SshKey
+
+SSH_USER = "ubuntu"
+
+
+def expected_arch(architecture: str | None) -> str:
+    return "aarch64" if architecture in ("arm64", "aarch64") else "x86_64"
+
+
+def gpu_model(gpu_description: str | None) -> str:
+    """'1x GH200 (96 GB)' or 'GH200 (96 GB)' -> 'GH200' (what nvidia-smi's name contains)."""
+    text = re.sub(r"^\d+x\s+", "", gpu_description or "")
+    return text.split(" (")[0].strip() or "NVIDIA"
+
+
+def trainer_config(config: FleetConfig, repo_root: Path) -> dict[str, Any]:
+    """The trainer's YAML as the nodes get it: the stack's config file, its overrides, and the budget's max hours."""
+    training = config.training
+    values: dict[str, Any] = {}
+    if training.config:
+        values.update(yaml.safe_load((repo_root / training.config).read_text()) or {})
+    values.update(training.overrides)
+    values.pop("out_dir", None)  # the fleet puts the run on the filesystem
+    limit = config.budget.max_hours
+    values["max_hours"] = min(float(values.get("max_hours") or limit), limit)
+    return values
+
+
+def master_port(config: FleetConfig, stack: str) -> int:
+    """On the emulator every node shares this host: spread stacks over ports so parallel fleets do not collide."""
+    if config.target != "emulator":
+        return config.training.master_port
+    return config.training.master_port + int(hashlib.sha256(stack.encode()).hexdigest(), 16) % 1000
+
+
+class GpuFleet(pulumi.ComponentResource):
+    def __init__(self, name: str, config: FleetConfig, *, repo_root: Path,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("lambda-sae:fleet:GpuFleet", name, None, opts)
+        stack = pulumi.get_stack()
+        child = pulumi.ResourceOptions(parent=self)
+        emulator = config.target == "emulator"
+
+        if config.ssh_key.generate:
+            key = SshKey("ssh-key", name=config.ssh_key.name, opts=child)
+            private_key: pulumi.Output[str] | None = key.private_key
+            key_path_hint = f"~/.ssh/lambda-sae-{stack}"
+        else:
+            public = Path(config.ssh_key.public_key_path or "").read_text().strip()
+            key = SshKey("ssh-key", name=config.ssh_key.name, public_key=public, opts=child)
+            private_key = None
+            key_path_hint = config.ssh_key.private_key_path or ""
+
+        fs_cfg = config.filesystem
+        filesystem = Filesystem("filesystem", name=fs_cfg.name, region=fs_cfg.region, opts=pulumi.ResourceOptions(
+            parent=self, retain_on_delete=not fs_cfg.delete_on_destroy))
+        fs_mount = f"/lambda/nfs/{fs_cfg.name}"
+        run_path = f"{fs_mount}/runs/{config.training.run_name}"
+
+        instances: list[tuple[str, Instance, int]] = []
+        for group in config.node_groups:
+            for index in range(group.count):
+                node_name = f"{group.name}-{index}"
+                inst = Instance(node_name, ssh_key_name=key.name, file_system_names=[filesystem.name],
+                                placements=[p.to_input() for p in group.placements],
+                                boot_timeout_seconds=group.boot_timeout_seconds, opts=child)
+                instances.append((node_name, inst, 1 if config.training.allow_cpu else group.gpus_per_node))
+
+        head = instances[0][1]
+        world_ids = [inst.instance_id for _, inst, _ in instances]
+        train_yaml = yaml.safe_dump(trainer_config(config, repo_root), sort_keys=True)
+        train_b64 = base64.b64encode(train_yaml.encode()).decode()
+        training_dir = repo_root / "training"
+        port = master_port(config, stack)
+        extra_env = "GLOO_SOCKET_IFNAME=lo" if emulator else ""
+
+        run_nodes: list[pulumi.Output[dict[str, Any]]] = []
+        train_steps: list[NodeStep] = []
+        node_outputs: list[pulumi.Output[dict[str, Any]]] = []
+        for rank, (node_name, inst, nproc) in enumerate(instances):
+            node_opts = pulumi.ResourceOptions(parent=self, additional_secret_outputs=["connection"])
+            connection = pulumi.Output.all(inst.ip, inst.ssh_port, inst.ready, inst.boot_error, private_key).apply(
+                lambda v, path=config.ssh_key.private_key_path: {
+                    "host": v[0], "port": int(v[1] or 22), "user": SSH_USER, "private_key": v[4],
+                    "private_key_path": path, "ready": v[2], "boot_error": v[3]})
+            ready = NodeStep(
+                f"{node_name}-ready", node=node_name, step="ready gate", connection=connection,
+                create=scripts.READY, triggers=[inst.instance_id],
+                environment={"EXPECT_ARCH": inst.architecture.apply(expected_arch),
+                             "EXPECT_GPUS": inst.gpu_count, "EXPECT_GPU_MODEL": inst.gpu_description.apply(gpu_model),
+                             "FS_MOUNT": fs_mount},
+                timeout_seconds=120, connect_timeout_seconds=config.training.ready_timeout_seconds,
+                opts=pulumi.ResourceOptions.merge(node_opts, pulumi.ResourceOptions(depends_on=[inst])))
+            setup = NodeStep(
+                f"{node_name}-setup", node=node_name, step="setup", connection=connection, create=scripts.SETUP,
+                upload={"local_dir": str(training_dir), "remote_dir": scripts.TRAINING_UPLOAD_DIR,
+                        "digest": directory_digest(training_dir)},
+                environment={"FLEET_EXPECT_GPUS": inst.gpu_count, "FLEET_ALLOW_CPU": int(config.training.allow_cpu)},
+                triggers=[inst.instance_id], timeout_seconds=1800,
+                opts=pulumi.ResourceOptions.merge(node_opts, pulumi.ResourceOptions(depends_on=[ready])))
+            launch_env = {
+                "NODE_RANK": rank, "NNODES": len(instances), "NPROC": nproc, "MASTER_ADDR": head.private_ip,
+                "MASTER_PORT": port, "RUN_PATH": run_path, "TRAIN_CONFIG_B64": train_b64,
+                "FLEET_EXTRA_ENV": extra_env,
+            }
+            train = NodeStep(
+                f"{node_name}-train", node=node_name, step="training launch", connection=connection,
+                create=f"{scripts.LAUNCHER} start", delete=f"{scripts.LAUNCHER} stop",
+                read=f"{scripts.LAUNCHER} status", environment=launch_env, triggers=world_ids, timeout_seconds=400,
+                opts=pulumi.ResourceOptions.merge(node_opts, pulumi.ResourceOptions(depends_on=[setup])))
+            train_steps.append(train)
+            run_nodes.append(pulumi.Output.all(connection, launch_env["MASTER_ADDR"]).apply(
+                lambda v, node_name=node_name, env=launch_env: {
+                    "node": node_name, "connection": v[0], "environment": {**env, "MASTER_ADDR": v[1]}}))
+            node_outputs.append(pulumi.Output.all(inst.name, inst.instance_type, inst.region, inst.ip, inst.ssh_port,
+                                                  inst.private_ip).apply(
+                lambda v, node_name=node_name, rank=rank: {
+                    "node": node_name, "name": v[0], "type": v[1], "region": v[2], "ip": v[3],
+                    "private_ip": v[5], "node_rank": rank,
+                    "ssh": f"ssh -i {key_path_hint} -p {int(v[4] or 22)} {SSH_USER}@{v[3]}"}))
+
+        run = TrainingRun("training", nodes=run_nodes, run_dir=run_path,
+                          wait_seconds=config.training.wait_minutes * 60.0, triggers=world_ids,
+                          opts=pulumi.ResourceOptions(parent=self, depends_on=train_steps))
+        clock = FleetClock("clock", max_hours=config.budget.max_hours, opts=child)
+
+        self.nodes = pulumi.Output.all(*node_outputs)
+        self.hourly_cost_usd = pulumi.Output.all(*[inst.price_cents_per_hour for _, inst, _ in instances]).apply(
+            fleet_hourly_usd)
+        self.projected_cost_usd = self.hourly_cost_usd.apply(lambda h: round(h * config.budget.max_hours, 2))
+        self.expires_at = clock.expires_at
+        self.created_at = clock.created_at
+        self.training = run.training
+        self.filesystem = pulumi.Output.all(filesystem.name, filesystem.region).apply(lambda v: {
+            "name": v[0], "region": v[1], "mount_point": fs_mount, "run_dir": run_path,
+            "kept_on_destroy": not fs_cfg.delete_on_destroy})
+        self.torchrun = {"nnodes": len(instances), "nproc_per_node": instances[0][2], "master_port": port,
+                         "master_addr": head.private_ip}
+        self.ssh_private_key = pulumi.Output.secret(private_key) if private_key is not None else None
+        self.register_outputs({"nodes": self.nodes, "hourly_cost_usd": self.hourly_cost_usd,
+                               "projected_cost_usd": self.projected_cost_usd, "expires_at": self.expires_at,
+                               "training": self.training})

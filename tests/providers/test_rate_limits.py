@@ -1,0 +1,77 @@
+"""Pacing against the emulator's real per-account rate limits (on here, and scaled only 10x so they bite)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import yaml
+
+from lambda_provider.client import LaunchRequest, RateLimited, RateLimiter, RetryPolicy
+from lambda_provider.emulator.testing import EmulatorHandle, running_emulator
+from lambda_provider.resources import Filesystem, SshKey
+from tests.providers.conftest import API_KEY, EMULATOR_CONFIG
+from tests.providers.emulator_api import Api
+from tests.providers.host_fixtures import PUBLIC_KEY
+from tests.providers.host_harness import Engine, ProviderHost, registrations
+
+SCALE = 0.1  # emulator: 10 requests/s (burst 5) and 1 launch per 1.2 s
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorHandle]:
+    data_dir = tmp_path_factory.mktemp("limited")
+    config = data_dir / "config.yaml"
+    config.write_text(yaml.safe_dump(EMULATOR_CONFIG))
+    with running_emulator(data_dir / "data", time_scale=SCALE, rate_limits=True, config=config,
+                          api_key=API_KEY) as handle:
+        yield handle
+
+
+@pytest.fixture
+def api(limited: EmulatorHandle) -> Api:
+    api = Api(limited.base_url, limited.control_url, limited.api_key)
+    api.control("POST", "/reset")
+    api.control("PUT", "/rate-limits", {"enabled": True})  # also refills the buckets
+    return api
+
+
+def test_unpaced_client_trips_the_limit_and_the_paced_one_does_not(api: Api) -> None:
+    unpaced = api.client(limiter=RateLimiter(0, 0), retry=RetryPolicy(attempts=1))
+    with pytest.raises(RateLimited):
+        for _ in range(50):
+            unpaced.regions.list()
+    api.control("PUT", "/rate-limits", {"enabled": True})
+    paced = api.client(limiter=RateLimiter(min_request_interval=1.0 * SCALE, min_launch_interval=12.0 * SCALE),
+                       retry=RetryPolicy(attempts=1))  # any 429 would surface
+    for _ in range(15):
+        paced.regions.list()
+    paced.ssh_keys.create("k", PUBLIC_KEY)
+    launched = [paced.instances.launch(LaunchRequest("us-east-1", "gpu_1x_a10", "k")) for _ in range(2)]
+    paced.instances.terminate(launched)
+
+
+def test_back_to_back_launches_without_launch_pacing_draw_a_429(api: Api) -> None:
+    client = api.client(limiter=RateLimiter(1.0 * SCALE, 0), retry=RetryPolicy(attempts=1))
+    client.ssh_keys.create("k", PUBLIC_KEY)
+    first = client.instances.launch(LaunchRequest("us-east-1", "gpu_1x_a10", "k"))
+    with pytest.raises(RateLimited):
+        client.instances.launch(LaunchRequest("us-east-1", "gpu_1x_a10", "k"))
+    client.instances.terminate([first])
+
+
+def test_provider_pacing_keeps_a_whole_up_and_destroy_free_of_429s(api: Api) -> None:
+    def define() -> list:
+        return [SshKey("key", public_key=PUBLIC_KEY), Filesystem("data", region="us-east-1")]
+
+    regs = registrations(define)
+    config = api.stack_config(**{"lambda:minRequestInterval": str(1.0 * SCALE),
+                                 "lambda:minLaunchInterval": str(12.0 * SCALE), "lambda:retryAttempts": "1"})
+    with ProviderHost() as host:
+        host.configure(config)
+        engine = Engine(host)
+        for _ in range(2):  # create, then check/diff again ("same")
+            for reg in regs.values():
+                engine.up(reg)
+        engine.destroy()
+    assert api.client(limiter=RateLimiter(1.0 * SCALE, 0)).ssh_keys.list() == []
