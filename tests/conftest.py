@@ -7,6 +7,7 @@ process (restart, rate limits from the start, a config file) use `lambda_provide
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -28,3 +29,14 @@ def emulator(emulator_session: EmulatorHandle) -> Iterator[EmulatorHandle]:
         emulator_session.start()
     emulator_session.reset()
     yield emulator_session
+
+
+@pytest.fixture(autouse=True)
+def current_event_loop() -> None:
+    """Pulumi's resource constructors need a current event loop; an `asyncio.run()` in an earlier test leaves none."""
+    try:
+        if not asyncio.get_event_loop_policy().get_event_loop().is_closed():
+            return
+    except RuntimeError:
+        pass
+    asyncio.set_event_loop(asyncio.new_event_loop())
