@@ -287,7 +287,8 @@ class InstanceProvider(ResourceProvider):
             "instance_type": itype.name if itype else props.get("instance_type"),
             "region": inst.region.name if inst.region else props.get("region"),
             "file_system_mounts": _mounts(client, inst),
-            "requested_spec": requested_spec(props),
+            # read() gets the previous outputs, where e.g. `hostname` is the server's: keep the spec as requested.
+            "requested_spec": props.get("requested_spec") or requested_spec(props),
         })
         return outs
 

@@ -20,7 +20,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/rpcutil"
@@ -115,7 +114,8 @@ func python(info *pulumirpc.ProgramInfo) (string, []string) {
 }
 
 func (h *host) start(cmd *exec.Cmd) error {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// No new process group: the engine stops a plugin by SIGKILLing the plugin's whole process group, and the
+	// program and policy packs we start must go with it (else they keep our stdout open and the engine waits forever).
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -138,7 +138,7 @@ func (h *host) killChildren() {
 	defer h.mu.Unlock()
 	for cmd := range h.children {
 		if cmd.Process != nil {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Process.Kill()
 		}
 	}
 }
@@ -273,6 +273,16 @@ func (h *host) RunPlugin(req *pulumirpc.RunPluginRequest, server pulumirpc.Langu
 	if err := h.start(cmd); err != nil {
 		return err
 	}
+	// The engine cancels the stream to stop the plugin (analyzer Close): a policy pack never exits on its own.
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case <-server.Context().Done():
+			_ = cmd.Process.Kill()
+		case <-stop:
+		}
+	}()
 	code := 0
 	if err := h.wait(cmd); err != nil {
 		var exitErr *exec.ExitError

@@ -1,0 +1,60 @@
+"""Capacity right now for a node's acceptable placements, from `GET /instance-types`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from lambda_provider.client.models import InstanceTypeAvailability
+from lambda_provider.resources.placement import NoCapacity, Placement, choose
+
+Catalogue = Mapping[str, InstanceTypeAvailability]
+MAX_ALTERNATES = 3
+
+
+@dataclass(frozen=True)
+class Capacity:
+    instance_type: str | None  # what a launch would pick now (None: nothing has capacity)
+    region: str | None
+    text: str  # the Markdown cell
+    price_cents_per_hour: int | None
+
+
+def price_of(catalogue: Catalogue, instance_type: str | None) -> int | None:
+    item = catalogue.get(instance_type or "")
+    return item.instance_type.price_cents_per_hour if item else None
+
+
+def worst_price(catalogue: Catalogue, placements: Sequence[Placement]) -> int | None:
+    """The most expensive acceptable type (what the fleet's budget check assumes)."""
+    prices = [p for p in (price_of(catalogue, o.instance_type) for o in placements) if p is not None]
+    return max(prices) if prices else None
+
+
+def alternates(catalogue: Catalogue, placements: Sequence[Placement]) -> list[str]:
+    """Where capacity exists now: the wanted types in other regions, then types with as many GPUs, cheapest first."""
+    wanted = [catalogue[p.instance_type] for p in placements if p.instance_type in catalogue]
+    found = [f"{i.name} in {r.name}" for i in wanted for r in i.regions_with_capacity]
+    gpus = {i.instance_type.specs.gpus for i in wanted}
+    similar = sorted((i for i in catalogue.values() if i.instance_type.specs.gpus in gpus and i not in wanted
+                      and i.regions_with_capacity), key=lambda i: i.instance_type.price_cents_per_hour)
+    found += [f"{i.name} in {i.regions_with_capacity[0].name} (${i.instance_type.price_cents_per_hour / 100:.2f}/h)"
+              for i in similar]
+    return list(dict.fromkeys(found))[:MAX_ALTERNATES]
+
+
+def capacity_for(catalogue: Catalogue, placements: Sequence[Placement]) -> Capacity:
+    if not placements:
+        return Capacity(None, None, "unknown placement", None)
+    try:
+        type_name, region = choose(placements, catalogue)
+    except NoCapacity:
+        alt = alternates(catalogue, placements)
+        text = "❌ none now" + (f"; alternates: {', '.join(alt)}" if alt else "; no alternate has capacity either")
+        return Capacity(None, None, text, worst_price(catalogue, placements))
+    first = placements[0]
+    if first.accepts(type_name, region):
+        text = f"✅ available in {region}"
+    else:
+        text = f"⚠️ {first} has none; falls back to {type_name} in {region}"
+    return Capacity(type_name, region, text, price_of(catalogue, type_name))

@@ -1,0 +1,142 @@
+"""The cost and capacity summary on generated `pulumi preview --json` documents (no CLI, no network)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from lambda_provider.client.models import InstanceTypeAvailability
+from lambda_provider.plan import parse_preview, summarize
+from lambda_provider.plan.markdown import render_stack
+from lambda_provider.plan.preview import FILESYSTEM_TYPE, INSTANCE_TYPE, PreviewError
+from tests.pulumi_support import REPO_ROOT
+
+
+def availability(name: str, cents: int, gpus: int, regions: list[str]) -> InstanceTypeAvailability:
+    return InstanceTypeAvailability.from_api(name, {
+        "instance_type": {"name": name, "price_cents_per_hour": cents, "specs": {"gpus": gpus}},
+        "regions_with_capacity_available": [{"name": r} for r in regions]})
+
+
+CATALOGUE = {
+    "gpu_1x_gh200": availability("gpu_1x_gh200", 229, 1, ["us-east-3"]),
+    "gpu_1x_a10": availability("gpu_1x_a10", 129, 1, ["us-east-1"]),
+    "gpu_1x_a100_sxm4": availability("gpu_1x_a100_sxm4", 199, 1, ["us-west-2"]),
+    "gpu_8x_h100_sxm5": availability("gpu_8x_h100_sxm5", 2392, 8, []),
+}
+
+
+def urn(name: str, rtype: str = INSTANCE_TYPE) -> str:
+    return f"urn:pulumi:prod::lambda-sae::{rtype}::{name}"
+
+
+def instance_state(name: str, *, placements: list[dict[str, Any]], running: tuple[str, str, int] | None = None,
+                   ) -> dict[str, Any]:
+    state: dict[str, Any] = {"urn": urn(name), "type": INSTANCE_TYPE,
+                             "inputs": {"__provider": "[secret]", "placements": placements}}
+    if running:
+        state["outputs"] = {"instance_type": running[0], "region": running[1], "price_cents_per_hour": running[2]}
+    return state
+
+
+def step(op: str, name: str, old: dict | None = None, new: dict | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"op": op, "urn": urn(name)}
+    if old:
+        out["oldState"] = old
+    if new:
+        out["newState"] = new
+    return out
+
+
+A10 = [{"instance_type": "gpu_1x_a10", "region": "us-east-1"}]
+GH200 = [{"instance_type": "gpu_1x_gh200", "region": "us-east-3"}]
+
+
+def preview(*steps: dict[str, Any], budget: dict | None = None) -> str:
+    config = {"lambda-sae:budget": json.dumps(budget)} if budget else {}
+    return json.dumps({"config": config, "steps": list(steps), "changeSummary": {}})
+
+
+def test_added_replaced_removed_and_unchanged_nodes_with_costs() -> None:
+    running_a10 = instance_state("keep", placements=A10, running=("gpu_1x_a10", "us-east-1", 129))
+    old_swap = instance_state("swap", placements=A10, running=("gpu_1x_a10", "us-east-1", 129))
+    new_swap = instance_state("swap", placements=[{"instance_type": "gpu_1x_a100_sxm4", "region": None}])
+    gone = instance_state("gone", placements=A10, running=("gpu_1x_a10", "us-east-1", 129))
+    text = preview(
+        step("same", "keep", running_a10, running_a10),
+        step("create", "gh", None, instance_state("gh", placements=GH200)),
+        step("delete-replaced", "swap", old_swap, None),
+        step("replace", "swap", old_swap, new_swap),
+        step("create-replacement", "swap", old_swap, new_swap),
+        step("delete", "gone", gone, None),
+        budget={"maxUsdPerHour": 5, "maxHours": 10},
+    )
+    summary = summarize(parse_preview(text), CATALOGUE)
+    assert summary.stack == "prod"
+    rows = {r.name: r for r in summary.rows}
+    assert (rows["keep"].change, rows["keep"].capacity, rows["keep"].cents_after) == ("unchanged", "running", 129)
+    assert (rows["gh"].change, rows["gh"].instance_type, rows["gh"].region) == ("added", "gpu_1x_gh200", "us-east-3")
+    assert rows["gh"].capacity == "✅ available in us-east-3"
+    assert (rows["swap"].change, rows["swap"].region, rows["swap"].cents_after) == ("replaced", "us-west-2", 199)
+    assert (rows["gone"].change, rows["gone"].cents_after) == ("removed", None)
+    assert [summary.count(c) for c in ("added", "replaced", "removed")] == [1, 1, 1]
+    assert summary.usd_per_hour_before == pytest.approx(3.87)
+    assert summary.usd_per_hour_after == pytest.approx(1.29 + 2.29 + 1.99)
+    assert summary.projected_usd == pytest.approx(55.7)
+    assert summary.over_budget
+    md = render_stack(summary)
+    assert "**$/hour:** $3.87 → $5.57 (+$1.70)" in md
+    assert "**Projected for 10 h:** $55.70" in md
+    assert "❌ **over budget**" in md
+    assert "__provider" not in md
+
+
+def test_no_capacity_lists_alternates_and_fallbacks() -> None:
+    wanted = [{"instance_type": "gpu_1x_gh200", "region": "us-east-1"}]
+    text = preview(step("create", "a", None, instance_state("a", placements=wanted)),
+                   step("create", "b", None, instance_state("b", placements=[*wanted, *A10])),
+                   step("create", "c", None, instance_state("c", placements=[
+                       {"instance_type": "gpu_8x_h100_sxm5", "region": None}])))
+    rows = {r.name: r for r in summarize(parse_preview(text), CATALOGUE).rows}
+    assert rows["a"].capacity.startswith("❌ none now; alternates: gpu_1x_gh200 in us-east-3")
+    assert "gpu_1x_a10 in us-east-1 ($1.29/h)" in rows["a"].capacity
+    assert rows["a"].cents_after == 229, "no capacity: priced at the wanted type"
+    assert rows["b"].capacity == "⚠️ gpu_1x_gh200 in us-east-1 has none; falls back to gpu_1x_a10 in us-east-1"
+    assert rows["c"].capacity == "❌ none now; no alternate has capacity either"
+
+
+def test_filesystem_deletion_is_flagged_unless_retained() -> None:
+    def fs(name: str, retained: bool) -> dict[str, Any]:
+        return {"urn": urn(name, FILESYSTEM_TYPE), "type": FILESYSTEM_TYPE, "inputs": {"name": name},
+                "retainOnDelete": retained}
+    text = json.dumps({"steps": [
+        {"op": "delete", "urn": urn("ckpt", FILESYSTEM_TYPE), "oldState": fs("ckpt", False)},
+        {"op": "delete", "urn": urn("kept", FILESYSTEM_TYPE), "oldState": fs("kept", True)}]})
+    summary = summarize(parse_preview(text), CATALOGUE)
+    assert summary.filesystem_deletions == ("ckpt",)
+    assert "⚠️ **filesystem `ckpt` would be deleted**" in render_stack(summary)
+
+
+def test_bad_input_says_what_to_pass() -> None:
+    with pytest.raises(PreviewError, match="pass the stdout of `pulumi preview --json`"):
+        parse_preview("Previewing update (dev):")
+    with pytest.raises(PreviewError, match="with a `steps` list"):
+        parse_preview("[1, 2]")
+
+
+def test_command_line_reads_files_and_reports_missing_capacity_source(tmp_path) -> None:
+    path = tmp_path / "preview.json"
+    path.write_text(preview(step("create", "gh", None, instance_state("gh", placements=GH200)),
+                            budget={"maxUsdPerHour": 5, "maxHours": 3}))
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)}
+    out = subprocess.run([sys.executable, "-m", "lambda_provider.plan", str(path)], capture_output=True, text=True,
+                         env=env, check=True).stdout
+    assert "### Stack `prod`: cost and capacity" in out
+    assert "capacity unknown: LAMBDA_API_KEY is not set" in out
+    bad = subprocess.run([sys.executable, "-m", "lambda_provider.plan", str(tmp_path / "missing.json")],
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode != 0
