@@ -28,7 +28,7 @@ import torch
 from training.config import build_config
 from training.data import PURPOSE_EVAL, PURPOSE_SHUFFLE, SyntheticSource, build_source, make_generator
 from training.evaluate import feature_recovery
-from training.trainer import THROUGHPUT_WARMUP_FRACTION, Trainer
+from training.trainer import THROUGHPUT_WARMUP_FRACTION, Trainer, tune_cpu_allocator
 
 SHAPE = dict(d_in=256, expansion_factor=8, k=32, batch_size=4096)
 DATA_SEED = 0
@@ -137,6 +137,48 @@ def run_saelens(total_vectors: int, lr: float, source: SyntheticSource, eval_vec
             **_eval_saelens(sae, eval_vectors, source.planted.dictionary)}
 
 
+# --- interleaved speed check ---
+def interleaved_speed(source: SyntheticSource, threads: int, work_dir: Path, rounds: int = 5,
+                      steps: int = 6) -> dict[str, float]:
+    """Alternate short timed bursts of our step and SAELens's step on the same batches; medians of each.
+
+    The host is shared, so load changes over minutes; alternating makes the ratio fair to both."""
+    from sae_lens.config import LoggingConfig
+    from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+    from sae_lens.training.sae_trainer import SAETrainer, SAETrainerConfig
+
+    cfg = build_config(None, dict(SHAPE, total_vectors=2**24, threads=threads, out_dir=str(work_dir / "speed"),
+                                  plot=False, seed=DATA_SEED))
+    ours = Trainer(cfg)
+    ours._initialise_or_resume()
+    torch.manual_seed(SAELENS_INIT_SEED)
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=SHAPE["d_in"], d_sae=SHAPE["d_in"] * SHAPE["expansion_factor"],
+                                                k=SHAPE["k"], dtype="float32", device="cpu"))
+    theirs = SAETrainer(cfg=SAETrainerConfig(total_training_samples=2**24, train_batch_size_samples=SHAPE["batch_size"],
+                                             lr=3e-3, lr_end=3e-4, device="cpu",
+                                             logger=LoggingConfig(log_to_wandb=False)),
+                        sae=sae, data_provider=iter(()))
+    batches = [source.pool[i * SHAPE["batch_size"]:(i + 1) * SHAPE["batch_size"]] for i in range(steps)]
+
+    def ours_step(x: torch.Tensor) -> None:
+        ours._train_step(ours.sae, x)
+
+    def theirs_step(x: torch.Tensor) -> None:
+        theirs.step(x)
+        theirs.n_training_steps += 1
+
+    rates: dict[str, list[float]] = {"ours": [], "saelens": []}
+    for round_index in range(rounds + 1):
+        for name, step in (("ours", ours_step), ("saelens", theirs_step)):
+            start = time.perf_counter()
+            for x in batches:
+                step(x)
+            if round_index:  # round 0 warms up both
+                rates[name].append(steps * SHAPE["batch_size"] / (time.perf_counter() - start))
+    medians = {name: sorted(values)[len(values) // 2] for name, values in rates.items()}
+    return {"ours": medians["ours"], "saelens": medians["saelens"], "ratio": medians["ours"] / medians["saelens"]}
+
+
 # --- report ---
 def print_table(rows: list[dict[str, Any]], peak: float) -> None:
     d_in, n = SHAPE["d_in"], SHAPE["d_in"] * SHAPE["expansion_factor"]
@@ -171,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    tune_cpu_allocator()  # process-wide, so SAELens gets it too (without it SAELens runs ~2x slower here)
     sizes = [parse_size(s) for s in args.sizes.split(",")]
     lrs = [float(v) for v in args.saelens_lrs.split(",")]
     peak = matmul_peak_gflops()
@@ -182,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     eval_vectors = source.planted.sample(data_cfg.eval_vectors, make_generator(DATA_SEED, PURPOSE_EVAL))
     rows: list[dict[str, Any]] = []
     sweep: list[dict[str, Any]] = []
+    speed: dict[str, float] | None = None
     try:
         for index, size in enumerate(sizes):
             ours = run_ours(size, args.threads, work_dir)
@@ -202,15 +246,20 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"saelens {_size(size)} lr {lrs[0]:g}: {json.dumps(theirs)}", flush=True)
             ours["ratio"] = ours["vectors_per_second"] / theirs["vectors_per_second"]
             rows.append(theirs)
+        speed = interleaved_speed(source, args.threads, work_dir) if not args.skip_saelens else None
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     print()
+    if speed:
+        print(f"interleaved speed check (5 alternating bursts of 6 steps, medians): ours {speed['ours']:,.0f} "
+              f"vectors/s, SAELens {speed['saelens']:,.0f} vectors/s, ratio {speed['ratio']:.2f}x")
     if sweep:
         print("SAELens learning-rate sweep (smallest size): " + ", ".join(
             f"lr {r['lr']:g} FVU {r['fvu']:.4f} dead {r['dead_fraction']:.1%}" for r in sweep))
     print_table(rows, peak)
     if args.json:
-        Path(args.json).write_text(json.dumps({"peak_gflops": peak, "rows": rows, "sweep": sweep}, indent=2))
+        Path(args.json).write_text(json.dumps({"peak_gflops": peak, "rows": rows, "sweep": sweep, "speed": speed},
+                                              indent=2))
     return 0
 
 

@@ -60,7 +60,15 @@ start() {
     echo "@fleet launch=already-finished"
     status; return 0
   fi
-  [ "$NODE_RANK" = 0 ] && cp "$FLEET_HOME/run-config.sha" "$RUN_DIR/fleet-config.sha"
+  if [ "$NODE_RANK" = 0 ]; then
+    cp "$FLEET_HOME/run-config.sha" "$RUN_DIR/fleet-config.sha"
+    # A finished run restarted with a new config: say so before the trainer does, so that no other node reads the
+    # old "finished" together with the new digest and stays out of the world.
+    if [ "$(run_state)" = finished ]; then
+      printf '{\n  "state": "starting",\n  "reason": "relaunched with a new config"\n}\n' > "$RUN_DIR/.status.json.tmp"
+      mv "$RUN_DIR/.status.json.tmp" "$RUN_DIR/status.json"
+    fi
+  fi
   local py; py="$(cat "$FLEET_HOME/python" 2>/dev/null)" || fail "setup has not run on this node"
   local cmd=("$py" -m training.train --config "$FLEET_HOME/run-config.yaml" --out_dir "$RUN_DIR")
   if [ "$((NNODES * NPROC))" -gt 1 ]; then

@@ -99,10 +99,12 @@ class GpuFleet(pulumi.ComponentResource):
         node_outputs: list[pulumi.Output[dict[str, Any]]] = []
         for rank, (node_name, inst, nproc) in enumerate(instances):
             node_opts = pulumi.ResourceOptions(parent=self, additional_secret_outputs=["connection"])
-            connection = pulumi.Output.all(inst.ip, inst.ssh_port, inst.ready, inst.boot_error, private_key).apply(
+            # Only outputs that are never null: a null output reads as unknown in preview, and an unknown
+            # connection would make every step look replaced.
+            connection = pulumi.Output.all(inst.ip, inst.ssh_port, inst.ready, inst.status, private_key).apply(
                 lambda v, path=config.ssh_key.private_key_path: {
                     "host": v[0], "port": int(v[1] or 22), "user": SSH_USER, "private_key": v[4],
-                    "private_key_path": path, "ready": v[2], "boot_error": v[3]})
+                    "private_key_path": path, "ready": v[2], "status": v[3]})
             ready = NodeStep(
                 f"{node_name}-ready", node=node_name, step="ready gate", connection=connection,
                 create=scripts.READY, triggers=[inst.instance_id],
@@ -116,7 +118,7 @@ class GpuFleet(pulumi.ComponentResource):
                 upload={"local_dir": str(training_dir), "remote_dir": scripts.TRAINING_UPLOAD_DIR,
                         "digest": directory_digest(training_dir)},
                 environment={"FLEET_EXPECT_GPUS": inst.gpu_count, "FLEET_ALLOW_CPU": int(config.training.allow_cpu)},
-                triggers=[inst.instance_id], timeout_seconds=1800,
+                triggers=[inst.instance_id], requires=[ready.ok], timeout_seconds=1800,
                 opts=pulumi.ResourceOptions.merge(node_opts, pulumi.ResourceOptions(depends_on=[ready])))
             launch_env = {
                 "NODE_RANK": rank, "NNODES": len(instances), "NPROC": nproc, "MASTER_ADDR": head.private_ip,
@@ -126,7 +128,8 @@ class GpuFleet(pulumi.ComponentResource):
             train = NodeStep(
                 f"{node_name}-train", node=node_name, step="training launch", connection=connection,
                 create=f"{scripts.LAUNCHER} start", delete=f"{scripts.LAUNCHER} stop",
-                read=f"{scripts.LAUNCHER} status", environment=launch_env, triggers=world_ids, timeout_seconds=400,
+                read=f"{scripts.LAUNCHER} status", environment=launch_env, triggers=world_ids,
+                requires=[setup.ok], timeout_seconds=400,
                 opts=pulumi.ResourceOptions.merge(node_opts, pulumi.ResourceOptions(depends_on=[setup])))
             train_steps.append(train)
             run_nodes.append(pulumi.Output.all(connection, launch_env["MASTER_ADDR"]).apply(
@@ -141,6 +144,7 @@ class GpuFleet(pulumi.ComponentResource):
 
         run = TrainingRun("training", nodes=run_nodes, run_dir=run_path,
                           wait_seconds=config.training.wait_minutes * 60.0, triggers=world_ids,
+                          requires=[t.ok for t in train_steps],
                           opts=pulumi.ResourceOptions(parent=self, depends_on=train_steps))
         clock = FleetClock("clock", max_hours=config.budget.max_hours, opts=child)
 

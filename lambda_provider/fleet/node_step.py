@@ -6,6 +6,12 @@ Semantics follow remote.Command: `create` runs on create, `update` (default: `cr
 a training launch must never run at once). Unlike remote.Command, output is not buffered into state: the scripts log
 to files on the node, and state keeps only `result` (from `@fleet key=value` / `@fleet-json {...}` lines) and a short
 tail. `read` (refresh) drops the step when its node is gone and re-runs the optional `read` script.
+
+A failed step is recorded, not raised: `ok: false` and `error` (naming the node, the step and the cause) are its
+outputs, the program turns them into an error diagnostic (so `pulumi up` fails), later steps of the node are skipped,
+and the next `up` runs the step again. Why: with this toolchain, a provider exception while dependents are still
+registering leaves the Python program hanging (see tests/fleet/README.md); recorded failures also keep what a step
+found on the node visible in state.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
@@ -62,8 +69,14 @@ def failure_cause(output: str) -> str:
     return lines[-1].strip() if lines else "no output"
 
 
+def _shell_value(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # the engine hands integers over as floats
+    return shlex.quote(str(value))
+
+
 def with_environment(script: str, environment: dict[str, Any] | None) -> str:
-    exports = "".join(f"export {k}={shlex.quote(str(v))}\n" for k, v in sorted((environment or {}).items()))
+    exports = "".join(f"export {k}={_shell_value(v)}\n" for k, v in sorted((environment or {}).items()))
     return exports + script
 
 
@@ -100,19 +113,38 @@ class NodeStepProvider(ResourceProvider):
             replaces.append("connection")
         if olds.get("triggers") != news.get("triggers") or is_unknown(news.get("triggers")):
             replaces.append("triggers")
-        changed = [k for k in ("create", "update", "delete", "read", "environment", "upload", "timeout_seconds")
-                   if olds.get(k) != news.get(k)]
-        connection_changed = (olds.get("connection") or {}) != (news.get("connection") or {})
-        needs_rerun = bool((olds.get("result") or {}).get("needs_rerun"))
+        changed = [k for k in ("create", "update", "delete", "read", "environment", "upload", "timeout_seconds",
+                               "requires") if olds.get(k) != news.get(k)]
+        connection_changed = olds.get("connection") != news.get("connection")
+        needs_rerun = bool((olds.get("result") or {}).get("needs_rerun")) or olds.get("ok") is False
         return DiffResult(changes=bool(replaces or changed or connection_changed or needs_rerun),
                           replaces=replaces, delete_before_replace=True)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        outs = self._run(props, props["create"])
+        outs = self._outcome(props, props["create"])
         return CreateResult(f"{props['node']}/{props['step']}", outs)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(self._run(news, news.get("update") or news["create"]))
+        return UpdateResult(self._outcome(news, news.get("update") or news["create"]))
+
+    def _outcome(self, props: dict[str, Any], script: str) -> dict[str, Any]:
+        blocked = [ok for ok in (props.get("requires") or []) if ok is False]
+        if blocked:
+            error = f"node {props['node']}: {props['step']} skipped: an earlier step failed"
+            return self._failed(props, error, skipped=True)
+        try:
+            return self._run(props, script)
+        except Exception as exc:  # noqa: BLE001 - recorded as the step's error (see the module docstring)
+            message = str(exc) if isinstance(exc, StepFailed) else (
+                f"node {props['node']}: {props['step']}: {type(exc).__name__}: {exc}")
+            return self._failed(props, message)
+
+    @staticmethod
+    def _failed(props: dict[str, Any], error: str, skipped: bool = False) -> dict[str, Any]:
+        outs = {k: v for k, v in props.items() if k != "__provider"}
+        outs.update({"ok": False, "error": error, "skipped": skipped, "result": {"needs_rerun": True},
+                     "output_tail": None, "exit_status": None})
+        return outs
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         script = props.get("delete")
@@ -121,12 +153,11 @@ class NodeStepProvider(ResourceProvider):
         conn = Connection.from_props(props["connection"])
         command = with_environment(script, props.get("environment"))
         try:
-            result = asyncio.run(_connect_and_run(conn, command, None, _timeout(props), DELETE_CONNECT_TIMEOUT))
-        except NodeUnreachable:
+            asyncio.run(_connect_and_run(conn, command, None, _timeout(props), DELETE_CONNECT_TIMEOUT))
+        except (NodeUnreachable, OSError, asyncssh.Error):
             return  # the node is gone (terminated or replaced): nothing left to stop
-        if result.exit_status != 0:
-            raise StepFailed(f"node {props['node']}: {props['step']} delete failed: {failure_cause(result.output_tail)}"
-                             f"\n{visible_tail(result.output_tail)}")
+        # A failing delete script (e.g. a trainer that had to be killed) is not raised: the node is being torn down
+        # and a raise here would leave the resource in state forever.
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         conn = Connection.from_props(props["connection"])
@@ -145,8 +176,9 @@ class NodeStepProvider(ResourceProvider):
         node, step = props["node"], props["step"]
         raw_conn = props["connection"]
         if raw_conn.get("ready") is False or not raw_conn.get("host"):
-            raise StepFailed(f"node {node}: {step}: the instance is not ready: "
-                             f"{raw_conn.get('boot_error') or 'no IP address yet'}")
+            raise StepFailed(f"node {node}: {step}: the instance is not ready (status "
+                             f"{raw_conn.get('status') or 'unknown'}, ip {raw_conn.get('host') or 'none yet'}); "
+                             "see the instance's boot_error")
         conn = Connection.from_props(raw_conn)
         upload = props.get("upload") or None
         stdin = None
@@ -165,7 +197,7 @@ class NodeStepProvider(ResourceProvider):
                              f"{visible_tail(result.output_tail, 2000)}")
         outs = {k: v for k, v in props.items() if k != "__provider"}
         outs.update({"result": parse_result(result.output_tail), "output_tail": visible_tail(result.output_tail),
-                     "exit_status": result.exit_status})
+                     "exit_status": result.exit_status, "ok": True, "error": None, "skipped": False})
         return outs
 
 
@@ -177,7 +209,9 @@ async def _connect_and_run(conn: Connection, command: str, stdin: bytes | None, 
 
 
 def _address(props: dict[str, Any]) -> tuple[Any, Any]:
-    conn = props.get("connection") or {}
+    conn = props.get("connection")
+    if not isinstance(conn, dict) or is_unknown(conn):
+        return ("unknown", "unknown")
     return conn.get("host"), conn.get("port")
 
 
@@ -191,16 +225,32 @@ class NodeStep(Resource, module="fleet", name="NodeStep"):
 
     result: pulumi.Output[dict[str, Any]]
     output_tail: pulumi.Output[str]
+    ok: pulumi.Output[bool]
+    error: pulumi.Output[str | None]
+    skipped: pulumi.Output[bool]
 
     def __init__(self, resource_name: str, *, node: str, step: str, connection: pulumi.Input[dict[str, Any]],
                  create: pulumi.Input[str], update: pulumi.Input[str] | None = None,
                  delete: pulumi.Input[str] | None = None, read: pulumi.Input[str] | None = None,
                  environment: pulumi.Input[dict[str, Any]] | None = None, upload: dict[str, str] | None = None,
-                 triggers: pulumi.Input[list[Any]] | None = None, timeout_seconds: float = 600.0,
+                 triggers: pulumi.Input[list[Any]] | None = None, requires: list[Any] | None = None,
+                 timeout_seconds: float = 600.0,
                  connect_timeout_seconds: float = 60.0, opts: pulumi.ResourceOptions | None = None) -> None:
         props = {"node": node, "step": step, "connection": connection, "create": create, "update": update,
                  "delete": delete, "read": read, "environment": environment or {}, "upload": upload,
-                 "triggers": triggers or [], "timeout_seconds": timeout_seconds,
+                 "triggers": triggers or [], "requires": requires or [], "timeout_seconds": timeout_seconds,
                  "connect_timeout_seconds": connect_timeout_seconds, "result": None, "output_tail": None,
-                 "exit_status": None}
+                 "exit_status": None, "ok": None, "error": None, "skipped": None}
         super().__init__(NodeStepProvider(), resource_name, props, opts)
+        self.error.apply(lambda error: _report(error, self.skipped))
+
+
+def _report(error: str | None, skipped: pulumi.Output[bool]) -> None:
+    """Fail the update (non-zero exit, for pipelines too) once the failed step is recorded in state."""
+    if error:
+        note = "\n(the next `pulumi up` runs this step again)"
+        skipped.apply(lambda s: None if s else _fail(error + note))
+
+
+def _fail(message: str) -> None:
+    raise pulumi.RunError(message)

@@ -151,15 +151,28 @@ class TrainingRunProvider(ResourceProvider):
         replaces = ["triggers"] if olds.get("triggers") != news.get("triggers") or is_unknown(
             news.get("triggers")) else []
         changed = [k for k in ("nodes", "wait_seconds") if olds.get(k) != news.get(k)]
-        unfinished = (olds.get("training") or {}).get("state") not in DONE_STATES and bool(news.get("wait_seconds"))
+        old_state = (olds.get("training") or {}).get("state")
+        unfinished = old_state == "error" or (old_state not in DONE_STATES and bool(news.get("wait_seconds")))
+        changed += ["requires"] if olds.get("requires") != news.get("requires") else []
         return DiffResult(changes=bool(replaces or changed or unfinished), replaces=replaces,
                           delete_before_replace=True)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(f"run/{props['run_dir']}", self._outs(props, asyncio.run(_converge(props))))
+        return CreateResult(f"run/{props['run_dir']}", self._outs(props, self._attempt(props)))
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(self._outs(news, asyncio.run(_converge(news))))
+        return UpdateResult(self._outs(news, self._attempt(news)))
+
+    @staticmethod
+    def _attempt(props: dict[str, Any]) -> dict[str, Any]:
+        """Failures are recorded (state 'error'), not raised: see lambda_provider/fleet/node_step.py."""
+        if any(ok is False for ok in props.get("requires") or []):
+            return {"state": "error", "error": None, "skipped": True}
+        try:
+            return asyncio.run(_converge(props))
+        except Exception as exc:  # noqa: BLE001
+            message = str(exc) if isinstance(exc, StepFailed) else f"training: {type(exc).__name__}: {exc}"
+            return {"state": "error", "error": message}
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         try:
@@ -182,9 +195,16 @@ class TrainingRun(Resource, module="fleet", name="TrainingRun"):
     training: pulumi.Output[dict[str, Any]]
 
     def __init__(self, resource_name: str, *, nodes: pulumi.Input[list[Any]], run_dir: str, wait_seconds: float,
-                 triggers: pulumi.Input[list[Any]], connect_timeout_seconds: float = 60.0,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+                 triggers: pulumi.Input[list[Any]], requires: list[Any] | None = None,
+                 connect_timeout_seconds: float = 60.0, opts: pulumi.ResourceOptions | None = None) -> None:
         props = {"nodes": nodes, "run_dir": run_dir, "wait_seconds": wait_seconds, "triggers": triggers,
-                 "connect_timeout_seconds": connect_timeout_seconds, "training": None}
+                 "requires": requires or [], "connect_timeout_seconds": connect_timeout_seconds, "training": None}
         ours = pulumi.ResourceOptions(additional_secret_outputs=["nodes"])
         super().__init__(TrainingRunProvider(), resource_name, props, pulumi.ResourceOptions.merge(opts, ours))
+        self.training.apply(_report_error)
+
+
+def _report_error(training: dict[str, Any] | None) -> None:
+    """Fail the update (non-zero exit, for pipelines too) once the failed run is recorded in state."""
+    if training and training.get("error"):
+        raise pulumi.RunError(training["error"] + "\n(the next `pulumi up` tries again)")

@@ -24,7 +24,7 @@ def _train(overrides: dict) -> dict:
 
 
 def test_planted_features_are_recovered(tmp_path: Path) -> None:
-    summary = _train(tiny_overrides(tmp_path / "run", total_vectors=256 * 600))
+    summary = _train(tiny_overrides(tmp_path / "run", total_vectors=256 * 600, plot=True))
     assert summary["recovery_at_init"] < 0.5  # the init does not replay the planted dictionary
     assert summary["recovery"] > 0.85  # mean best cosine of the planted directions with a decoder row
     assert summary["fvu"] < 0.25
@@ -35,6 +35,7 @@ def test_planted_features_are_recovered(tmp_path: Path) -> None:
     assert weights["W_dec"].shape == (256, 32) and weights["W_enc"].shape == (256, 32)
     assert weights["b_enc"].shape == (256,) and weights["b_dec"].shape == (32,)
     assert json.loads((out / "sae_config.json").read_text())["d_sae"] == 256
+    assert (out / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     status = json.loads((out / "status.json").read_text())
     assert status["state"] == "finished" and status["step"] == 600
     lines = (out / "metrics.jsonl").read_text().splitlines()
@@ -139,3 +140,26 @@ def test_hf_hook_on_tiny_random_model(tmp_path: Path) -> None:
     assert summary["d_in"] == 32 and summary["steps"] == 30
     assert summary["fvu"] < 1.0
     assert load_file(str(tmp_path / "run" / "sae.safetensors"))["W_dec"].shape == (128, 32)
+
+
+def test_bf16_autocast_path_trains(tmp_path: Path) -> None:
+    """The CUDA precision path (bf16 autocast encoder, fp32 master weights), exercised on CPU autocast."""
+    summary = _train(tiny_overrides(tmp_path / "bf16", precision="bf16", total_vectors=256 * 60))
+    assert summary["precision"] == "bf16" and summary["steps"] == 60
+    weights = load_file(str(tmp_path / "bf16" / "sae.safetensors"))
+    assert all(t.dtype == torch.float32 for t in weights.values())
+    steps = [json.loads(line) for line in (tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1]["fvu"] < steps[0]["fvu"] < 1.0
+
+
+def test_plateau_and_max_hours_stop_early(tmp_path: Path) -> None:
+    plateau = _train(tiny_overrides(tmp_path / "plateau", plateau_patience=2, plateau_min_delta=0.5,
+                                    total_vectors=256 * 400, log_every=10))
+    assert plateau["state"] == "finished" and plateau["reason"] == "plateau"
+    assert plateau["steps"] < 400
+    assert (tmp_path / "plateau" / "sae.safetensors").is_file()
+    timed = _train(tiny_overrides(tmp_path / "timed", max_hours=1e-9, total_vectors=256 * 400))
+    assert timed["state"] == "stopped" and timed["reason"] == "max_hours" and timed["steps"] == 1
+    status = json.loads((tmp_path / "timed" / "status.json").read_text())
+    assert status["state"] == "stopped" and status["reason"] == "max_hours"
+    assert (tmp_path / "timed" / "checkpoints" / "step_00000001" / "state.pt").is_file()

@@ -1,0 +1,113 @@
+"""Fast checks of the stack config validation and the budget arithmetic (no CLI, no emulator)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lambda_provider.client.models import InstanceTypeAvailability
+from lambda_provider.fleet.config import FleetConfigError, parse_fleet_config
+from lambda_provider.fleet.cost import OverBudget, check_budget, plan_cost
+
+REPO = Path(__file__).resolve().parents[2]
+EMULATOR_URL = "http://127.0.0.1:8790/api/v1"
+
+
+def dev_config(**changes: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "target": "emulator",
+        "nodeGroups": [{"name": "node", "count": 2, "placements": [
+            {"instanceType": "gpu_1x_a10", "region": "us-east-1"},
+            {"instanceType": "gpu_1x_a100_sxm4", "region": "us-east-1"}]}],
+        "filesystem": {"name": "sae-dev", "region": "us-east-1"},
+        "training": {"config": "training/configs/tiny-cpu.yaml", "allowCpu": True, "waitMinutes": 5},
+        "budget": {"maxUsdPerHour": 10, "maxHours": 2},
+    }
+    config.update(changes)
+    return config
+
+
+def problems(raw: dict[str, Any], api_url: str | None = EMULATOR_URL) -> str:
+    with pytest.raises(FleetConfigError) as info:
+        parse_fleet_config(raw, api_url=api_url, repo_root=REPO)
+    return str(info.value)
+
+
+def test_dev_config_parses() -> None:
+    config = parse_fleet_config(dev_config(), api_url=EMULATOR_URL, repo_root=REPO)
+    assert config.node_count == 2
+    assert config.node_groups[0].placements[1].instance_type == "gpu_1x_a100_sxm4"
+    assert config.filesystem.delete_on_destroy is False
+    assert config.training.wait_minutes == 5
+
+
+def test_the_real_dev_stack_file_parses() -> None:
+    import yaml
+
+    raw = yaml.safe_load((REPO / "Pulumi.dev.yaml").read_text())["config"]
+    ours = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("lambda-sae:")}
+    assert parse_fleet_config(ours, api_url=EMULATOR_URL, repo_root=REPO).target == "emulator"
+
+
+def test_emulator_stack_refuses_a_non_loopback_api() -> None:
+    text = problems(dev_config(), api_url="https://cloud.lambda.ai/api/v1")
+    assert "target:" in text and "not a loopback address" in text
+
+
+def test_real_stack_refuses_cpu_training_and_a_loopback_api() -> None:
+    text = problems(dev_config(target="lambda"), api_url=EMULATOR_URL)
+    assert "target:" in text and "is loopback" in text
+    assert "training.allowCpu" in text
+
+
+def test_every_problem_names_its_key_and_a_fix() -> None:
+    raw = dev_config(target="moon", budget={"maxUsdPerHour": -1}, sizes=3)
+    raw["nodeGroups"][0]["count"] = 0
+    raw["nodeGroups"][0]["placements"].append({"instanceType": "gpu_8x_h100_sxm5", "region": "us-west-3"})
+    text = problems(raw)
+    for key in ("target:", "budget.maxUsdPerHour:", "budget.maxHours: missing", "sizes: unknown key",
+                "nodeGroups[0].count:", "nodeGroups[0].placements[2].region: us-west-3 differs from the filesystem",
+                "nodeGroups[0].placements: acceptable types have different GPU counts"):
+        assert key in text, f"{key!r} missing from:\n{text}"
+    assert all(" -- " in line for line in text.splitlines()[1:]), "every problem carries a fix"
+
+
+def test_trainer_keys_are_checked_by_the_trainer_itself() -> None:
+    raw = dev_config()
+    raw["training"]["overrides"] = {"lern_rate": 0.1}
+    text = problems(raw)
+    assert "training.overrides" in text and "lern_rate" in text
+
+
+def test_batch_must_split_over_the_world() -> None:
+    raw = dev_config()
+    raw["nodeGroups"][0]["count"] = 3
+    raw["training"]["overrides"] = {"batch_size": 1024}
+    assert "not divisible by the world size 3" in problems(raw)
+
+
+def test_training_config_must_be_copied_with_training_dir() -> None:
+    raw = dev_config()
+    raw["training"]["config"] = "Pulumi.yaml"
+    assert "training.config: Pulumi.yaml is not under training/" in problems(raw)
+
+
+def _catalogue(prices: dict[str, int]) -> dict[str, InstanceTypeAvailability]:
+    return {name: InstanceTypeAvailability.from_api(name, {"instance_type": {
+        "name": name, "description": name, "gpu_description": "X", "price_cents_per_hour": cents,
+        "specs": {"vcpus": 1, "memory_gib": 1, "storage_gib": 1, "gpus": 1}}, "regions_with_capacity_available": []})
+        for name, cents in prices.items()}
+
+
+def test_budget_uses_the_most_expensive_acceptable_type() -> None:
+    config = parse_fleet_config(dev_config(), api_url=EMULATOR_URL, repo_root=REPO)
+    cost = plan_cost(config, _catalogue({"gpu_1x_a10": 129, "gpu_1x_a100_sxm4": 199}))
+    assert cost.hourly_usd == pytest.approx(3.98)
+    assert cost.projected_usd == pytest.approx(7.96)
+    check_budget(config, cost)
+    tight = parse_fleet_config(dev_config(budget={"maxUsdPerHour": 3, "maxHours": 2}), api_url=EMULATOR_URL,
+                               repo_root=REPO)
+    with pytest.raises(OverBudget, match=r"\$3.98/h, over budget.maxUsdPerHour \$3.00/h"):
+        check_budget(tight, cost)

@@ -1,0 +1,165 @@
+"""The fleet end to end: the real `pulumi` CLI runs the project's program against the real emulator, the steps log
+in over real SSH, and the real trainer runs (two emulated nodes, torchrun over gloo on loopback).
+
+One flow, in order, sharing one stack (each `up` costs tens of seconds): up -> no-op preview -> over-budget preview
+-> setup failure and recovery -> instance-type replace resuming from the checkpoint -> out-of-band terminate,
+refresh, unreachable replacement, repair -> destroy keeping the filesystem.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lambda_provider.emulator.testing import EmulatorHandle, running_emulator
+from tests.pulumi_support import REPO_ROOT, PulumiProject
+
+PROGRAM = f"""
+from pathlib import Path
+from lambda_provider.fleet.program import main
+main(Path({str(REPO_ROOT)!r}))
+"""
+A10 = {"instanceType": "gpu_1x_a10", "region": "us-east-1"}
+A100 = {"instanceType": "gpu_1x_a100_sxm4", "region": "us-east-1"}
+
+
+def stack_config(placements: list[dict[str, str]], **training: Any) -> dict[str, Any]:
+    train = {"config": "training/configs/tiny-cpu.yaml", "runName": "e2e", "allowCpu": True, "waitMinutes": 2,
+             "readyTimeoutSeconds": 15,
+             "overrides": {"threads": 1, "total_vectors": 150_000, "checkpoint_every": 50, "log_every": 25,
+                           "eval_vectors": 4096, "plot": False}}
+    overrides = training.pop("overrides", {})
+    train.update(training)
+    train["overrides"] = {**train["overrides"], **overrides}
+    return {
+        "target": "emulator",
+        "nodeGroups": [{"name": "node", "count": 2, "placements": placements, "bootTimeoutSeconds": 8}],
+        "filesystem": {"name": "sae-e2e", "region": "us-east-1"},
+        "training": train,
+        "budget": {"maxUsdPerHour": 10, "maxHours": 1},
+    }
+
+
+class Fleet:
+    def __init__(self, project: PulumiProject, emulator: EmulatorHandle) -> None:
+        self.project, self.emulator = project, emulator
+        self.stack_file = project.root / f"Pulumi.{project.stack}.yaml"
+        self.base = yaml.safe_load(self.stack_file.read_text()) or {}
+
+    def configure(self, config: dict[str, Any]) -> None:
+        values = {f"throwaway:{k}": v for k, v in config.items()}
+        values.update({"lambda:minRequestInterval": "0", "lambda:minLaunchInterval": "0",
+                       "lambda:pollInterval": "0.2", "lambda:retryBaseDelay": "0.05", "lambda:deleteTimeout": "60",
+                       "lambda:reconcileInterval": "0.2"})
+        self.stack_file.write_text(yaml.safe_dump({**self.base, "config": values}))
+
+    def up(self) -> str:
+        result = self.project.run("up", "--yes", "--skip-preview", check=False, timeout=400)
+        return result.stdout + result.stderr
+
+    def live_instances(self) -> list[dict[str, Any]]:
+        return [i for i in self.emulator.api("GET", "/instances").body["data"]
+                if i["status"] not in ("terminated", "terminating")]
+
+    def run_dir(self) -> Path:
+        fs = next(f for f in self.emulator.api("GET", "/file-systems").body["data"] if f["name"] == "sae-e2e")
+        return self.emulator.data_dir / "filesystems" / fs["id"] / "runs" / "e2e"
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    root = tmp_path_factory.mktemp("fleet")
+    with running_emulator(root / "emulator", time_scale=0.01) as emulator:
+        project = PulumiProject.create(root / "project", PROGRAM, env={
+            "LAMBDA_API_URL": emulator.base_url, "LAMBDA_API_KEY": emulator.api_key})
+        yield Fleet(project, emulator)
+        project.run("destroy", "--yes", check=False, timeout=300)
+
+
+def assert_clean_up(output: str) -> None:
+    assert " errored" not in output and "**failed**" not in output, output[-4000:]
+
+
+def test_fleet_lifecycle(fleet: Fleet) -> None:
+    # 1. up: both nodes ready, set up, training finished with its metrics in the outputs, checkpoints on the fs.
+    fleet.configure(stack_config([A10, A100]))
+    output = fleet.up()
+    assert_clean_up(output)
+    outs = fleet.project.outputs()
+    assert [n["type"] for n in outs["nodes"]] == ["gpu_1x_a10", "gpu_1x_a10"]
+    assert all(n["ssh"].startswith("ssh -i ") and n["ip"].startswith("127.") for n in outs["nodes"])
+    assert outs["hourly_cost_usd"] == pytest.approx(2.58) and outs["projected_cost_usd"] == pytest.approx(2.58)
+    assert outs["training"]["state"] == "finished", outs["training"]
+    metrics = outs["training"]["latest_metrics"]
+    assert {"step", "fvu", "l0", "dead_fraction"} <= set(metrics) and metrics["fvu"] < 0.9
+    assert outs["training"]["summary"]["world_size"] == 2
+    run_dir = fleet.run_dir()
+    first_steps = outs["training"]["step"]
+    assert (run_dir / "checkpoints" / "latest").is_file()
+    assert (run_dir / "logs" / "node-1.log").is_file()
+    expires_at = outs["expires_at"]
+
+    # 2. a second preview changes nothing.
+    fleet.project.run("preview", "--expect-no-changes")
+
+    # 3. over budget: preview fails with the numbers, nothing launched.
+    over = stack_config([A10, A100])
+    over["budget"] = {"maxUsdPerHour": 3, "maxHours": 1}
+    fleet.configure(over)
+    result = fleet.project.run("preview", check=False)
+    assert result.returncode != 0
+    assert "$3.98/h, over budget.maxUsdPerHour $3.00/h" in result.stdout + result.stderr
+    assert len(fleet.live_instances()) == 2
+
+    # 4. a setup failure names the node and the cause; the next up recovers.
+    fleet.configure(stack_config([A10, A100], allowCpu=False))
+    failed = fleet.project.run("up", "--yes", "--skip-preview", check=False, timeout=400)
+    output = failed.stdout + failed.stderr
+    # The first failed step fails the update with a non-zero exit (pipelines see it), naming its node and the cause.
+    assert failed.returncode != 0, output[-3000:]
+    assert re.search(r"node node-\d: setup failed", output) and "torch sees 0 CUDA device(s)" in output, output[-3000:]
+    fleet.configure(stack_config([A10, A100]))
+    assert_clean_up(fleet.up())
+
+    # 5. instance type change: preview shows the replace; the new nodes resume from the checkpoint.
+    longer = stack_config([A100], overrides={"total_vectors": 200_000})
+    fleet.configure(longer)
+    preview = fleet.project.run("preview", "--diff").stdout
+    assert "+-" in preview and "node-0" in preview, preview[-3000:]
+    assert_clean_up(fleet.up())
+    outs = fleet.project.outputs()
+    assert [n["type"] for n in outs["nodes"]] == ["gpu_1x_a100_sxm4"] * 2
+    assert outs["training"]["state"] == "finished" and outs["training"]["step"] > first_steps
+    assert f"resumed at step {first_steps}" in (run_dir / "logs" / "node-0.log").read_text()
+    assert outs["expires_at"] == expires_at, "expires_at stays stable across updates"
+
+    # 6. out-of-band terminate: refresh shows the drift; a replacement that never becomes reachable fails naming
+    #    the node; once it boots, the next up repairs the fleet.
+    victim = next(i for i in fleet.live_instances() if i["name"].endswith("node-1"))
+    fleet.emulator.api("POST", "/instance-operations/terminate", {"instance_ids": [victim["id"]]})
+    refresh = fleet.project.run("refresh", "--yes", check=False).stdout
+    assert "node-1" in refresh and ("deleted" in refresh or "- " in refresh), refresh[-3000:]
+    fleet.emulator.hang_new_boots("ip")
+    output = fleet.up()
+    assert "node-1" in output and "not ready" in output, output[-3000:]
+    fleet.emulator.hang_new_boots(None)
+    for inst in fleet.live_instances():
+        fleet.emulator.hang_boot(inst["id"], None)
+    assert_clean_up(fleet.up())
+    assert len(fleet.live_instances()) == 2
+    assert fleet.project.outputs()["training"]["state"] == "finished"
+    fleet.project.run("preview", "--expect-no-changes")
+
+    # 7. destroy: nothing left running, the filesystem kept with its checkpoints, no API key in state or logs.
+    down = fleet.project.run("destroy", "--yes", timeout=300)
+    assert fleet.live_instances() == []
+    assert (run_dir / "checkpoints" / "latest").is_file()
+    key = fleet.emulator.api_key
+    assert key not in fleet.project.state_text()
+    assert key not in down.stdout + down.stderr + output + refresh
+    assert key not in json.dumps(fleet.project.outputs())
