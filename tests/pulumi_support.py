@@ -9,17 +9,34 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+TOOLCHAIN_FILE = REPO_ROOT / ".toolchain"  # `make setup` writes the pinned tools' bin directories there
 PULUMI_VERSION = "v3.259.0"
 PASSPHRASE = "throwaway-test-stack"
 
 
+def tools_path() -> str:
+    """PATH with the pinned toolchain in front when `make setup` has written .toolchain (`make test` does the same)."""
+    path = os.environ.get("PATH", "")
+    if TOOLCHAIN_FILE.is_file():
+        return f"{TOOLCHAIN_FILE.read_text().strip()}{os.pathsep}{path}"
+    return path
+
+
+def tool_missing(reason: str) -> NoReturn:
+    """Skip loudly when a tool is absent; fail instead when the test command promised the toolchain (CI)."""
+    if os.environ.get("LAMBDA_SAE_REQUIRE_PULUMI") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 def pulumi_path() -> str | None:
-    """The pinned `pulumi` on PATH (scripts/install-pulumi puts it there for `make test`), or None."""
-    path = shutil.which("pulumi")
+    """The pinned `pulumi` on PATH or in .toolchain (scripts/install-pulumi builds it for `make test`), or None."""
+    path = shutil.which("pulumi", path=tools_path())
     if path is None:
         return None
     version = subprocess.run([path, "version"], capture_output=True, text=True, check=False).stdout.strip()
@@ -27,17 +44,11 @@ def pulumi_path() -> str | None:
 
 
 def require_pulumi() -> str:
-    """Skip loudly when the toolchain is absent; fail instead when the test command promised it (CI)."""
     path = pulumi_path()
-    if path is not None:
-        return path
-    reason = (
-        f"the pulumi CLI {PULUMI_VERSION} is not on PATH: run `make test` (it builds the toolchain with "
-        "scripts/install-pulumi) or put its bin directory on PATH"
-    )
-    if os.environ.get("LAMBDA_SAE_REQUIRE_PULUMI") == "1":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    if path is None:
+        tool_missing(f"the pulumi CLI {PULUMI_VERSION} is not on PATH: run `make test` (it builds the toolchain "
+                     "with scripts/install-pulumi) or put its bin directory on PATH")
+    return path
 
 
 @dataclass
@@ -66,6 +77,7 @@ class PulumiProject:
         state.mkdir()
         project = cls(root=root, stack=stack, env=dict(env or {}))
         project.env.update(
+            PATH=tools_path(),  # the CLI finds its language host, and scripts find the CLI, on PATH
             PULUMI_BACKEND_URL=f"file://{state}",
             PULUMI_CONFIG_PASSPHRASE=PASSPHRASE,
             PULUMI_SKIP_UPDATE_CHECK="true",

@@ -151,12 +151,14 @@ _BY_STATUS: dict[int, type[ApiError]] = {
 def _class_for(code: str, status: int, message: str) -> type[ApiError]:
     if status == 429:
         return RateLimited
-    if code in _BY_CODE:
+    # The live API refuses to delete a key still in use with HTTP 400 "Key is currently in use, cannot delete" and
+    # no documented code; the spec allows only invalid-parameters there.
+    in_use = status == 400 and "in use" in message.lower()
+    if code in _BY_CODE and not (in_use and code == InvalidParameters.code):
         return _BY_CODE[code]
     if code.startswith("provider/") or status >= 500:
         return ServerError
-    if "in use" in message.lower() and status == 400:
-        # The live API answers "Key is currently in use, cannot delete" without a documented code.
+    if in_use:
         return InUse
     return _BY_STATUS.get(status, ApiError)
 

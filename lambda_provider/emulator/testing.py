@@ -16,9 +16,10 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,8 +170,12 @@ class EmulatorHandle:
         headers = {"Authorization": auth if auth is not None else f"Bearer {api_key or self.api_key}"}
         return _request(method, self.base_url + path, body, headers, raw_body, timeout)
 
+    def control_response(self, method: str, path: str, body: Any = None) -> ApiResponse:
+        """Call the control API and return its answer whatever the status (`control` insists on 200)."""
+        return _request(method, self.control_url + path, body, {}, None, 30)
+
     def control(self, method: str, path: str, body: Any = None) -> Any:
-        response = _request(method, self.control_url + path, body, {}, None, 30)
+        response = self.control_response(method, path, body)
         if response.status != 200:
             raise EmulatorError(f"control {method} {path} -> {response.status}: {response.body}")
         return response.body
@@ -250,3 +255,15 @@ def running_emulator(
         yield handle
     finally:
         handle.stop()
+
+
+def wait_for(probe: Callable[[], Any], timeout: float = 30, message: str = "condition not reached",
+             interval: float = 0.02) -> Any:
+    """Poll `probe` until it returns something truthy and return that (a lifecycle wait, not a speed assertion)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        assert time.monotonic() < deadline, message
+        time.sleep(interval)

@@ -11,21 +11,10 @@ import os
 import sys
 from pathlib import Path
 
-from lambda_provider.client import LambdaClient, LambdaError
-from lambda_provider.plan.capacity import Catalogue
+from lambda_provider.plan.capacity import fetch_catalogue
 from lambda_provider.plan.markdown import render
 from lambda_provider.plan.preview import PreviewError, parse_preview
 from lambda_provider.plan.summary import summarize
-
-
-def fetch_catalogue(api_key: str | None, api_url: str | None) -> tuple[Catalogue, str | None]:
-    if not api_key:
-        return {}, "capacity unknown: LAMBDA_API_KEY is not set"
-    try:
-        with LambdaClient(api_key, api_url, timeout=20) as client:
-            return client.instance_types.list(), None
-    except LambdaError as exc:
-        return {}, f"capacity unknown: GET /instance-types failed: {exc}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from lambda_provider.client import LambdaClient, LambdaError
 from lambda_provider.client.models import InstanceTypeAvailability
 from lambda_provider.resources.placement import NoCapacity, Placement, choose
 
@@ -18,6 +19,17 @@ class Capacity:
     region: str | None
     text: str  # the Markdown cell
     price_cents_per_hour: int | None
+
+
+def fetch_catalogue(api_key: str | None, api_url: str | None) -> tuple[Catalogue, str | None]:
+    """(`GET /instance-types` by type, None), or ({}, why capacity is unknown)."""
+    if not api_key:
+        return {}, "capacity unknown: LAMBDA_API_KEY is not set"
+    try:
+        with LambdaClient(api_key, api_url, timeout=20) as client:
+            return client.instance_types.list(), None
+    except LambdaError as exc:
+        return {}, f"capacity unknown: GET /instance-types failed: {exc}"
 
 
 def price_of(catalogue: Catalogue, instance_type: str | None) -> int | None:

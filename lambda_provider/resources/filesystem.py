@@ -23,10 +23,11 @@ from pulumi.dynamic import (
     ResourceProvider,
 )
 
-from lambda_provider.client import FilesystemInUse, LambdaClient, LambdaError, NotFound
+from lambda_provider.client import FilesystemInUse, LambdaClient, LambdaError
 from lambda_provider.client.errors import ConnectionFailed, Duplicate, ServerError
 from lambda_provider.client.models import Filesystem as FilesystemRecord
 from lambda_provider.resources import lookups, settings
+from lambda_provider.resources.busy_retry import retry_while_busy
 from lambda_provider.resources.values import is_unknown
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z]+[0-9a-zA-Z-]*$")
@@ -104,16 +105,8 @@ class FilesystemProvider(ResourceProvider):
         cfg = settings.current()
         deadline = time.monotonic() + cfg.delete_timeout
         with cfg.client() as client:
-            while True:
-                try:
-                    client.filesystems.delete(id_)
-                    return
-                except NotFound:
-                    return
-                except FilesystemInUse:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(cfg.poll_interval)
+            retry_while_busy(lambda: client.filesystems.delete(id_), FilesystemInUse, deadline=deadline,
+                             interval=cfg.poll_interval)
 
 
 class Filesystem(Resource, module="lambda", name="Filesystem"):

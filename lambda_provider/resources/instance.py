@@ -37,11 +37,11 @@ from lambda_provider.client import (
     LambdaClient,
     LambdaError,
     LaunchRequest,
-    NotFound,
 )
 from lambda_provider.client.models import TERMINAL_STATUSES, InstanceTypeAvailability
 from lambda_provider.client.models import Instance as InstanceRecord
 from lambda_provider.resources import settings
+from lambda_provider.resources.busy_retry import retry_while_busy
 from lambda_provider.resources.instance_spec import (
     REPLACE_KEYS,
     requested_spec,
@@ -240,16 +240,10 @@ class InstanceProvider(ResourceProvider):
         cfg = settings.current()
         with cfg.client() as client:
             deadline = time.monotonic() + cfg.delete_timeout
-            while True:
-                try:
-                    client.instances.terminate([id_])
-                    break
-                except NotFound:
-                    return
-                except Conflict:  # terminate not yet available right after launch
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(cfg.poll_interval)
+            # Conflict: terminate is not yet available right after launch.
+            if not retry_while_busy(lambda: client.instances.terminate([id_]), Conflict, deadline=deadline,
+                                    interval=cfg.poll_interval):
+                return
             remaining = max(1.0, deadline - time.monotonic())
             client.instances.wait(id_, _gone_or_terminated, timeout=remaining, interval=cfg.poll_interval)
 

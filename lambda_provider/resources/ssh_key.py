@@ -25,10 +25,11 @@ from pulumi.dynamic import (
     ResourceProvider,
 )
 
-from lambda_provider.client import ApiError, InUse, LambdaClient, NotFound, ServerError
+from lambda_provider.client import InUse, LambdaClient, ServerError
 from lambda_provider.client.errors import ConnectionFailed, Duplicate, InvalidParameters
 from lambda_provider.client.models import SshKey as SshKeyRecord
 from lambda_provider.resources import settings
+from lambda_provider.resources.busy_retry import retry_while_busy
 from lambda_provider.resources.values import is_unknown
 
 log = logging.getLogger("lambda_provider.resources")
@@ -122,19 +123,8 @@ class SshKeyProvider(ResourceProvider):
         cfg = settings.current()
         deadline = time.monotonic() + cfg.delete_timeout
         with cfg.client() as client:
-            while True:
-                try:
-                    client.ssh_keys.delete(id_)
-                    return
-                except NotFound:
-                    return
-                except (InUse, ApiError) as exc:
-                    # "Key is currently in use" while an instance using it still terminates.
-                    if not isinstance(exc, InUse) and "in use" not in exc.message.lower():
-                        raise
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(cfg.poll_interval)
+            # "Key is currently in use" while an instance using it still terminates.
+            retry_while_busy(lambda: client.ssh_keys.delete(id_), InUse, deadline=deadline, interval=cfg.poll_interval)
 
 
 class SshKey(Resource, module="lambda", name="SshKey"):

@@ -19,7 +19,7 @@ from pathlib import Path
 from policy_config import policy_config
 from pulumi_cli import pulumi, stack_config
 
-from lambda_provider.plan.__main__ import fetch_catalogue
+from lambda_provider.plan.capacity import fetch_catalogue
 from lambda_provider.plan.markdown import render_stack
 from lambda_provider.plan.preview import PreviewError, parse_preview
 from lambda_provider.plan.summary import summarize

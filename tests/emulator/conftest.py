@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Iterator
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import asyncssh
 import pytest
 
-from lambda_provider.emulator.testing import ApiResponse, EmulatorHandle
+from lambda_provider.emulator.testing import ApiResponse, EmulatorHandle, wait_for
 
 from .contract import SPEC_PATH, validate_response
 
@@ -82,17 +82,6 @@ def _with_status(record: dict[str, Any], status: str) -> dict[str, Any] | None:
     return record if record["status"] == status else None
 
 
-def wait_for(probe: Callable[[], Any], timeout: float = 30, message: str = "condition not reached") -> Any:
-    """Poll `probe` until it returns something truthy (a lifecycle wait, not a speed assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, message
-        time.sleep(0.02)
-
-
 @pytest.fixture
 def api(emulator: EmulatorHandle) -> Iterator[CheckedApi]:
     yield CheckedApi(emulator)
@@ -121,3 +110,16 @@ def ssh_run(
             return await conn.run(command, check=False, timeout=timeout, input=input)
 
     return asyncio.run(run())
+
+
+def process_alive(pid: int) -> bool:
+    """Whether `pid` still runs; a zombie waiting for its parent counts as dead."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return True

@@ -29,6 +29,24 @@ def test_injected_errors_json_and_html_then_recovery(api: CheckedApi) -> None:
     assert next(r for r in api.emu.control("GET", "/faults")["rules"] if r["id"] == never["id"])["fired"] == 0
 
 
+def _expect_no_answer(api: CheckedApi, method: str, path: str, body: dict | None = None) -> None:
+    """Send one raw request (the client helpers would retry or raise their own error): the connection must close
+    without an HTTP answer."""
+    url = urlsplit(api.emu.base_url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    headers = {"Authorization": f"Bearer {api.emu.api_key}"}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
+    conn.request(method, url.path + path, json.dumps(body) if body is not None else None, headers)
+    try:
+        conn.getresponse()
+        raise AssertionError(f"{method} {path} was answered; the fault should have closed the connection")
+    except (http.client.RemoteDisconnected, ConnectionResetError):
+        pass
+    finally:
+        conn.close()
+
+
 def test_slow_response_still_answers(api: CheckedApi) -> None:
     api.emu.inject_fault(action="delay", delay_seconds=0.3, path="^/regions$", count=1)
     started = time.monotonic()
@@ -39,51 +57,19 @@ def test_slow_response_still_answers(api: CheckedApi) -> None:
 def test_launch_that_commits_but_drops_the_response(api: CheckedApi) -> None:
     api.add_key()
     api.emu.inject_fault(action="drop_response", method="POST", path="^/instance-operations/launch$", count=1)
-    url = urlsplit(api.emu.base_url)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
-    body = json.dumps(
-        {
-            "region_name": "us-east-3",
-            "instance_type_name": "gpu_1x_gh200",
-            "ssh_key_names": ["test-key"],
-            "name": "lost",
-        }
-    )
-    conn.request(
-        "POST",
-        url.path + "/instance-operations/launch",
-        body,
-        {"Authorization": f"Bearer {api.emu.api_key}", "Content-Type": "application/json"},
-    )
-    try:
-        conn.getresponse()
-        raise AssertionError("the response should have been dropped")
-    except (http.client.RemoteDisconnected, ConnectionResetError):
-        pass
-    finally:
-        conn.close()
+    body = {"region_name": "us-east-3", "instance_type_name": "gpu_1x_gh200", "ssh_key_names": ["test-key"],
+            "name": "lost"}
+    _expect_no_answer(api, "POST", "/instance-operations/launch", body)
     listed = api.ok("GET", "/instances")
     assert [i["name"] for i in listed] == ["lost"]  # billed although the client never got an id
 
 
 def test_disconnect_and_bad_rules(api: CheckedApi) -> None:
     api.emu.inject_fault(action="disconnect", path="^/images$", count=1)
-    url = urlsplit(api.emu.base_url)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
-    conn.request("GET", url.path + "/images", headers={"Authorization": f"Bearer {api.emu.api_key}"})
-    try:
-        conn.getresponse()
-        raise AssertionError("the connection should have been closed")
-    except (http.client.RemoteDisconnected, ConnectionResetError):
-        pass
-    finally:
-        conn.close()
-    bad = api.emu.api  # the control API rejects unknown actions with a message
-    from lambda_provider.emulator.testing import _request
-
-    response = _request("POST", api.emu.control_url + "/faults", {"action": "explode"}, {}, None, 10)
+    _expect_no_answer(api, "GET", "/images")
+    response = api.emu.control_response("POST", "/faults", {"action": "explode"})
     assert response.status == 400 and "action must be one of" in response.body["error"]["message"]
-    assert bad("GET", "/images").status == 200
+    assert api.emu.api("GET", "/images").status == 200
 
 
 def test_capacity_change_at_runtime(api: CheckedApi) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncssh
 
-from .conftest import CheckedApi, ssh_run, wait_for
+from .conftest import CheckedApi, process_alive, ssh_run, wait_for
 
 
 def test_boot_sequence_and_actions(api: CheckedApi) -> None:
@@ -121,16 +121,6 @@ def test_unhealthy_fails_nvidia_smi_and_preempted_stops_the_machine(api: Checked
     api.emu.set_instance_status(instance_id, "preempted")
     preempted = api.instance(instance_id)
     assert preempted["status"] == "preempted" and "ssh_port" not in preempted
-    wait_for(lambda: not _alive(pid), message="preempted instance kept its processes")
+    wait_for(lambda: not process_alive(pid), message="preempted instance kept its processes")
     api.terminate(instance_id)
     api.wait_status(instance_id, "terminated")
-
-
-def _alive(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

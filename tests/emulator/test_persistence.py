@@ -8,12 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import asyncssh
 import pytest
 
 from lambda_provider.emulator.testing import running_emulator
 
-from .conftest import CheckedApi, ssh_run, wait_for
+from .conftest import CheckedApi, process_alive, ssh_run, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +31,7 @@ def test_everything_survives_a_restart(tmp_path: Path) -> None:
 
         emu.restart()
         assert (emu.api_key, emu.base_url) == (api_key, url)  # same key and port
-        assert not _alive(pid)  # a clean stop kills instance processes
+        assert not process_alive(pid)  # a clean stop kills instance processes
         again = api.wait_status(record["id"], "active")
         assert (again["ip"], again["ssh_port"], again["name"]) == (record["ip"], record["ssh_port"], "trainer")
         assert api.instance(booting)["status"] == "booting"
@@ -93,18 +92,3 @@ def test_readme_curl_session(tmp_path: Path) -> None:
         assert "NVIDIA GH200 480GB" in out and "aarch64" in out
         assert '"terminating"' in out
         wait_for(lambda: all(i["status"] == "terminated" for i in emu.api("GET", "/instances").body["data"]))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return True
-
-
-_ = asyncssh

@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from .conftest import CheckedApi, ssh_run, wait_for
+from .conftest import CheckedApi, process_alive, ssh_run, wait_for
 
 
 @pytest.fixture
@@ -94,9 +94,9 @@ def test_detached_process_survives_disconnect_and_dies_on_terminate(
     home = api.emu.instance_paths(record["id"])["home"]
     pids = [int(Path(os.path.join(home, name)).read_text()) for name in ("nohup.pid", "setsid.pid")]
     time.sleep(0.2)  # let the connection's SIGHUP land; both must still be alive after it
-    assert all(_alive(pid) for pid in pids)
+    assert all(process_alive(pid) for pid in pids)
     api.terminate(record["id"])
-    wait_for(lambda: not any(_alive(pid) for pid in pids), message="terminate left processes running")
+    wait_for(lambda: not any(process_alive(pid) for pid in pids), message="terminate left processes running")
     with pytest.raises(OSError):
         ssh_run(record, key, "true")
 
@@ -118,7 +118,7 @@ def test_attached_command_gets_hangup_when_the_client_disconnects(
 
     asyncio.run(start_and_drop())
     pid = int(Path(os.path.join(api.emu.instance_paths(record["id"])["home"], "attached.pid")).read_text())
-    wait_for(lambda: not _alive(pid), message="attached command survived the disconnect")
+    wait_for(lambda: not process_alive(pid), message="attached command survived the disconnect")
 
 
 def test_sftp_uses_instance_paths(gh200: tuple[dict, asyncssh.SSHKey], api: CheckedApi) -> None:
@@ -144,15 +144,3 @@ def test_sftp_uses_instance_paths(gh200: tuple[dict, asyncssh.SSHKey], api: Chec
     paths = api.emu.instance_paths(record["id"])
     assert Path(os.path.join(paths["home"], "config.yaml")).read_text() == "lr: 0.001\n"
     assert Path(os.path.join(paths["filesystems"]["ckpt"], "from-sftp")).read_text() == "ok"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie waiting for its parent counts as dead
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return True

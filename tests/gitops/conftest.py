@@ -43,6 +43,7 @@ if expires:
     pulumi.export("expires_at", expires)
 '''
 
+USER_DATA_SECRET = "gitops-user-data-secret-123"  # a secret config value no output may show in clear
 TWO_A10 = [{"name": "node-0", "type": "gpu_1x_a10", "region": "us-east-1"},
            {"name": "node-1", "type": "gpu_1x_a10", "region": "us-east-1"}]
 
@@ -89,7 +90,7 @@ def make_stack(root: Path, emulator: EmulatorHandle, stack: str = "dev") -> Flee
     fleet.project.run("config", "set", "--path", "lambda-sae:budget.maxUsdPerHour", "10")
     fleet.project.run("config", "set", "--path", "lambda-sae:budget.maxHours", "2")
     fleet.set_config("lambda-sae:training", "tiny-cpu")
-    fleet.set_config("lambda-sae:userData", "#!/bin/sh\necho token=gitops-user-data-secret-123", secret=True)
+    fleet.set_config("lambda-sae:userData", f"#!/bin/sh\necho token={USER_DATA_SECRET}", secret=True)
     return fleet
 
 

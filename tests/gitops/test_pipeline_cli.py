@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import re
 
-from tests.gitops.conftest import TWO_A10, FleetStack
+from tests.gitops.conftest import TWO_A10, USER_DATA_SECRET, FleetStack
 from tests.pulumi_support import REPO_ROOT
 
 POLICY = REPO_ROOT / "policy"
 
 GH200 = {"name": "gh-0", "type": "gpu_1x_gh200", "region": "us-east-3"}
-SECRET = "gitops-user-data-secret-123"
 
 
 def test_pr_comment_for_an_added_gh200_node(fleet_stack: FleetStack) -> None:
@@ -31,7 +30,7 @@ def test_pr_comment_for_an_added_gh200_node(fleet_stack: FleetStack) -> None:
     diff = body.split("```diff", 1)[1]
     assert "+ pulumi-python:dynamic/lambda:Instance: (create)" in diff
     assert "Instance::gh-0]" in diff
-    assert "__provider" not in body and SECRET not in body
+    assert "__provider" not in body and USER_DATA_SECRET not in body
     assert body.index("cost and capacity") < body.index("```diff"), "the table sits above the diff"
 
 

@@ -7,14 +7,12 @@ from __future__ import annotations
 import json
 import re
 
-from tests.gitops.conftest import TWO_A10, FleetStack
-
-SECRET = "gitops-user-data-secret-123"
+from tests.gitops.conftest import TWO_A10, USER_DATA_SECRET, FleetStack
 
 
 def preview_diff(stack: FleetStack) -> str:
     out = stack.project.run("preview", "--diff", "--color", "never").stdout
-    assert "__provider" not in out and SECRET not in out
+    assert "__provider" not in out and USER_DATA_SECRET not in out
     return out
 
 

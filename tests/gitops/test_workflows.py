@@ -7,22 +7,20 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
-from tests.pulumi_support import REPO_ROOT
+from tests.pulumi_support import REPO_ROOT, tool_missing, tools_path
 
 WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.yml"))
-ACTIONLINT_CACHE = Path.home() / ".cache" / "lambda-sae" / "actionlint-v1.7.12" / "bin" / "actionlint"
+# Where scripts/gitops/install-actionlint builds it.
+CACHE_DIR = Path(os.environ.get("LAMBDA_SAE_CACHE") or Path.home() / ".cache" / "lambda-sae")
+ACTIONLINT_CACHE = CACHE_DIR / "actionlint-v1.7.12" / "bin" / "actionlint"
 
 
 def actionlint() -> str:
-    found = shutil.which("actionlint") or (str(ACTIONLINT_CACHE) if ACTIONLINT_CACHE.exists() else None)
-    if found:
+    if found := shutil.which("actionlint", path=tools_path()):
         return found
-    reason = "actionlint is not installed: run scripts/gitops/install-actionlint"
-    if os.environ.get("LAMBDA_SAE_REQUIRE_PULUMI") == "1":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    if ACTIONLINT_CACHE.exists():
+        return str(ACTIONLINT_CACHE)
+    tool_missing("actionlint is not installed: run scripts/gitops/install-actionlint")
 
 
 def lint(*paths: Path) -> subprocess.CompletedProcess[str]:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from lambda_provider.emulator.testing import EmulatorHandle, running_emulator
 from lambda_provider.resources import lookups, settings
@@ -15,7 +13,6 @@ from tests.providers.emulator_api import Api
 from tests.providers.host_fixtures import assert_no_api_key_leak
 from tests.providers.host_harness import Engine, ProviderHost
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "secret_sae-provider-test_5f3c9e1d2b7a4c60.8e1f2d3c4b5a69780f1e2d3c"
 TIME_SCALE = 0.005
 # Terminated records stay listed for the whole test, so tests can count every launch that ever happened.
@@ -24,19 +21,16 @@ EMULATOR_CONFIG: dict[str, Any] = {"lifecycle": {"terminated_retention_seconds":
 
 @pytest.fixture(scope="module")
 def emulator_handle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorHandle]:
-    data_dir = tmp_path_factory.mktemp("emulator")
-    config = data_dir / "config.yaml"
-    config.write_text(yaml.safe_dump(EMULATOR_CONFIG))
-    with running_emulator(data_dir / "data", time_scale=TIME_SCALE, rate_limits=False, config=config,
+    with running_emulator(tmp_path_factory.mktemp("emulator"), time_scale=TIME_SCALE, config=EMULATOR_CONFIG,
                           api_key=API_KEY) as handle:
         yield handle
 
 
 @pytest.fixture
 def api(emulator_handle: EmulatorHandle) -> Iterator[Api]:
-    api = Api(emulator_handle.base_url, emulator_handle.control_url, emulator_handle.api_key)
-    api.control("POST", "/reset")
-    api.control("PUT", "/rate-limits", {"enabled": False})
+    api = Api(emulator_handle)
+    emulator_handle.reset()
+    emulator_handle.set_rate_limits(False)
     lookups.clear()
     settings.reset()
     yield api

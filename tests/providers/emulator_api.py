@@ -2,39 +2,42 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-
 from lambda_provider.client import LambdaClient, RateLimiter, ReconcilePolicy, RetryPolicy
+from lambda_provider.emulator.testing import EmulatorHandle, wait_for
 
 
 @dataclass
 class Api:
-    """The emulator as the tests see it: the public API plus its control API (faults, capacity, states)."""
+    """A running emulator with what the provider tests ask of it: fault counters, instance lists, fast clients."""
 
-    base_url: str
-    control_url: str
-    api_key: str
+    emulator: EmulatorHandle
+
+    @property
+    def base_url(self) -> str:
+        return self.emulator.base_url
+
+    @property
+    def api_key(self) -> str:
+        return self.emulator.api_key
 
     def control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        resp = requests.request(method, f"{self.control_url.rstrip('/')}{path}", json=body, timeout=10)
-        assert resp.status_code == 200, f"{method} {path}: {resp.status_code} {resp.text}"
-        return resp.json()
+        return self.emulator.control(method, path, body)
 
     def add_fault(self, **rule: Any) -> dict[str, Any]:
-        return self.control("POST", "/faults", rule)
+        return self.emulator.inject_fault(**rule)
 
     def fault(self, rule_id: str) -> dict[str, Any]:
         return next(r for r in self.control("GET", "/faults")["rules"] if r["id"] == rule_id)
 
     def clear_faults(self) -> None:
-        self.control("DELETE", "/faults")
+        self.emulator.clear_faults()
 
     def set_capacity(self, instance_type: str, region: str, available: int) -> None:
-        self.control("PUT", "/capacity", {"instance_type": instance_type, "region": region, "available": available})
+        self.emulator.set_capacity(instance_type, region, available)
 
     def all_instances(self) -> list[dict[str, Any]]:
         """Every instance ever launched (terminated ones included), with emulator internals."""
@@ -60,8 +63,5 @@ class Api:
             **extra,
         }
 
-    def wait_for(self, predicate: Any, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            assert time.monotonic() < deadline, "condition not reached in time"
-            time.sleep(0.05)
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 20.0) -> None:
+        wait_for(predicate, timeout, "condition not reached in time", interval=0.05)

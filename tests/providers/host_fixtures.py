@@ -1,14 +1,27 @@
-"""Shared checks of the host-level tests: the no-orphan invariant, launch counting, the API-key grep."""
+"""Shared parts of the host-level tests: the key + node stack, the no-orphan invariant, launch counting, the
+API-key grep."""
 
 from __future__ import annotations
 
 import base64
 from typing import Any
 
+from lambda_provider.resources import Instance, SshKey
 from tests.providers.emulator_api import Api
-from tests.providers.host_harness import Engine
+from tests.providers.host_harness import Engine, Registration, registrations
 
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9oCq5j1k+IV2N0d8pxQ1a2QTzvvl2QxFgUaT4Ebv9z test@sae"
+
+
+def key_and_node(**instance_args: object) -> dict[str, Registration]:
+    """Registrations of an SshKey "key" and an Instance "node" (a gpu_1x_a10 unless told) that uses it."""
+    args = {"instance_type": "gpu_1x_a10", **instance_args}
+
+    def define() -> list:
+        key = SshKey("key", public_key=PUBLIC_KEY)
+        return [key, Instance("node", ssh_key_name=key.name, **args)]  # type: ignore[arg-type]
+
+    return registrations(define)
 
 
 def assert_converged(api: Api, engine: Engine) -> None:

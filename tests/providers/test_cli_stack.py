@@ -1,7 +1,7 @@
 """The real `pulumi` CLI (v3.259.0) on a small stack against the emulator: file backend, passphrase secrets.
 
-Skipped with a loud reason when the pinned CLI is not on PATH (`make test` puts it there; so does the
-`.toolchain` file that `make setup` writes, which these tests read as a fallback).
+Skipped with a loud reason when the pinned CLI is neither on PATH (`make test` puts it there) nor in the
+`.toolchain` file that `make setup` writes (tests/pulumi_support.py reads it as a fallback).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.providers.conftest import REPO_ROOT
 from tests.providers.emulator_api import Api
 from tests.providers.host_fixtures import PUBLIC_KEY, launches_for
 from tests.pulumi_support import PulumiProject, require_pulumi
@@ -33,14 +32,6 @@ pulumi.export("ready", node.ready)
 pulumi.export("ip", node.ip)
 pulumi.export("ssh_port", node.ssh_port)
 '''
-
-
-@pytest.fixture(autouse=True)
-def pulumi_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    toolchain = REPO_ROOT / ".toolchain"
-    if toolchain.is_file():
-        monkeypatch.setenv("PATH", f"{toolchain.read_text().strip()}{os.pathsep}{os.environ['PATH']}")
-    require_pulumi()
 
 
 class Stack:

@@ -18,8 +18,8 @@ from lambda_provider.client import (
     ServerError,
 )
 from tests.providers.emulator_api import Api
+from tests.providers.host_fixtures import PUBLIC_KEY
 
-PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG9oCq5j1k+IV2N0d8pxQ1a2QTzvvl2QxFgUaT4Ebv9z test@sae"
 OWNER = {"pulumi-project": "sae", "pulumi-stack": "test", "pulumi-resource": "node"}
 
 

@@ -9,21 +9,13 @@ import grpc
 import pytest
 
 from lambda_provider.client import LaunchRequest
-from lambda_provider.resources import Instance, SshKey
 from tests.providers.emulator_api import Api
-from tests.providers.host_fixtures import PUBLIC_KEY, assert_converged, assert_no_api_key_leak, launches_for
-from tests.providers.host_harness import Engine, ProviderHost, Registration, registrations
+from tests.providers.host_fixtures import assert_converged, assert_no_api_key_leak, key_and_node, launches_for
+from tests.providers.host_harness import Engine, ProviderHost, Registration
 
 
 def _stack(**instance_args: object) -> dict[str, Registration]:
-    args = {"instance_type": "gpu_1x_a10", "region": ["us-east-1", "us-west-1"]}
-    args.update(instance_args)
-
-    def define() -> list:
-        key = SshKey("key", public_key=PUBLIC_KEY)
-        return [key, Instance("node", ssh_key_name=key.name, **args)]  # type: ignore[arg-type]
-
-    return registrations(define)
+    return key_and_node(**{"region": ["us-east-1", "us-west-1"], **instance_args})
 
 
 def _up_all(engine: Engine, regs: dict[str, Registration]) -> None:
@@ -93,8 +85,18 @@ def test_boot_timeout_keeps_the_instance_tracked_and_the_next_up_waits_again(api
     assert [i["id"] for i in launches_for(api, "node")] == [instance_id]
 
 
+def _engine_killed_during_create(api: Api, regs: dict[str, Registration]) -> Engine:
+    """Create the key, then the node in the background; SIGKILL the host once the launch happened (as a killed
+    `pulumi up`). Returns the engine with the state it had then; its host is gone."""
+    with ProviderHost() as host:
+        host.configure(api.stack_config())
+        engine = Engine(host)
+        engine.up(regs["key"])
+        _kill_host_during_create(api, engine, regs["node"])
+    return engine
+
+
 def _kill_host_during_create(api: Api, engine: Engine, node: Registration) -> None:
-    """Run Create in the background, SIGKILL the host once the launch happened (as a killed `pulumi up`)."""
     errors: list[BaseException] = []
 
     def create() -> None:
@@ -124,11 +126,7 @@ def _restart(api: Api, engine: Engine, body: Callable[[Engine], None]) -> None:
 
 def test_killed_during_launch_then_up_again_adopts(api: Api) -> None:
     regs = _stack()
-    with ProviderHost() as host:
-        host.configure(api.stack_config())
-        engine = Engine(host)
-        engine.up(regs["key"])
-        _kill_host_during_create(api, engine, regs["node"])
+    engine = _engine_killed_during_create(api, regs)
 
     def second_up(engine: Engine) -> None:
         assert engine.up(regs["key"]) == "same"
@@ -142,11 +140,7 @@ def test_killed_during_launch_then_up_again_adopts(api: Api) -> None:
 
 def test_killed_during_launch_then_spec_changed_terminates_the_stray(api: Api) -> None:
     regs = _stack()
-    with ProviderHost() as host:
-        host.configure(api.stack_config())
-        engine = Engine(host)
-        engine.up(regs["key"])
-        _kill_host_during_create(api, engine, regs["node"])
+    engine = _engine_killed_during_create(api, regs)
     stray = launches_for(api, "node")[0]["id"]
     changed = _stack(user_data="#cloud-config\nruncmd: [echo changed]\n")
 

@@ -9,19 +9,12 @@ import pytest
 
 from lambda_provider.resources import Filesystem, Instance, SshKey
 from tests.providers.emulator_api import Api
-from tests.providers.host_fixtures import PUBLIC_KEY, assert_converged, launches_for
-from tests.providers.host_harness import CheckFailed, Engine, registrations
+from tests.providers.host_fixtures import PUBLIC_KEY, assert_converged, key_and_node, launches_for
+from tests.providers.host_harness import CheckFailed, Engine, Registration, registrations
 
 
-def _stack(**instance_args: object) -> dict:
-    args = {"instance_type": "gpu_1x_a10", "region": "us-east-1"}
-    args.update(instance_args)
-
-    def define() -> list:
-        key = SshKey("key", public_key=PUBLIC_KEY)
-        return [key, Instance("node", ssh_key_name=key.name, **args)]  # type: ignore[arg-type]
-
-    return registrations(define)
+def _stack(**instance_args: object) -> dict[str, Registration]:
+    return key_and_node(**{"region": "us-east-1", **instance_args})
 
 
 def test_lifecycle_create_same_rename_replace_refresh_destroy(api: Api, engine: Engine) -> None:

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from lambda_provider.client import errors
 from lambda_provider.client.models import Image, Instance, InstanceTypeAvailability, SshKey
+from tests.emulator.contract import RECORDED_DIR
 
-RECORDED = Path("/work/shared/lambda-cloud/recorded")
-pytestmark = pytest.mark.skipif(not RECORDED.is_dir(), reason=f"recorded responses not found at {RECORDED}")
+pytestmark = pytest.mark.skipif(not RECORDED_DIR.is_dir(), reason=f"recorded responses not found at {RECORDED_DIR}")
 
 
 def _data(name: str):
-    return json.loads((RECORDED / name).read_text())["data"]
+    return json.loads((RECORDED_DIR / name).read_text())["data"]
 
 
 def test_instance_record_decodes_with_unknown_fields_kept():
@@ -41,7 +40,7 @@ def test_instance_tags_decode_to_a_mapping():
 
 def test_instance_types_both_recordings_decode():
     live = {k: InstanceTypeAvailability.from_api(k, v)
-            for k, v in json.loads((RECORDED / "instance_types_2026-08-20.json").read_text()).items()}
+            for k, v in json.loads((RECORDED_DIR / "instance_types_2026-08-20.json").read_text()).items()}
     assert live["gpu_1x_a10"].instance_type.architecture == "x86_64"
     assert live["gpu_1x_a10"].regions_with_capacity == ()  # the trimmed recording has no capacity key
     older = {k: InstanceTypeAvailability.from_api(k, v) for k, v in _data("instance_types_response.json").items()}
@@ -70,6 +69,8 @@ def test_record_without_id_is_a_clear_error():
     (404, {"error": {"code": "global/not-found", "message": "m"}}, errors.NotFound),
     (400, {"error": {"code": "filesystems/filesystem-in-use", "message": "m"}}, errors.FilesystemInUse),
     (400, {"error": {"code": "", "message": "Key is currently in use, cannot delete"}}, errors.InUse),
+    (400, {"error": {"code": "global/invalid-parameters", "message": "Key is currently in use, cannot delete"}},
+     errors.InUse),
     (401, {"error": {"code": "global/invalid-api-key", "message": "m"}}, errors.InvalidApiKey),
     (400, {"error": {"code": "global/invalid-parameters", "message": "m"}}, errors.InvalidParameters),
     (503, {"error": {"code": "provider/internal-unavailable", "message": "Provider unavailable"}},

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import yaml
 
 from lambda_provider.client import LaunchRequest, RateLimited, RateLimiter, RetryPolicy
 from lambda_provider.emulator.testing import EmulatorHandle, running_emulator
@@ -20,20 +19,16 @@ SCALE = 0.1  # emulator: 10 requests/s (burst 5) and 1 launch per 1.2 s
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorHandle]:
-    data_dir = tmp_path_factory.mktemp("limited")
-    config = data_dir / "config.yaml"
-    config.write_text(yaml.safe_dump(EMULATOR_CONFIG))
-    with running_emulator(data_dir / "data", time_scale=SCALE, rate_limits=True, config=config,
-                          api_key=API_KEY) as handle:
+    with running_emulator(tmp_path_factory.mktemp("limited"), time_scale=SCALE, rate_limits=True,
+                          config=EMULATOR_CONFIG, api_key=API_KEY) as handle:
         yield handle
 
 
 @pytest.fixture
 def api(limited: EmulatorHandle) -> Api:
-    api = Api(limited.base_url, limited.control_url, limited.api_key)
-    api.control("POST", "/reset")
-    api.control("PUT", "/rate-limits", {"enabled": True})  # also refills the buckets
-    return api
+    limited.reset()
+    limited.set_rate_limits(True)  # also refills the buckets
+    return Api(limited)
 
 
 def test_unpaced_client_trips_the_limit_and_the_paced_one_does_not(api: Api) -> None:
@@ -41,7 +36,7 @@ def test_unpaced_client_trips_the_limit_and_the_paced_one_does_not(api: Api) -> 
     with pytest.raises(RateLimited):
         for _ in range(50):
             unpaced.regions.list()
-    api.control("PUT", "/rate-limits", {"enabled": True})
+    api.emulator.set_rate_limits(True)
     paced = api.client(limiter=RateLimiter(min_request_interval=1.0 * SCALE, min_launch_interval=12.0 * SCALE),
                        retry=RetryPolicy(attempts=1))  # any 429 would surface
     for _ in range(15):
