@@ -24,6 +24,7 @@ BUDGET_SCHEMA = PolicyConfigSchema(properties={
     "max_usd_per_hour": {"type": "number"},
     "max_hours": {"type": "number"},
     "prices_cents_per_hour": {"type": "object"},
+    "budget_source": {"type": "string"},
 })
 
 PolicyPack(

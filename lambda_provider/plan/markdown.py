@@ -12,6 +12,12 @@ def _usd(cents: int | None) -> str:
     return "–" if cents is None else f"${cents / 100:.2f}"
 
 
+def error_headline(error: str) -> str:
+    """The message up to its first blank line (a config error's list of problems, not the schema after it)."""
+    head = error.strip().split("\n\n", 1)[0]
+    return " ".join(line.strip() for line in head.splitlines()[:6] if line.strip())
+
+
 def render_stack(summary: StackSummary) -> str:
     lines = [f"### Stack `{summary.stack or '?'}`: cost and capacity", ""]
     counts = ", ".join(f"{summary.count(c)} {c}" for c in ("added", "replaced", "removed"))
@@ -39,7 +45,7 @@ def render_stack(summary: StackSummary) -> str:
     for name in summary.filesystem_deletions:
         lines.append(f"⚠️ **filesystem `{name}` would be deleted** (with any checkpoints on it)")
     for error in summary.errors:
-        lines.append(f"❌ preview error: {error.splitlines()[0] if error else ''}")
+        lines.append(f"❌ preview error: {error_headline(error)}")
     return "\n".join(lines) + "\n"
 
 

@@ -61,6 +61,7 @@ def make_budget_validator(price_table: PriceTable) -> Callable[[StackValidationA
                    "stack's lambda-sae:budget.maxUsdPerHour and maxHours)", None)
             return
         prices, source = price_table(config)
+        source_of_budget = config.get("budget_source") or "lambda-sae:budget.maxUsdPerHour"
         total, parts = 0, []
         for resource in args.resources:
             if resource.resource_type != INSTANCE_TYPE:
@@ -76,8 +77,9 @@ def make_budget_validator(price_table: PriceTable) -> Callable[[StackValidationA
         projected, cap = hourly * float(max_hours), float(max_per_hour) * float(max_hours)
         if hourly > float(max_per_hour) + 1e-9:
             report(f"projected cost ${projected:.2f} for {float(max_hours):g} h (${hourly:.2f}/h: {'; '.join(parts)}) "
-                   f"exceeds the stack's budget ${cap:.2f} (${float(max_per_hour):.2f}/h x {float(max_hours):g} h). "
-                   "Remove nodes or expensive placements, or raise lambda-sae:budget.maxUsdPerHour.", None)
+                   f"exceeds the budget ${cap:.2f} (${float(max_per_hour):.2f}/h x {float(max_hours):g} h, "
+                   f"from {source_of_budget}). Remove nodes or expensive placements, or raise {source_of_budget}.",
+                   None)
     return validate
 
 

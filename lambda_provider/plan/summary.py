@@ -75,12 +75,17 @@ def _row(node: NodeChange, catalogue: Catalogue) -> NodeRow:
     return NodeRow(node.change, node.name, itype, region, capacity.text, before, capacity.price_cents_per_hour)
 
 
-def summarize(plan: PreviewPlan, catalogue: Catalogue, *, max_hours: float | None = None) -> StackSummary:
+def summarize(plan: PreviewPlan, catalogue: Catalogue, *, max_hours: float | None = None,
+              cap_usd_per_hour: float | None = None) -> StackSummary:
+    """`cap_usd_per_hour`: the repository's cap; the verdict uses the lower of it and the stack's budget."""
     budget = plan.budget()
     hours = max_hours if max_hours is not None else _number(budget.get("maxHours"))
+    per_hour = _number(budget.get("maxUsdPerHour"))
+    if cap_usd_per_hour is not None and (per_hour is None or cap_usd_per_hour < per_hour):
+        per_hour = cap_usd_per_hour
     deletions = tuple(f.name for f in plan.filesystems
                       if f.change in ("removed", "replaced") and not f.old_retain_on_delete)
     return StackSummary(
         stack=plan.stack, rows=tuple(_row(n, catalogue) for n in plan.instances), max_hours=hours,
-        max_usd_per_hour=_number(budget.get("maxUsdPerHour")), filesystem_deletions=deletions, errors=plan.errors,
+        max_usd_per_hour=per_hour, filesystem_deletions=deletions, errors=plan.errors,
     )

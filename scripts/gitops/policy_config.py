@@ -1,30 +1,50 @@
 #!/usr/bin/env python3
 """Write the policy pack's config for one stack: its budget (lambda-sae:budget) and filesystem allowances.
 
-usage: scripts/gitops/policy_config.py --stack dev [--cwd DIR] [--allow-filesystem-deletion NAME ...] > config.json
+usage: scripts/gitops/policy_config.py --stack dev [--cwd DIR] [--cap-usd-per-hour N]
+       [--allow-filesystem-deletion NAME ...] > config.json
+The pack enforces the lower of the stack's own budget and the repository's cap (--cap-usd-per-hour, default the
+LAMBDA_SAE_CAP_USD_PER_HOUR variable): the program already refuses a plan over its stack budget, so the cap is what
+stops a pull request that raises its own budget along with its nodes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from pulumi_cli import stack_config
 
 BUDGET_KEY = "lambda-sae:budget"
+CAP_VARIABLE = "LAMBDA_SAE_CAP_USD_PER_HOUR"
 
 
-def policy_config(config: dict, allow_filesystem_deletion: list[str]) -> dict:
+def cap_from_env() -> float | None:
+    raw = os.environ.get(CAP_VARIABLE, "").strip()
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"{CAP_VARIABLE}={raw!r} is not a number; set it to the repository's $/hour cap") from None
+
+
+def policy_config(config: dict, allow_filesystem_deletion: list[str], cap_usd_per_hour: float | None = None) -> dict:
     budget = config.get(BUDGET_KEY)
     if isinstance(budget, str):
         budget = json.loads(budget)
     if not isinstance(budget, dict) or "maxUsdPerHour" not in budget or "maxHours" not in budget:
         raise SystemExit(f"the stack has no {BUDGET_KEY} with maxUsdPerHour and maxHours; set them, e.g. "
                          f"`pulumi config set --path {BUDGET_KEY}.maxUsdPerHour 10`")
+    per_hour, source = float(budget["maxUsdPerHour"]), f"{BUDGET_KEY}.maxUsdPerHour"
+    if cap_usd_per_hour is not None and cap_usd_per_hour < per_hour:
+        per_hour, source = cap_usd_per_hour, f"the repository cap {CAP_VARIABLE}"
     return {
-        "fleet-budget": {"max_usd_per_hour": float(budget["maxUsdPerHour"]), "max_hours": float(budget["maxHours"])},
+        "fleet-budget": {"max_usd_per_hour": per_hour, "max_hours": float(budget["maxHours"]),
+                         "budget_source": source},
         "filesystem-keeps-checkpoints": {"allow_filesystem_deletion": allow_filesystem_deletion},
     }
 
@@ -33,9 +53,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True)
     parser.add_argument("--cwd", type=Path, default=Path.cwd())
+    parser.add_argument("--cap-usd-per-hour", type=float, default=None, help=f"default: ${CAP_VARIABLE}")
     parser.add_argument("--allow-filesystem-deletion", nargs="*", default=[])
     args = parser.parse_args()
-    json.dump(policy_config(stack_config(args.stack, args.cwd), args.allow_filesystem_deletion), sys.stdout, indent=2)
+    cap = args.cap_usd_per_hour if args.cap_usd_per_hour is not None else cap_from_env()
+    json.dump(policy_config(stack_config(args.stack, args.cwd), args.allow_filesystem_deletion, cap), sys.stdout,
+              indent=2)
     return 0
 
 

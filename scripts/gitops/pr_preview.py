@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from policy_config import policy_config
+from policy_config import cap_from_env, policy_config
 from pulumi_cli import pulumi, stack_config
 
 from lambda_provider.plan.capacity import fetch_catalogue
@@ -32,7 +32,7 @@ def preview_args(stack: str, cwd: Path, policy_pack: Path | None, allow: list[st
     if policy_pack is None:
         return []
     config_file = tmp / "policy-config.json"
-    config_file.write_text(json.dumps(policy_config(stack_config(stack, cwd), allow)))
+    config_file.write_text(json.dumps(policy_config(stack_config(stack, cwd), allow, cap_from_env())))
     return ["--policy-pack", str(policy_pack.resolve()), "--policy-pack-config", str(config_file)]
 
 
@@ -62,7 +62,7 @@ def main() -> int:
     try:
         plan = parse_preview(as_json.stdout)
         catalogue, warning = fetch_catalogue(os.environ.get("LAMBDA_API_KEY"), os.environ.get("LAMBDA_API_URL"))
-        summary = summarize(plan, catalogue)
+        summary = summarize(plan, catalogue, cap_usd_per_hour=cap_from_env())
         table = render_stack(summary) + (f"\n_{warning}_\n" if warning else "")
         blocked += [f"filesystem `{n}` would be deleted; pass --allow-filesystem-deletion {n} if that is intended"
                     for n in summary.filesystem_deletions if n not in args.allow_filesystem_deletion]

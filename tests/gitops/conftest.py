@@ -1,102 +1,128 @@
-"""A small stack of the real Lambda resources (SshKey, Filesystem, Instances) on the emulator, for the pipeline
-steps under the real `pulumi` CLI. The node list, types, regions and a `training` input come from stack config,
-so the tests change exactly one thing at a time, as a pull request would."""
+"""The real fleet program (`lambda_provider.fleet.program.main`, the `GpuFleet`) on a throwaway stack against the
+emulator, for the pipeline steps under the real `pulumi` CLI.
+
+One stack per module, `up` once: each test changes the stack config the way a pull request would (one thing at a
+time) and previews it; `base()` puts the reviewed config back. The config keeps `up` fast: tiny CPU training that
+is launched but not waited for (`training.waitMinutes: 0`), short boots (emulator time scale 0.003).
+"""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from lambda_provider.emulator.testing import EmulatorHandle, running_emulator
 from tests.pulumi_support import REPO_ROOT, PulumiProject
 
-API_KEY = "secret_gitops-test_7d2e4f6a8b0c1e3f.5a6b7c8d9e0f1a2b3c4d5e6f"
+API_KEY = "secret_gitops-test_7d2e4f6a8b0c1e3f.5a6b7c8d9e0f1a2b3c4d5e6f"  # stack secret: never shown in clear
 GITOPS = REPO_ROOT / "scripts" / "gitops"
+PROJECT = "lambda-sae"
+STACK = "dev"
+PROGRAM = f"""
+from pathlib import Path
+from lambda_provider.fleet.program import main
+main(Path({str(REPO_ROOT)!r}))
+"""
 
-PROGRAM = '''
-import pulumi
+REGION = "us-east-3"  # GH200 (arm64) runs only there, and a fleet's nodes share the filesystem's region
+A10 = {"instanceType": "gpu_1x_a10", "region": REGION}
+A100 = {"instanceType": "gpu_1x_a100_sxm4", "region": REGION}
+GH200 = {"instanceType": "gpu_1x_gh200", "region": REGION}
+# The emulator's catalogue, plus A10 and A100 capacity in us-east-3 (capacity maps replace whole).
+EMULATOR_CONFIG = {"lifecycle": {"terminate_available_seconds": 0, "terminating_seconds": 1},
+                   "instance_types": {"gpu_1x_a10": {"capacity": {"us-east-1": 8, "us-west-1": 8, REGION: 8}},
+                                      "gpu_1x_a100_sxm4": {"capacity": {"us-east-1": 4, "us-west-2": 4, REGION: 4}}}}
 
-from lambda_provider.resources import Filesystem, Instance, SshKey
-
-config = pulumi.Config("lambda-sae")
-key = SshKey("key")
-fs = Filesystem("fs", name=f"{pulumi.get_stack()}-ckpt", region="us-east-1",
-                opts=pulumi.ResourceOptions(retain_on_delete=True))
-prices = []
-for node in config.require_object("nodes"):
-    fs_names = [fs.name] if node["region"] == "us-east-1" else []
-    inst = Instance(node["name"], ssh_key_name=key.name, instance_type=node["type"], region=node["region"],
-                    file_system_names=fs_names, user_data=config.get_secret("userData"),
-                    tags={"training": config.get("training") or "none"},
-                    opts=pulumi.ResourceOptions(depends_on=[fs]))
-    prices.append(inst.price_cents_per_hour)
-pulumi.export("hourly_cost_usd", pulumi.Output.all(*prices).apply(lambda p: sum(x or 0 for x in p) / 100))
-expires = config.get("expiresAt")
-if expires:
-    pulumi.export("expires_at", expires)
-'''
-
-USER_DATA_SECRET = "gitops-user-data-secret-123"  # a secret config value no output may show in clear
-TWO_A10 = [{"name": "node-0", "type": "gpu_1x_a10", "region": "us-east-1"},
-           {"name": "node-1", "type": "gpu_1x_a10", "region": "us-east-1"}]
-
-
-@pytest.fixture(scope="module")
-def gitops_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorHandle]:
-    config = {"lifecycle": {"terminate_available_seconds": 0, "terminating_seconds": 1}}
-    with running_emulator(tmp_path_factory.mktemp("gitops-emulator"), time_scale=0.003, config=config,
-                          api_key=API_KEY) as handle:
-        yield handle
+BASE_CONFIG: dict[str, Any] = {
+    "target": "emulator",
+    "nodeGroups": [{"name": "node", "count": 2, "placements": [A10], "bootTimeoutSeconds": 30}],
+    "filesystem": {"name": "sae-gitops", "region": REGION},
+    "training": {"config": "training/configs/tiny-cpu.yaml", "runName": "gitops", "allowCpu": True,
+                 "waitMinutes": 0, "readyTimeoutSeconds": 30,
+                 "overrides": {"threads": 1, "batch_size": 768, "total_vectors": 20480, "eval_vectors": 1024,
+                               "log_every": 10, "checkpoint_every": 10, "plot": False}},
+    "budget": {"maxUsdPerHour": 10, "maxHours": 2},
+}  # batch_size 768: divisible by every world size the tests make (2, 3, 6 nodes)
+CLIENT_PACING = {"lambda:minRequestInterval": "0", "lambda:minLaunchInterval": "0", "lambda:pollInterval": "0.2",
+                 "lambda:retryBaseDelay": "0.05", "lambda:deleteTimeout": "60", "lambda:reconcileInterval": "0.2"}
 
 
-@dataclass
+def base_config() -> dict[str, Any]:
+    return copy.deepcopy(BASE_CONFIG)
+
+
 class FleetStack:
-    project: PulumiProject
-    emulator: EmulatorHandle
+    def __init__(self, project: PulumiProject, emulator: EmulatorHandle) -> None:
+        self.project, self.emulator = project, emulator
+        self.stack_file = project.root / f"Pulumi.{project.stack}.yaml"
 
-    def set_nodes(self, nodes: list[dict[str, str]]) -> None:
-        self.project.run("config", "set", "--path", "lambda-sae:nodes", json.dumps(nodes), "--plaintext")
+    def configure(self, config: dict[str, Any]) -> None:
+        """Replace the stack's `lambda-sae:*` config (the API key secret and the client pacing stay)."""
+        current = yaml.safe_load(self.stack_file.read_text()) or {}
+        values = {k: v for k, v in (current.get("config") or {}).items() if not k.startswith(f"{PROJECT}:")}
+        values.update(CLIENT_PACING)
+        values.update({f"{PROJECT}:{k}": v for k, v in config.items()})
+        self.stack_file.write_text(yaml.safe_dump({**current, "config": values}, sort_keys=True))
 
-    def set_config(self, key: str, value: str, *, secret: bool = False) -> None:
-        self.project.config_set(key, value, secret=secret)
+    def base(self) -> None:
+        self.configure(base_config())
 
-    def script(self, name: str, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, **self.project.env}
+    def script(self, name: str, *args: str, check: bool = False,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, **self.project.env, **(env or {})}
         proc = subprocess.run([sys.executable, str(GITOPS / name), *args], cwd=self.project.root, env=env,
-                              capture_output=True, text=True, timeout=300)
+                              capture_output=True, text=True, timeout=400)
         if check and proc.returncode != 0:
             raise AssertionError(f"{name} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return proc
 
-    def live_instances(self) -> list[dict]:
+    def up(self) -> None:
+        self.project.run("up", "--yes", "--skip-preview", timeout=400)
+
+    def live_instances(self) -> list[dict[str, Any]]:
         data = self.emulator.api("GET", "/instances").body["data"]
         return [i for i in data if i["status"] not in ("terminated", "terminating")]
 
+    def outputs(self) -> dict[str, Any]:
+        return json.loads(self.project.run("stack", "output", "--json").stdout)
 
-def make_stack(root: Path, emulator: EmulatorHandle, stack: str = "dev") -> FleetStack:
-    env = {"LAMBDA_API_KEY": emulator.api_key, "LAMBDA_API_URL": emulator.base_url,
-           "LAMBDA_MIN_REQUEST_INTERVAL": "0", "LAMBDA_MIN_LAUNCH_INTERVAL": "0", "LAMBDA_POLL_INTERVAL": "0.2",
-           "LAMBDA_RETRY_BASE_DELAY": "0.1", "LAMBDA_RECONCILE_INTERVAL": "0.2", "LAMBDA_DELETE_TIMEOUT": "60"}
-    project = PulumiProject.create(root, PROGRAM, name="lambda-sae", stack=stack, env=env)
-    fleet = FleetStack(project, emulator)
-    fleet.set_nodes(TWO_A10)
-    fleet.project.run("config", "set", "--path", "lambda-sae:budget.maxUsdPerHour", "10")
-    fleet.project.run("config", "set", "--path", "lambda-sae:budget.maxHours", "2")
-    fleet.set_config("lambda-sae:training", "tiny-cpu")
-    fleet.set_config("lambda-sae:userData", f"#!/bin/sh\necho token={USER_DATA_SECRET}", secret=True)
-    return fleet
+
+@pytest.fixture(scope="session")
+def gitops_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorHandle]:
+    with running_emulator(tmp_path_factory.mktemp("gitops-emulator"), time_scale=0.003, config=EMULATOR_CONFIG,
+                          api_key=API_KEY) as handle:
+        yield handle
+
+
+def make_stack(root: Path, emulator: EmulatorHandle) -> FleetStack:
+    env = {"LAMBDA_API_URL": emulator.base_url, "LAMBDA_API_KEY": emulator.api_key}
+    project = PulumiProject.create(root, PROGRAM, name=PROJECT, stack=STACK, env=env)
+    project.config_set("lambda:apiKey", emulator.api_key, secret=True)
+    stack = FleetStack(project, emulator)
+    stack.base()
+    return stack
+
+
+@pytest.fixture(scope="module")
+def deployed_fleet(tmp_path_factory: pytest.TempPathFactory, gitops_emulator: EmulatorHandle) -> Iterator[FleetStack]:
+    """The fleet, up on a fresh emulator account, with the base config back in place before each use."""
+    gitops_emulator.reset()
+    stack = make_stack(tmp_path_factory.mktemp("gitops") / "project", gitops_emulator)
+    stack.up()
+    yield stack
+    stack.project.run("destroy", "--yes", check=False, timeout=400)
 
 
 @pytest.fixture
-def fleet_stack(tmp_path: Path, gitops_emulator: EmulatorHandle) -> Iterator[FleetStack]:
-    gitops_emulator.reset()
-    stack = make_stack(tmp_path / "project", gitops_emulator)
-    yield stack
-    stack.project.run("destroy", "--yes", check=False)
+def fleet_stack(deployed_fleet: FleetStack) -> FleetStack:
+    deployed_fleet.base()
+    return deployed_fleet

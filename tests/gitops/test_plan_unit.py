@@ -11,7 +11,7 @@ import pytest
 
 from lambda_provider.client.models import InstanceTypeAvailability
 from lambda_provider.plan import parse_preview, summarize
-from lambda_provider.plan.markdown import render_stack
+from lambda_provider.plan.markdown import error_headline, render_stack
 from lambda_provider.plan.preview import FILESYSTEM_TYPE, INSTANCE_TYPE, PreviewError
 from tests.pulumi_support import REPO_ROOT
 
@@ -140,3 +140,19 @@ def test_command_line_reads_files_and_reports_missing_capacity_source(tmp_path) 
     bad = subprocess.run([sys.executable, "-m", "lambda_provider.plan", str(tmp_path / "missing.json")],
                          capture_output=True, text=True, env=env)
     assert bad.returncode != 0
+
+
+def test_repository_cap_lowers_the_budget_verdict() -> None:
+    text = preview(step("create", "gh", None, instance_state("gh", placements=GH200)),
+                   budget={"maxUsdPerHour": 5, "maxHours": 3})
+    assert not summarize(parse_preview(text), CATALOGUE).over_budget
+    capped = summarize(parse_preview(text), CATALOGUE, cap_usd_per_hour=2)
+    assert capped.over_budget and "**Budget:** $2.00/h: ❌ **over budget**" in render_stack(capped)
+    assert summarize(parse_preview(text), CATALOGUE, cap_usd_per_hour=50).max_usd_per_hour == 5
+
+
+def test_preview_error_shows_the_problems_not_the_schema_after_them() -> None:
+    error = ("error: invalid fleet stack config:\n  budget.maxHours: missing -- set budget.maxHours to a number\n\n"
+             "Schema:\nlambda-sae:target  emulator | lambda")
+    assert error_headline(error) == ("error: invalid fleet stack config: budget.maxHours: missing -- set "
+                                     "budget.maxHours to a number")

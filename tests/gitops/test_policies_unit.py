@@ -51,7 +51,7 @@ def test_budget_counts_running_prices_and_worst_case_for_new_nodes() -> None:
     [message] = violations(BUDGET, over)
     assert "projected cost $7.16 for 2 h ($3.58/h" in message
     assert "b $2.29/h (up to gpu_1x_gh200)" in message
-    assert "exceeds the stack's budget $7.00" in message
+    assert "exceeds the budget $7.00" in message
 
 
 def test_budget_without_config_or_price_says_what_to_fix() -> None:

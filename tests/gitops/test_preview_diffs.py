@@ -1,52 +1,91 @@
-"""`pulumi preview --diff` for the four everyday changes: the right resources replaced or updated, nothing else,
-no `__provider` noise, no secret in clear. Built on the small stack in conftest (SshKey, Filesystem, Instances),
-not yet on the fleet component (see docs/gitops.md)."""
+"""`pulumi preview --diff` of the real fleet for the four everyday changes: exactly the right resources replaced,
+created or updated, the `old => new` line a reviewer looks for, no `__provider` noise, no secret in clear."""
 
 from __future__ import annotations
 
-import json
 import re
 
-from tests.gitops.conftest import TWO_A10, USER_DATA_SECRET, FleetStack
+import pytest
+
+from tests.gitops.conftest import A100, API_KEY, FleetStack, base_config
+
+STEPS = ("ready", "setup", "train")
 
 
 def preview_diff(stack: FleetStack) -> str:
-    out = stack.project.run("preview", "--diff", "--color", "never").stdout
-    assert "__provider" not in out and USER_DATA_SECRET not in out
+    result = stack.project.run("preview", "--diff", "--color", "never", check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "__provider" not in out and API_KEY not in out and "PRIVATE KEY" not in out, out
     return out
 
 
 def changed(out: str) -> dict[str, str]:
     """{resource name: operation} for every resource the preview changes."""
-    step = r"^\s*([+~-]+)\s*pulumi-python:dynamic/lambda:\w+: \((\w+)\)\s*\n"
-    ids = r"(?:\s*\[id=\S+\]\n)?\s*\[urn=\S+::(\S+)\]"
-    ops = re.findall(step + ids, out, flags=re.M)
-    return {name: op for _, op, name in ops}
+    step = r"^\s*([+~-]+)\s*pulumi-python:dynamic/\w+:\w+: \(([\w\[\]-]+)\)\s*\n"
+    ids = r"(?:\s*\[id=[^\n]+\]\n)?\s*\[urn=\S+::(\S+)\]"
+    return {name: op for _, op, name in re.findall(step + ids, out, flags=re.M)}
 
 
-def test_the_four_changes_preview_clearly(fleet_stack: FleetStack) -> None:
-    fleet_stack.project.run("up", "--yes")
-    assert changed(preview_diff(fleet_stack)) == {}
+def node_with_steps(node: str, op: str) -> dict[str, str]:
+    return {node: op, **{f"{node}-{s}": op for s in STEPS}}
 
-    fleet_stack.set_nodes([TWO_A10[0], {**TWO_A10[1], "type": "gpu_1x_a100_sxm4"}])
+
+def test_no_change_previews_nothing(fleet_stack: FleetStack) -> None:
     out = preview_diff(fleet_stack)
-    assert changed(out) == {"node-1": "replace"}, out
-    assert re.search(r'instance_type: "gpu_1x_a10" => "gpu_1x_a100_sxm4"', out), out
-    assert "1 to replace" in out
+    assert changed(out) == {}, out
+    assert "to create" not in out and "to replace" not in out and "to update" not in out
 
-    fleet_stack.set_nodes([*TWO_A10, {**TWO_A10[1], "name": "node-2"}])
-    out = preview_diff(fleet_stack)
-    assert changed(out) == {"node-2": "create"}
-    assert "+ 1 to create" in out and "user_data           : [secret]" in out
 
-    fleet_stack.set_nodes([TWO_A10[0], {**TWO_A10[1], "region": "us-west-1"}])
+def test_instance_type_change_replaces_the_nodes_and_their_steps(fleet_stack: FleetStack) -> None:
+    config = base_config()
+    config["nodeGroups"][0]["placements"] = [A100]
+    fleet_stack.configure(config)
     out = preview_diff(fleet_stack)
-    assert changed(out) == {"node-1": "replace"}
-    assert re.search(r'region\s*: "us-east-1" => "us-west-1"', out), out
+    assert changed(out) == {**node_with_steps("node-0", "replace"), **node_with_steps("node-1", "replace"),
+                            "training": "replace"}, out
+    assert len(re.findall(r'~ instance_type: "gpu_1x_a10" => "gpu_1x_a100_sxm4"', out)) == 2, out
+    assert "+-9 to replace" in out
 
-    fleet_stack.set_nodes(TWO_A10)
-    fleet_stack.set_config("lambda-sae:training", "tiny-cpu-v2")
+
+def test_node_count_change_adds_a_node_and_restarts_training(fleet_stack: FleetStack) -> None:
+    config = base_config()
+    config["nodeGroups"][0]["count"] = 3
+    fleet_stack.configure(config)
     out = preview_diff(fleet_stack)
-    assert changed(out) == {"node-0": "replace", "node-1": "replace"}
-    assert re.search(r'training: "tiny-cpu" => "tiny-cpu-v2"', out), out
-    assert json.loads(fleet_stack.project.run("stack", "output", "--json").stdout)["hourly_cost_usd"] == 2.58
+    assert changed(out) == {**node_with_steps("node-2", "create"), "node-0-train": "replace",
+                            "node-1-train": "replace", "training": "replace"}, out
+    assert re.search(r"~ NNODES\s*: 2 => 3", out), out
+    assert "+ 4 to create" in out and "+-3 to replace" in out
+
+
+def test_region_change_replaces_the_filesystem_and_every_node(fleet_stack: FleetStack) -> None:
+    config = base_config()
+    config["nodeGroups"][0]["placements"] = [{"instanceType": "gpu_1x_a10", "region": "us-west-1"}]
+    # Filesystem names are unique per account and the old one is retained: the new region gets a new name.
+    config["filesystem"] = {"name": "sae-gitops-west", "region": "us-west-1"}
+    fleet_stack.configure(config)
+    out = preview_diff(fleet_stack)
+    assert changed(out) == {"filesystem": "replace[retain]", **node_with_steps("node-0", "replace"),
+                            **node_with_steps("node-1", "replace"), "training": "replace"}, out
+    moves = re.findall(r'~ region\s*: "us-east-3" => "us-west-1"', out)
+    assert len(moves) == 4, "the filesystem, both nodes' placements and the `filesystem` stack output"
+
+
+def test_training_config_change_updates_the_launch_in_place(fleet_stack: FleetStack) -> None:
+    config = base_config()
+    config["training"]["overrides"]["total_vectors"] = 40960
+    fleet_stack.configure(config)
+    out = preview_diff(fleet_stack)
+    assert changed(out) == {"node-0-train": "update", "node-1-train": "update", "training": "update"}, out
+    assert "~ 3 to update" in out
+
+
+@pytest.mark.xfail(strict=True, reason="the fleet passes the trainer config to the launch step as base64 "
+                   "(TRAIN_CONFIG_B64), so the diff cannot show which trainer key changed; see docs/gitops.md")
+def test_training_config_change_shows_the_trainer_key(fleet_stack: FleetStack) -> None:
+    config = base_config()
+    config["training"]["overrides"]["total_vectors"] = 40960
+    fleet_stack.configure(config)
+    out = preview_diff(fleet_stack)
+    assert re.search(r"total_vectors\s*: 20480 => 40960", out), out
