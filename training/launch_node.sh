@@ -3,7 +3,8 @@
 #
 #   launch_node.sh start    start the trainer detached (setsid + nohup; pidfile on the node); a no-op when it runs
 #                           already, or when the run finished with the same config
-#   launch_node.sh stop     SIGTERM the run's process group and wait: the trainer checkpoints, then exits
+#   launch_node.sh stop     SIGTERM the run's processes (torchrun and its workers) and wait: the trainer checkpoints,
+#                           then exits
 #   launch_node.sh status   print `@fleet-json {...}`: running, pid, and the run's status.json (head writes it)
 #
 # Env: FLEET_HOME, RUN_PATH (the run's directory on the shared filesystem, live path /lambda/nfs/<fs>/...), NODE_RANK, NNODES, NPROC (processes on this node),
@@ -14,12 +15,28 @@ NODE_RANK="${NODE_RANK:-0}"
 PIDFILE="$FLEET_HOME/train.pid"
 RUN_DIR="${LAMBDA_INSTANCE_ROOT:-}$RUN_PATH"  # the emulator mounts filesystems under the instance root
 LOG="$RUN_DIR/logs/node-$NODE_RANK.log"
+# torchrun starts its workers in sessions of their own, so the launcher's process group does not hold them: every
+# process of this node's run carries this tag in its environment, and a worker left behind by a launcher that died
+# still counts as running (no second copy is started next to it) and still gets stopped.
+TRAINER_TAG="FLEET_TRAINER_TAG=$FLEET_HOME"
 fail() { echo "FLEET-ERROR: $*"; exit 1; }
 
-running_pid() {
-  [ -f "$PIDFILE" ] || return 1
-  local pid; pid="$(cat "$PIDFILE")"
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
+tagged_pids() {
+  { grep -lzxF -- "$TRAINER_TAG" /proc/[0-9]*/environ 2>/dev/null || true; } | cut -d/ -f3
+}
+
+running_pid() {  # the launcher's pid, or a surviving worker's
+  local pid=""
+  [ -f "$PIDFILE" ] && pid="$(cat "$PIDFILE")"
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then echo "$pid"; return 0; fi
+  pid="$(tagged_pids | head -n1)"
+  [ -n "$pid" ] && echo "$pid"
+}
+
+signal_run() {  # $1: TERM or KILL, to the launcher's process group and every tagged process
+  kill "-$1" -- "-$2" 2>/dev/null || kill "-$1" "$2" 2>/dev/null || true
+  local p
+  for p in $(tagged_pids); do kill "-$1" "$p" 2>/dev/null || true; done
 }
 
 run_state() {  # state from status.json, "none" without one
@@ -62,10 +79,14 @@ start() {
   fi
   if [ "$NODE_RANK" = 0 ]; then
     cp "$FLEET_HOME/run-config.sha" "$RUN_DIR/fleet-config.sha"
-    # A finished run restarted with a new config: say so before the trainer does, so that no other node reads the
-    # old "finished" together with the new digest and stays out of the world.
-    if [ "$(run_state)" = finished ]; then
-      printf '{\n  "state": "starting",\n  "reason": "relaunched with a new config"\n}\n' > "$RUN_DIR/.status.json.tmp"
+    # Replace the last run's state before the trainer does: a finished run restarted with a new config must not let
+    # another node read the old "finished" with the new digest and stay out of the world, and a run restarted after a
+    # crash must not read as "failed" (or "running") while the new trainer starts up.
+    local previous; previous="$(run_state)"
+    if [ "$previous" != none ]; then
+      local reason="restarted after the run was $previous"
+      [ "$previous" = finished ] && reason="relaunched with a new config"
+      printf '{\n  "state": "starting",\n  "reason": "%s"\n}\n' "$reason" > "$RUN_DIR/.status.json.tmp"
       mv "$RUN_DIR/.status.json.tmp" "$RUN_DIR/status.json"
     fi
   fi
@@ -79,7 +100,7 @@ start() {
   cd "$FLEET_HOME"
   echo "=== $(date -u +%FT%TZ) node $NODE_RANK/$NNODES starts: ${cmd[*]}" >> "$LOG"
   # shellcheck disable=SC2086
-  env PYTHONPATH="$FLEET_HOME" ${FLEET_EXTRA_ENV:-} setsid nohup "${cmd[@]}" >> "$LOG" 2>&1 < /dev/null &
+  env PYTHONPATH="$FLEET_HOME" "$TRAINER_TAG" ${FLEET_EXTRA_ENV:-} setsid nohup "${cmd[@]}" >> "$LOG" 2>&1 < /dev/null &
   echo $! > "$PIDFILE"
   sleep 1
   running_pid >/dev/null || { tail -n 20 "$LOG"; fail "the trainer exited at once (log: $LOG)"; }
@@ -93,13 +114,13 @@ stop() {
   if ! pid="$(running_pid)"; then
     echo "no trainer running"; rm -f "$PIDFILE"; echo "@fleet stop=not-running"; return 0
   fi
-  # The whole process group (torchrun and its workers): the trainer checkpoints on SIGTERM, then exits.
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"
+  # torchrun and its workers: the trainer checkpoints on SIGTERM, then exits.
+  signal_run TERM "$pid"
   for _ in $(seq 1 "${STOP_TIMEOUT_SECONDS:-120}"); do
-    kill -0 "$pid" 2>/dev/null || { rm -f "$PIDFILE"; echo "@fleet stop=clean"; return 0; }
+    running_pid >/dev/null || { rm -f "$PIDFILE"; echo "@fleet stop=clean"; return 0; }
     sleep 1
   done
-  kill -KILL -- "-$pid" 2>/dev/null || true
+  signal_run KILL "$pid"
   rm -f "$PIDFILE"
   fail "the trainer did not stop within ${STOP_TIMEOUT_SECONDS:-120} s of SIGTERM; killed it"
 }

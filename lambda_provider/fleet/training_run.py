@@ -20,6 +20,7 @@ from lambda_provider.fleet.scripts import LAUNCHER, LOG_TAIL, SUMMARY
 from lambda_provider.resources.values import is_unknown
 
 POLL_SECONDS = 2.0
+SETTLE_SECONDS = 30.0
 DONE_STATES = ("finished", "stopped")
 METRIC_KEYS = ("step", "fvu", "l0", "dead_fraction", "loss", "vectors_per_second")
 
@@ -43,6 +44,15 @@ class _Node:
     async def log_tail(self, lines: int = 25) -> str:
         _, out = await self.sh(LOG_TAIL.format(lines=lines))
         return out
+
+
+async def _settled_tail(node: _Node) -> str:
+    """The node's log tail once its trainer has exited (bounded): when a worker dies, the other ranks fail at once,
+    and torchrun writes which worker died and how (e.g. `Signal 9 (SIGKILL)`) only as it exits."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while (await node.status()).get("running") and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+    return await node.log_tail()
 
 
 async def _open(nodes: list[dict[str, Any]], timeout: float) -> list[_Node]:
@@ -107,7 +117,7 @@ async def _wait(nodes: list[_Node], wait_seconds: float) -> dict[str, Any]:
         state = run.get("state")
         if state == "failed":
             raise StepFailed(f"node {head.name}: training failed: {run.get('error') or run.get('reason')}\n"
-                             f"--- log tail ---\n{await head.log_tail()}")
+                             f"--- log tail ---\n{await _settled_tail(head)}")
         if state in DONE_STATES and not status.get("running"):
             return status
         if state in DONE_STATES and wait_seconds <= 0:

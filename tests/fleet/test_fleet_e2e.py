@@ -2,14 +2,19 @@
 in over real SSH, and the real trainer runs (two emulated nodes, torchrun over gloo on loopback).
 
 One flow, in order, sharing one stack (each `up` costs tens of seconds): up -> no-op preview -> over-budget preview
--> setup failure and recovery -> instance-type replace resuming from the checkpoint -> out-of-band terminate,
-refresh, unreachable replacement, repair -> destroy keeping the filesystem.
+-> setup failure and recovery -> instance-type replace resuming from the checkpoint -> trainer crash mid-run and
+recovery from its checkpoint -> out-of-band terminate, refresh, unreachable replacement, repair -> destroy keeping
+the filesystem.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +22,7 @@ import pytest
 import yaml
 
 from lambda_provider.emulator.testing import EmulatorHandle, running_emulator
-from tests.pulumi_support import REPO_ROOT, PulumiProject
+from tests.pulumi_support import REPO_ROOT, PulumiProject, require_pulumi
 
 PROGRAM = f"""
 from pathlib import Path
@@ -59,12 +64,19 @@ class Fleet:
         self.stack_file.write_text(yaml.safe_dump({**self.base, "config": values}))
 
     def up(self) -> str:
-        result = self.project.run("up", "--yes", "--skip-preview", check=False, timeout=400)
+        result = self.up_result()
         return result.stdout + result.stderr
 
     def live_instances(self) -> list[dict[str, Any]]:
         return [i for i in self.emulator.api("GET", "/instances").body["data"]
                 if i["status"] not in ("terminated", "terminating")]
+
+    def up_result(self) -> subprocess.CompletedProcess[str]:
+        return self.project.run("up", "--yes", "--skip-preview", check=False, timeout=400)
+
+    def node_home(self, node: str) -> Path:
+        inst = next(i for i in self.live_instances() if i["name"].endswith(node))
+        return Path(self.emulator.instance_paths(inst["id"])["home"])
 
     def run_dir(self) -> Path:
         fs = next(f for f in self.emulator.api("GET", "/file-systems").body["data"] if f["name"] == "sae-e2e")
@@ -79,6 +91,58 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Any:
             "LAMBDA_API_URL": emulator.base_url, "LAMBDA_API_KEY": emulator.api_key})
         yield Fleet(project, emulator)
         project.run("destroy", "--yes", check=False, timeout=300)
+
+
+def run_status(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}  # not written yet, or caught mid-rename
+
+
+def child_pids(parent: int) -> list[int]:
+    """Processes whose parent is `parent` (torchrun's workers run in sessions of their own, not in its group)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        if int(fields[1]) == parent:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def crash_trainer_during_up(fleet: Fleet, node: str, min_step: int) -> tuple[str, int, int]:
+    """Run `up`; once the engine is in the fleet's wait on the run (its progress line on stdout) and the run is past
+    `min_step`, SIGKILL `node`'s trainer worker (as an OOM kill or a segfault would end it); torchrun sees it die.
+    Returns (output, exit status, the run's step when killed)."""
+    project = fleet.project
+    output_path = project.root / "crash-up.log"
+    cmd = [require_pulumi(), "up", "--yes", "--skip-preview", "--stack", project.stack, "--non-interactive"]
+    pidfile, run_dir, killed_at = fleet.node_home(node) / "lambda-sae" / "train.pid", fleet.run_dir(), -1
+    with output_path.open("w") as sink:
+        up = subprocess.Popen(cmd, cwd=project.root, env={**os.environ, **project.env}, stdout=sink,
+                              stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.monotonic() + 300  # a guard against a hang, not a speed target
+            while up.poll() is None and time.monotonic() < deadline:
+                step = int(run_status(run_dir).get("step") or 0)
+                waiting = re.search(r"\btraining updating", output_path.read_text())
+                if waiting and step >= min_step and pidfile.is_file():
+                    time.sleep(3.0)  # past the run's start-up check (which would just restart a partial world)
+                    killed_at = int(run_status(run_dir).get("step") or 0)
+                    workers = child_pids(int(pidfile.read_text()))
+                    assert workers, "torchrun runs no worker"
+                    for pid in workers:
+                        os.kill(pid, signal.SIGKILL)
+                    break
+                time.sleep(0.1)
+            code = up.wait(timeout=400)
+        finally:
+            if up.poll() is None:
+                up.kill()
+    return output_path.read_text(), code, killed_at
 
 
 def assert_clean_up(output: str) -> None:
@@ -138,15 +202,37 @@ def test_fleet_lifecycle(fleet: Fleet) -> None:
     assert f"resumed at step {first_steps}" in (run_dir / "logs" / "node-0.log").read_text()
     assert outs["expires_at"] == expires_at, "expires_at stays stable across updates"
 
-    # 6. out-of-band terminate: refresh shows the drift; a replacement that never becomes reachable fails naming
-    #    the node; once it boots, the next up repairs the fleet.
+    # 6. a trainer crash mid-run fails the update naming the node and the cause, with its log tail; the next up
+    #    restarts the run from the checkpoint it wrote before the crash and finishes it.
+    resumed_from = outs["training"]["step"]
+    fleet.configure(stack_config([A100], overrides={"total_vectors": 1_500_000}))
+    output, code, killed_at = crash_trainer_during_up(fleet, "node-0", min_step=resumed_from + 100)
+    assert killed_at > resumed_from, f"the trainer was never caught mid-run\n{output[-3000:]}"
+    assert code != 0, output[-3000:]
+    # Named: the node, what the fleet saw first (its trainer gone, or the other rank failing the run), and the cause
+    # in the node's log tail (torchrun reports the killed worker).
+    assert re.search(r"node node-0: (the trainer exited without finishing the run|training failed)", output), \
+        output[-3000:]
+    assert "--- log tail ---" in output and "Signal 9 (SIGKILL)" in output, output[-3000:]
+    log_before = len((run_dir / "logs" / "node-0.log").read_text())
+    assert_clean_up(fleet.up())
+    outs = fleet.project.outputs()
+    assert outs["training"]["state"] == "finished" and outs["training"]["step"] == 1465, outs["training"]
+    restart = re.search(r"resumed at step (\d+)", (run_dir / "logs" / "node-0.log").read_text()[log_before:])
+    assert restart and resumed_from < int(restart.group(1)) <= killed_at + 50, "resumes from the crash's checkpoint"
+
+    # 7. out-of-band terminate: refresh shows the drift; a replacement that never becomes reachable fails naming
+    #    the node (a non-zero exit, not a hang); once it boots, the next up repairs the fleet.
     victim = next(i for i in fleet.live_instances() if i["name"].endswith("node-1"))
     fleet.emulator.api("POST", "/instance-operations/terminate", {"instance_ids": [victim["id"]]})
     refresh = fleet.project.run("refresh", "--yes", check=False).stdout
     assert "node-1" in refresh and ("deleted" in refresh or "- " in refresh), refresh[-3000:]
     fleet.emulator.hang_new_boots("ip")
-    output = fleet.up()
-    assert "node-1" in output and "not ready" in output, output[-3000:]
+    hung = fleet.up_result()
+    output = hung.stdout + hung.stderr
+    assert hung.returncode != 0, output[-3000:]
+    # Named by whichever sees it first: the instance (still booting past its boot timeout) or the node's ready gate.
+    assert re.search(r"node-1\b.*not ready", output), output[-3000:]
     fleet.emulator.hang_new_boots(None)
     for inst in fleet.live_instances():
         fleet.emulator.hang_boot(inst["id"], None)
@@ -155,7 +241,7 @@ def test_fleet_lifecycle(fleet: Fleet) -> None:
     assert fleet.project.outputs()["training"]["state"] == "finished"
     fleet.project.run("preview", "--expect-no-changes")
 
-    # 7. destroy: nothing left running, the filesystem kept with its checkpoints, no API key in state or logs.
+    # 8. destroy: nothing left running, the filesystem kept with its checkpoints, no API key in state or logs.
     down = fleet.project.run("destroy", "--yes", timeout=300)
     assert fleet.live_instances() == []
     assert (run_dir / "checkpoints" / "latest").is_file()
