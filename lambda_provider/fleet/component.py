@@ -88,7 +88,8 @@ class GpuFleet(pulumi.ComponentResource):
 
         head = instances[0][1]
         world_ids = [inst.instance_id for _, inst, _ in instances]
-        train_yaml = yaml.safe_dump(trainer_config(config, repo_root), sort_keys=True)
+        train_config = trainer_config(config, repo_root)
+        train_yaml = yaml.safe_dump(train_config, sort_keys=True)
         train_b64 = base64.b64encode(train_yaml.encode()).decode()
         training_dir = repo_root / "training"
         port = master_port(config, stack)
@@ -129,7 +130,7 @@ class GpuFleet(pulumi.ComponentResource):
                 f"{node_name}-train", node=node_name, step="training launch", connection=connection,
                 create=f"{scripts.LAUNCHER} start", delete=f"{scripts.LAUNCHER} stop",
                 read=f"{scripts.LAUNCHER} status", environment=launch_env, triggers=world_ids,
-                requires=[setup.ok], timeout_seconds=400,
+                requires=[setup.ok], timeout_seconds=400, describes={"trainer_config": train_config},
                 opts=pulumi.ResourceOptions.merge(node_opts, pulumi.ResourceOptions(depends_on=[setup])))
             train_steps.append(train)
             run_nodes.append(pulumi.Output.all(connection, launch_env["MASTER_ADDR"]).apply(

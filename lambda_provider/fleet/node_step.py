@@ -114,7 +114,7 @@ class NodeStepProvider(ResourceProvider):
         if olds.get("triggers") != news.get("triggers") or is_unknown(news.get("triggers")):
             replaces.append("triggers")
         changed = [k for k in ("create", "update", "delete", "read", "environment", "upload", "timeout_seconds",
-                               "requires") if olds.get(k) != news.get(k)]
+                               "requires", "describes") if olds.get(k) != news.get(k)]
         connection_changed = olds.get("connection") != news.get("connection")
         needs_rerun = bool((olds.get("result") or {}).get("needs_rerun")) or olds.get("ok") is False
         return DiffResult(changes=bool(replaces or changed or connection_changed or needs_rerun),
@@ -234,12 +234,15 @@ class NodeStep(Resource, module="fleet", name="NodeStep"):
                  delete: pulumi.Input[str] | None = None, read: pulumi.Input[str] | None = None,
                  environment: pulumi.Input[dict[str, Any]] | None = None, upload: dict[str, str] | None = None,
                  triggers: pulumi.Input[list[Any]] | None = None, requires: list[Any] | None = None,
-                 timeout_seconds: float = 600.0,
-                 connect_timeout_seconds: float = 60.0, opts: pulumi.ResourceOptions | None = None) -> None:
+                 timeout_seconds: float = 600.0, connect_timeout_seconds: float = 60.0,
+                 describes: dict[str, Any] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
+        # `describes`: what the step applies, in plain form, so that `pulumi preview --diff` shows which key changed
+        # (the scripts themselves get it encoded, e.g. TRAIN_CONFIG_B64); it does not drive the step.
         props = {"node": node, "step": step, "connection": connection, "create": create, "update": update,
                  "delete": delete, "read": read, "environment": environment or {}, "upload": upload,
                  "triggers": triggers or [], "requires": requires or [], "timeout_seconds": timeout_seconds,
-                 "connect_timeout_seconds": connect_timeout_seconds, "result": None, "output_tail": None,
+                 "connect_timeout_seconds": connect_timeout_seconds, "describes": describes or {},
+                 "result": None, "output_tail": None,
                  "exit_status": None, "ok": None, "error": None, "skipped": None}
         super().__init__(NodeStepProvider(), resource_name, props, opts)
         self.error.apply(lambda error: _report(error, self.skipped))

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from tests.gitops.conftest import A100, API_KEY, FleetStack, base_config
 
 STEPS = ("ready", "setup", "train")
@@ -81,8 +79,6 @@ def test_training_config_change_updates_the_launch_in_place(fleet_stack: FleetSt
     assert "~ 3 to update" in out
 
 
-@pytest.mark.xfail(strict=True, reason="the fleet passes the trainer config to the launch step as base64 "
-                   "(TRAIN_CONFIG_B64), so the diff cannot show which trainer key changed; see docs/gitops.md")
 def test_training_config_change_shows_the_trainer_key(fleet_stack: FleetStack) -> None:
     config = base_config()
     config["training"]["overrides"]["total_vectors"] = 40960
