@@ -48,6 +48,12 @@ class RateLimiter:
             time.sleep(wait)
         return wait
 
+    def finished_launch(self) -> None:
+        """Space the next launch from this one's answer too: the server counts from when a launch *arrived*, which
+        may be well after it was sent, so pacing from send times alone can still draw a 429 on a slow link."""
+        with self._lock:
+            self._next_launch = max(self._next_launch, time.monotonic() + self.min_launch_interval)
+
     def penalize(self, seconds: float) -> None:
         """Push every later request back (after a 429 the account is over its budget)."""
         with self._lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -70,3 +71,11 @@ def test_provider_pacing_keeps_a_whole_up_and_destroy_free_of_429s(api: Api) -> 
                 engine.up(reg)
         engine.destroy()
     assert api.client(limiter=RateLimiter(1.0 * SCALE, 0)).ssh_keys.list() == []
+
+
+def test_the_next_launch_is_spaced_from_the_previous_launch_answer() -> None:
+    limiter = RateLimiter(min_request_interval=0, min_launch_interval=0.5)
+    limiter.acquire(launch=True)
+    time.sleep(0.3)  # a slow answer: the server may have seen the launch arrive only now
+    limiter.finished_launch()
+    assert limiter.acquire(launch=True) > 0.4, "spaced from the answer, not only from the send"
