@@ -4,8 +4,6 @@ SHELL := bash
 .DEFAULT_GOAL := help
 
 STACK ?= dev
-EMULATOR_PORT ?= 8790
-EMULATOR_DIR := $(CURDIR)/.emulator
 # The dev stack talks only to the local emulator, so its secrets passphrase is not a secret; real stacks must set
 # their own PULUMI_CONFIG_PASSPHRASE (or PULUMI_CONFIG_PASSPHRASE_FILE). See README "Secrets".
 export PULUMI_CONFIG_PASSPHRASE ?= dev-stack-emulator-only

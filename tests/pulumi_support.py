@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -34,6 +35,7 @@ def tool_missing(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+@functools.cache  # one `pulumi version` per test session, not one per CLI call
 def pulumi_path() -> str | None:
     """The pinned `pulumi` on PATH or in .toolchain (scripts/install-pulumi builds it for `make test`), or None."""
     path = shutil.which("pulumi", path=tools_path())
