@@ -4,12 +4,15 @@ Recipe (Gao et al. 2024, as in EleutherAI/sparsify and openai/sparse_autoencoder
 x_hat = W_dec^T z + b_dec, decoder rows kept at unit norm with the radial gradient component removed, encoder
 initialised as the decoder, b_dec from the geometric median of data, FVU loss plus AuxK on dead latents.
 
-The sparse path never builds a [batch, n_latents] tensor in the backward pass: the encoder's weight gradient is a
-sparse [n_latents, batch] x dense [batch, d_in] product, the decoder is an `embedding_bag` over the k active rows.
+The sparse path never builds a [batch, n_latents] tensor after the encoder matmul. Both weight gradients are
+Z^T @ dense with Z the k-sparse [batch, n_latents] codes, and the gradient of the codes is W_dec sampled at Z's
+pattern. On CPU these run as MKL sparse (CSR) products over one latent-sorted copy of the pattern that the encoder and
+the decoder share; on CUDA through `embedding_bag` and its backward.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -20,28 +23,85 @@ from torch import Tensor, nn
 def exact_topk(pre: Tensor, k: int, block: int = 8) -> tuple[Tensor, Tensor]:
     """Row-wise top-k, exact, ~1.5x faster than `torch.topk` on wide rows on CPU.
 
-    The true top-k of a row lie in the k blocks with the largest block maxima (any element outside them is beaten by
-    k block maxima), so we take top-k over block maxima, gather those blocks and run top-k on the candidates only.
+    Latent j belongs to block j % n_blocks. The true top-k of a row lie in the k blocks with the largest maxima (any
+    element outside them is beaten by k block maxima), so we take top-k over block maxima and run top-k on the
+    members of those blocks only. Strided blocks make the block maxima an elementwise max of `block` contiguous
+    slices, which vectorises; contiguous blocks would reduce over a stride-1 axis of length `block`.
     """
     rows, width = pre.shape
     if pre.is_cuda or width % block or width < 2 * k * block:
         return pre.topk(k, dim=1, sorted=False)
     n_blocks = width // block
-    blocks = pre.view(rows, n_blocks, block)
-    best_blocks = blocks.amax(dim=2).topk(k, dim=1, sorted=False).indices  # [rows, k]
-    flat = (best_blocks + torch.arange(rows, device=pre.device).unsqueeze(1) * n_blocks).reshape(-1)
-    cand = blocks.reshape(-1, block).index_select(0, flat).view(rows, k * block)
-    vals, pos = cand.topk(k, dim=1, sorted=False)
-    idx = best_blocks.gather(1, pos // block) * block + pos % block
-    return vals, idx
+    best_blocks = pre.view(rows, block, n_blocks).amax(dim=1).topk(k, dim=1, sorted=False).indices  # [rows, k]
+    members = (best_blocks.unsqueeze(2) + torch.arange(0, width, n_blocks, device=pre.device)).view(rows, k * block)
+    vals, pos = pre.gather(1, members).topk(k, dim=1, sorted=False)
+    return vals, members.gather(1, pos)
 
 
-def _weight_grad(idx: Tensor, coef: Tensor, dense: Tensor, n_rows: int) -> Tensor:
-    """sum over (b, j) of coef[b, j] * dense[b] into row idx[b, j] (a sparse^T x dense product).
+class ActiveLatents:
+    """The active latents of each row ([batch, k] indices into n_latents): the pattern of the sparse codes Z.
 
-    This is exactly the weight gradient of `embedding_bag(idx, W, per_sample_weights=coef)` for an output gradient
-    `dense`; PyTorch's embedding_bag backward computes it without materialising [batch * k, d] outer products.
-    """
+    On CPU the products with Z^T want the pattern sorted by latent (CSR of Z^T); it is built on first use and then
+    shared by the decoder's and the encoder's backward. `csr` picks the CSR products (default: on CPU) or the
+    `embedding_bag` ones (default on CUDA)."""
+
+    def __init__(self, n_latents: int, idx: Tensor | None = None, csr: bool | None = None) -> None:
+        self.n_latents = n_latents
+        self.idx = idx
+        self.csr = csr
+        self._by_latent: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def _latent_major(self) -> tuple[Tensor, Tensor, Tensor]:
+        if self._by_latent is None:
+            assert self.idx is not None
+            flat = self.idx.reshape(-1)
+            order = flat.argsort(stable=True)  # stable: batch indices ascend within each latent, as CSR wants
+            crow = torch.zeros(self.n_latents + 1, dtype=torch.long, device=flat.device)
+            torch.cumsum(torch.bincount(flat, minlength=self.n_latents), 0, out=crow[1:])
+            self._by_latent = (order, crow, order // self.idx.shape[1])
+        return self._by_latent
+
+    def _z_t(self, coef: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Z^T as a CSR [n_latents, batch] with values coef (or zeros), and the order of its values."""
+        order, crow, rows = self._latent_major()
+        values = coef.reshape(-1)[order] if coef is not None else torch.zeros(len(order), device=order.device)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+            z_t = torch.sparse_csr_tensor(crow, rows, values, (self.n_latents, self.idx.shape[0]),  # type: ignore
+                                          check_invariants=False)
+        return z_t, order
+
+    def _use_csr(self, dense: Tensor) -> bool:
+        return self.csr if self.csr is not None else dense.device.type == "cpu"
+
+    def t_matmul(self, coef: Tensor, dense: Tensor) -> Tensor:
+        """Z^T @ dense with Z[b, idx[b, j]] = coef[b, j]: row l sums coef * dense[b] over the rows where l is active.
+
+        The weight gradient of either side of the SAE; never materialises [batch * k, d] outer products."""
+        assert self.idx is not None
+        if not self._use_csr(dense):
+            return _embedding_bag_weight_grad(self.idx, coef, dense, self.n_latents)
+        z_t, _ = self._z_t(coef.to(dense.dtype))
+        return z_t @ dense
+
+    def sampled_dots(self, weight: Tensor, dense: Tensor) -> Tensor:
+        """[batch, k]: dense[b] . weight[idx[b, j]], i.e. (dense @ weight^T) read only at the active entries."""
+        assert self.idx is not None
+        if not self._use_csr(dense):
+            coef = torch.ones(self.idx.shape, dtype=dense.dtype, device=dense.device, requires_grad=True)
+            with torch.enable_grad():
+                bags = F.embedding_bag(self.idx, weight.detach(), per_sample_weights=coef, mode="sum")
+                (grad,) = torch.autograd.grad(bags, coef, dense)
+            return grad
+        z_t, order = self._z_t(None)
+        dots = torch.sparse.sampled_addmm(z_t, weight.to(dense.dtype), dense.t(), beta=0.0).values()
+        out = torch.empty_like(dots)
+        out[order] = dots
+        return out.view(self.idx.shape)
+
+
+def _embedding_bag_weight_grad(idx: Tensor, coef: Tensor, dense: Tensor, n_rows: int) -> Tensor:
+    """Z^T @ dense as the weight gradient of `embedding_bag(idx, W, per_sample_weights=coef)` for output grad dense."""
     weight = torch.zeros(n_rows, dense.shape[1], dtype=dense.dtype, device=dense.device, requires_grad=True)
     with torch.enable_grad():
         bags = F.embedding_bag(idx, weight, per_sample_weights=coef.to(dense.dtype), mode="sum")
@@ -50,19 +110,20 @@ def _weight_grad(idx: Tensor, coef: Tensor, dense: Tensor, n_rows: int) -> Tenso
 
 
 class SparseEncode(torch.autograd.Function):
-    """Top-k encoder with an optional second top-k over dead latents (AuxK); sparse backward."""
+    """Top-k encoder with an optional second top-k over dead latents (AuxK); sparse backward.
+
+    Fills `active` (and `aux_active`) with the chosen latents so that the decoder's backward and this one share the
+    latent-sorted pattern."""
 
     @staticmethod
     def forward(ctx, x: Tensor, b_dec: Tensor, w_enc: Tensor, b_enc: Tensor, k: int, batch_k: int | None,
-                dead_cols: Tensor | None, k_aux: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                dead_cols: Tensor | None, k_aux: int, active: ActiveLatents,
+                aux_active: ActiveLatents) -> tuple[Tensor, Tensor]:
         x_c = x - b_dec
         pre = F.linear(x_c, w_enc, b_enc)
-        if batch_k is None:
-            vals, idx = exact_topk(pre, k)
-        else:
-            vals, idx = exact_topk(pre, k)
-            flat = vals.reshape(-1)
-            threshold = flat.topk(batch_k, sorted=False).values.min()
+        vals, idx = exact_topk(pre, k)
+        if batch_k is not None:
+            threshold = vals.reshape(-1).topk(batch_k, sorted=False).values.min()
             vals = torch.where(vals >= threshold, vals, torch.zeros_like(vals))
         vals = vals.clamp_min(0).float()  # under bf16 autocast only the encoder matmul runs in bf16
         if dead_cols is not None and dead_cols.numel() > 0 and k_aux > 0:
@@ -72,26 +133,50 @@ class SparseEncode(torch.autograd.Function):
         else:
             aux_vals = pre.new_zeros(pre.shape[0], 0, dtype=torch.float32)
             aux_idx = torch.zeros(pre.shape[0], 0, dtype=torch.long, device=pre.device)
-        ctx.save_for_backward(x_c, w_enc, idx, vals, aux_idx, aux_vals)
-        ctx.mark_non_differentiable(idx, aux_idx)
-        return vals, idx, aux_vals, aux_idx
+        active.idx, aux_active.idx = idx, aux_idx
+        ctx.save_for_backward(x_c, w_enc, vals, aux_vals)
+        ctx.active, ctx.aux_active = active, aux_active
+        return vals, aux_vals
 
     @staticmethod
-    def backward(ctx, g_vals: Tensor, _g_idx: Tensor, g_aux: Tensor, _g_aux_idx: Tensor):  # type: ignore[override]
-        x_c, w_enc, idx, vals, aux_idx, aux_vals = ctx.saved_tensors
-        g = torch.where(vals > 0, g_vals, torch.zeros_like(g_vals))
-        if aux_idx.shape[1]:
-            g = torch.cat([g, torch.where(aux_vals > 0, g_aux, torch.zeros_like(g_aux))], dim=1)
-            idx = torch.cat([idx, aux_idx], dim=1)
+    def backward(ctx, g_vals: Tensor, g_aux: Tensor):  # type: ignore[override]
+        x_c, w_enc, vals, aux_vals = ctx.saved_tensors
+        x_c = x_c.float()
+        parts = [(ctx.active, torch.where(vals > 0, g_vals, torch.zeros_like(g_vals)))]
+        if aux_vals.shape[1]:
+            parts.append((ctx.aux_active, torch.where(aux_vals > 0, g_aux, torch.zeros_like(g_aux))))
         n_latents = w_enc.shape[0]
-        grad_b_enc = torch.zeros(n_latents, dtype=g.dtype, device=g.device).index_add_(0, idx.reshape(-1),
-                                                                                        g.reshape(-1))
-        grad_w_enc = _weight_grad(idx, g, x_c.float(), n_latents) if ctx.needs_input_grad[2] else None
+        grad_b_enc = torch.zeros(n_latents, dtype=g_vals.dtype, device=g_vals.device)
+        grad_w_enc = None
+        for active, g in parts:
+            grad_b_enc.index_add_(0, active.idx.reshape(-1), g.reshape(-1))
+            if ctx.needs_input_grad[2]:
+                part = active.t_matmul(g, x_c)
+                grad_w_enc = part if grad_w_enc is None else grad_w_enc + part
         grad_b_dec = -(grad_b_enc @ w_enc.float()) if ctx.needs_input_grad[1] else None
         grad_x = None
         if ctx.needs_input_grad[0]:
-            grad_x = F.embedding_bag(idx, w_enc, per_sample_weights=g.to(w_enc.dtype), mode="sum")
-        return grad_x, grad_b_dec, grad_w_enc, grad_b_enc, None, None, None, None
+            grad_x = sum(F.embedding_bag(active.idx, w_enc, per_sample_weights=g.to(w_enc.dtype), mode="sum")
+                         for active, g in parts)
+        return grad_x, grad_b_dec, grad_w_enc, grad_b_enc, None, None, None, None, None, None
+
+
+class SparseDecode(torch.autograd.Function):
+    """x_hat = Z @ W_dec over the k active latents per row (an `embedding_bag`), with sparse products backward."""
+
+    @staticmethod
+    def forward(ctx, vals: Tensor, w_dec: Tensor, active: ActiveLatents) -> Tensor:
+        ctx.save_for_backward(vals, w_dec)
+        ctx.active = active
+        return F.embedding_bag(active.idx, w_dec, per_sample_weights=vals.to(w_dec.dtype), mode="sum")
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        vals, w_dec = ctx.saved_tensors
+        active: ActiveLatents = ctx.active
+        grad_vals = active.sampled_dots(w_dec, grad_out).to(vals.dtype) if ctx.needs_input_grad[0] else None
+        grad_w = active.t_matmul(vals, grad_out).to(w_dec.dtype) if ctx.needs_input_grad[1] else None
+        return grad_vals, grad_w, None
 
 
 @dataclass
@@ -134,25 +219,32 @@ class SparseAutoencoder(nn.Module):
             return min(self.n_latents, self.k * self.batchtopk_candidates)
         return self.k
 
+    def _encode(self, x: Tensor, dead_cols: Tensor | None, k_aux: int,
+                inference: bool) -> tuple[Tensor, ActiveLatents, Tensor, ActiveLatents]:
+        active, aux_active = ActiveLatents(self.n_latents), ActiveLatents(self.n_latents)
+        if self.architecture == "batchtopk" and inference and float(self.threshold) > 0:
+            vals, aux_vals = SparseEncode.apply(x, self.b_dec, self.W_enc, self.b_enc, self._row_k(), None, None, 0,
+                                                active, aux_active)
+            return torch.where(vals > self.threshold, vals, torch.zeros_like(vals)), active, aux_vals, aux_active
+        batch_k = self.k * x.shape[0] if self.architecture == "batchtopk" and not inference else None
+        vals, aux_vals = SparseEncode.apply(x, self.b_dec, self.W_enc, self.b_enc,
+                                            self._row_k() if batch_k is not None else self.k, batch_k, dead_cols,
+                                            k_aux, active, aux_active)
+        return vals, active, aux_vals, aux_active
+
     def encode(self, x: Tensor, dead_cols: Tensor | None = None, k_aux: int = 0,
                inference: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        batch_k = None
-        if self.architecture == "batchtopk" and not inference:
-            batch_k = self.k * x.shape[0]
-        if inference and self.architecture == "batchtopk" and float(self.threshold) > 0:
-            vals, idx, aux_v, aux_i = SparseEncode.apply(x, self.b_dec, self.W_enc, self.b_enc, self._row_k(),
-                                                         None, None, 0)
-            vals = torch.where(vals > self.threshold, vals, torch.zeros_like(vals))
-            return vals, idx, aux_v, aux_i
-        row_k = self._row_k() if batch_k is not None else self.k
-        return SparseEncode.apply(x, self.b_dec, self.W_enc, self.b_enc, row_k, batch_k, dead_cols, k_aux)
+        """(vals, idx) of the active latents per row, then the same for the AuxK latents (empty without dead_cols)."""
+        vals, active, aux_vals, aux_active = self._encode(x, dead_cols, k_aux, inference)
+        return vals, active.idx, aux_vals, aux_active.idx  # type: ignore[return-value]
 
-    def decode(self, vals: Tensor, idx: Tensor, with_bias: bool = True) -> Tensor:
+    def decode(self, vals: Tensor, idx: Tensor | ActiveLatents, with_bias: bool = True) -> Tensor:
+        active = idx if isinstance(idx, ActiveLatents) else ActiveLatents(self.n_latents, idx)
         if self.decode_impl == "dense":
             z = torch.zeros(vals.shape[0], self.n_latents, dtype=vals.dtype, device=vals.device)
-            out = z.scatter(1, idx, vals) @ self.W_dec
+            out = z.scatter(1, active.idx, vals) @ self.W_dec
         else:
-            out = F.embedding_bag(idx, self.W_dec, per_sample_weights=vals, mode="sum")
+            out = SparseDecode.apply(vals, self.W_dec, active)
         return out + self.b_dec if with_bias else out
 
     def forward(self, x: Tensor, dead_mask: Tensor | None = None, k_aux: int = 0, auxk_alpha: float = 0.0,
@@ -160,13 +252,13 @@ class SparseAutoencoder(nn.Module):
         dead_cols = None
         if dead_mask is not None and auxk_alpha > 0 and k_aux > 0:
             dead_cols = dead_mask.nonzero().squeeze(1)
-        vals, idx, aux_vals, aux_idx = self.encode(x, dead_cols, k_aux, inference=inference)
-        recon = self.decode(vals, idx)
+        vals, active, aux_vals, aux_active = self._encode(x, dead_cols, k_aux, inference)
+        recon = self.decode(vals, active)
         fvu = fvu_of(x, recon)
         auxk = recon.new_zeros(())
-        if aux_idx.shape[1]:
+        if aux_vals.shape[1]:
             residual = (x - recon).detach()
-            aux_recon = self.decode(aux_vals, aux_idx, with_bias=False)
+            aux_recon = self.decode(aux_vals, aux_active, with_bias=False)
             auxk = fvu_of(residual, aux_recon)
         loss = fvu + auxk_alpha * auxk
         if self.architecture == "batchtopk" and self.training and not inference:
@@ -174,7 +266,8 @@ class SparseAutoencoder(nn.Module):
             if kept.numel():
                 with torch.no_grad():
                     self.threshold.lerp_(kept.min().to(self.threshold.dtype), 0.01)
-        return ForwardOutput(recon=recon, vals=vals, idx=idx, fvu=fvu, auxk=auxk, loss=loss)
+        return ForwardOutput(recon=recon, vals=vals, idx=active.idx, fvu=fvu, auxk=auxk,  # type: ignore[arg-type]
+                             loss=loss)
 
     # --- decoder constraint ---
     @torch.no_grad()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from training.sae import SparseAutoencoder, exact_topk
+from training.sae import ActiveLatents, SparseAutoencoder, exact_topk
 
 
 def _reference_loss(sae: SparseAutoencoder, x: torch.Tensor, dead: torch.Tensor, k_aux: int) -> torch.Tensor:
@@ -26,6 +26,21 @@ def test_exact_topk_matches_torch_topk() -> None:
     ref_vals, _ = pre.topk(32, dim=1)
     assert torch.equal(vals.sort(dim=1).values, ref_vals.sort(dim=1).values)
     assert torch.equal(pre.gather(1, idx), vals)
+
+
+def test_sparse_products_match_dense_reference_on_both_backends() -> None:
+    """The CSR products (CPU default) and the embedding_bag ones (CUDA default) both equal the dense computation."""
+    gen = torch.Generator().manual_seed(4)
+    batch, n_latents, k, width = 96, 512, 12, 40
+    idx = torch.rand(batch, n_latents, generator=gen).topk(k, dim=1).indices
+    coef, dense = torch.randn(batch, k, generator=gen), torch.randn(batch, width, generator=gen)
+    weight = torch.randn(n_latents, width, generator=gen)
+    z = torch.zeros(batch, n_latents).scatter(1, idx, coef)
+    for csr in (True, False):
+        active = ActiveLatents(n_latents, idx, csr=csr)
+        torch.testing.assert_close(active.t_matmul(coef, dense), z.t() @ dense, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(active.sampled_dots(weight, dense), (dense @ weight.t()).gather(1, idx),
+                                   atol=1e-5, rtol=1e-5)
 
 
 def test_sparse_and_dense_paths_match_reference_gradients() -> None:
