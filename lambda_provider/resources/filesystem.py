@@ -1,7 +1,8 @@
 """`Filesystem`: a persistent regional filesystem, meant to outlive the instances that mount it.
 
 Names are unique per account, so create adopts an existing filesystem of the same name and region (an earlier run
-that lost its answer, or data the user wants to keep) and refuses one in another region. Delete retries
+that lost its answer, or data the user wants to keep) and refuses one in another region; a region move of a filesystem
+kept by `retain_on_delete` fails at preview (its name stays taken). Delete retries
 `filesystems/filesystem-in-use` while instances that mounted it are still terminating.
 """
 
@@ -62,7 +63,23 @@ class FilesystemProvider(ResourceProvider):
                 if known and region not in known:
                     failures.append(CheckFailure("region", f"unknown region {region!r}; regions: "
                                                  f"{', '.join(sorted(known))}"))
+        if not failures and olds and not is_unknown(name) and not is_unknown(region):
+            failures.extend(self._kept_filesystem_would_collide(olds, news))
         return CheckResult(dict(news), failures)
+
+    @staticmethod
+    def _kept_filesystem_would_collide(olds: dict[str, Any], news: dict[str, Any]) -> list[CheckFailure]:
+        """A region move under the same name replaces the filesystem; when it is kept on delete, the old one keeps
+        the name (unique per account) and the create would fail after the preview. (The engine re-checks a
+        replacement without olds, so only this first check can tell our own filesystem from a foreign one; create
+        refuses a foreign one.)"""
+        name, region = news["name"], news["region"]
+        if not news.get("retained") or olds.get("name") != name or olds.get("region") in (None, region):
+            return []
+        return [CheckFailure("region", f"filesystem {name!r} is kept when replaced (retain_on_delete), so it would "
+                             f"keep its name in {olds['region']} and names are unique per account; filesystems "
+                             f"cannot move regions: to use {region}, give the filesystem a new name (e.g. "
+                             f"'{name}-{region}'), or delete the one in {olds['region']} first")]
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [k for k in ("name", "region") if is_unknown(news.get(k)) or news.get(k) != olds.get(k)]
@@ -125,5 +142,6 @@ class Filesystem(Resource, module="lambda", name="Filesystem"):
     def __init__(self, resource_name: str, *, region: pulumi.Input[str], name: pulumi.Input[str] | None = None,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         props = {"name": name if name is not None else resource_name, "region": region,
+                 "retained": bool(opts and opts.retain_on_delete),  # a region move cannot reuse the name
                  "filesystem_id": None, "mount_point": None, "created": None}
         super().__init__(FilesystemProvider(), resource_name, props, opts)

@@ -70,6 +70,18 @@ def test_region_change_replaces_the_filesystem_and_every_node(fleet_stack: Fleet
     assert len(moves) == 4, "the filesystem, both nodes' placements and the `filesystem` stack output"
 
 
+def test_region_move_under_the_same_filesystem_name_fails_at_preview_with_the_fix(fleet_stack: FleetStack) -> None:
+    config = base_config()
+    config["nodeGroups"][0]["placements"] = [{"instanceType": "gpu_1x_a10", "region": "us-west-1"}]
+    config["filesystem"] = {**config["filesystem"], "region": "us-west-1"}
+    fleet_stack.configure(config)
+    result = fleet_stack.project.run("preview", "--diff", "--color", "never", check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert re.search(r"filesystem 'sae-gitops' is kept when replaced .* new name \(e\.g\. 'sae-gitops-us-west-1'\)",
+                     out.replace("\n", " ")), out
+
+
 def test_training_config_change_updates_the_launch_in_place(fleet_stack: FleetStack) -> None:
     config = base_config()
     config["training"]["overrides"]["total_vectors"] = 40960

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+import pulumi
 import pytest
 from cryptography.hazmat.primitives import serialization
 
@@ -105,6 +106,18 @@ def test_filesystem_lifecycle_adopt_and_region_replace(api: Api, engine: Engine)
     api.client().filesystems.create("elsewhere", "us-east-1")
     with pytest.raises(grpc.RpcError, match="already exists in us-east-1, not us-west-1"):
         engine.up(registrations(lambda: [Filesystem("elsewhere", region="us-west-1")])["elsewhere"])
+
+
+def test_filesystem_kept_on_delete_cannot_move_regions_under_its_name(api: Api, engine: Engine) -> None:
+    def kept(region: str):
+        return registrations(lambda: [Filesystem("data", region=region, opts=pulumi.ResourceOptions(
+            retain_on_delete=True))])["data"]
+
+    assert engine.up(kept("us-east-1")) == "create"
+    with pytest.raises(CheckFailed, match=r"region: filesystem 'data' is kept when replaced .* keep its name in "
+                                          r"us-east-1 .*new name \(e.g. 'data-us-west-1'\)"):
+        engine.up(kept("us-west-1"), preview=True)
+    assert [(f.name, f.region.name) for f in api.client().filesystems.list()] == [("data", "us-east-1")]
 
 
 def test_filesystem_check_rejects_bad_input(api: Api, engine: Engine) -> None:
