@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from typing import Any
 
@@ -46,6 +47,12 @@ class _Node:
         return out
 
 
+KILLED = re.compile(r"Signal \d+ \((?!SIGTERM)SIG\w+\)")  # SIGTERM is how torchrun stops the bystanders
+# What a rank prints when another rank died under it: a symptom, not a cause.
+PEER_LOST = re.compile(r"Connection (closed|reset) by peer|Broken pipe|DistNetworkError|DistBackendError|"
+                       r"ProcessGroup(Gloo|NCCL)|NCCL (error|WARN)|gloo/transport", re.IGNORECASE)
+
+
 async def _settled_tail(node: _Node) -> str:
     """The node's log tail once its trainer has exited (bounded): when a worker dies, the other ranks fail at once,
     and torchrun writes which worker died and how (e.g. `Signal 9 (SIGKILL)`) only as it exits."""
@@ -53,6 +60,35 @@ async def _settled_tail(node: _Node) -> str:
     while (await node.status()).get("running") and time.monotonic() < deadline:
         await asyncio.sleep(0.5)
     return await node.log_tail()
+
+
+def _first_cause(tails: list[str]) -> int:
+    """Which node's log shows what ended the run: a worker killed by a signal, else an error of its own (not a lost
+    peer), else the head. Every rank of a torchrun world fails when one dies, so the first failure seen is often a
+    bystander's."""
+    for i, tail in enumerate(tails):
+        if KILLED.search(tail):
+            return i
+    for i, tail in enumerate(tails):
+        if re.search(r"Traceback|Error", tail) and not PEER_LOST.search(tail):
+            return i
+    return 0
+
+
+async def _run_failed(nodes: list[_Node], seen_on: _Node, seen: str) -> StepFailed:
+    tails = list(await asyncio.gather(*(_settled_tail(n) for n in nodes)))
+    culprit = nodes[_first_cause(tails)]
+    killed = KILLED.search(tails[nodes.index(culprit)])
+    if killed:
+        cause = f"a trainer worker was killed ({killed.group(0)})"
+    elif culprit is seen_on:
+        cause = seen
+    else:
+        cause = "its trainer failed"
+    also = "" if culprit is seen_on else f"; seen first on node {seen_on.name}: {seen}"
+    return StepFailed(f"node {culprit.name}: {cause}{also}; the run stopped on every node and the next `pulumi up` "
+                      f"restarts it from the last checkpoint\n--- log tail (node {culprit.name}) ---\n"
+                      f"{tails[nodes.index(culprit)]}")
 
 
 async def _open(nodes: list[dict[str, Any]], timeout: float) -> list[_Node]:
@@ -116,8 +152,7 @@ async def _wait(nodes: list[_Node], wait_seconds: float) -> dict[str, Any]:
         run = status.get("status") or {}
         state = run.get("state")
         if state == "failed":
-            raise StepFailed(f"node {head.name}: training failed: {run.get('error') or run.get('reason')}\n"
-                             f"--- log tail ---\n{await _settled_tail(head)}")
+            raise await _run_failed(nodes, head, f"training failed: {run.get('error') or run.get('reason')}")
         if state in DONE_STATES and not status.get("running"):
             return status
         if state in DONE_STATES and wait_seconds <= 0:
@@ -125,9 +160,7 @@ async def _wait(nodes: list[_Node], wait_seconds: float) -> dict[str, Any]:
         for node in nodes:
             node_status = status if node is head else await node.status()
             if not node_status.get("running") and (await head.status()).get("state") not in DONE_STATES:
-                raise StepFailed(f"node {node.name}: the trainer exited without finishing the run (crashed or "
-                                 f"killed); the next `pulumi up` restarts it from the last checkpoint\n"
-                                 f"--- log tail ---\n{await node.log_tail()}")
+                raise await _run_failed(nodes, node, "the trainer exited without finishing the run")
         if wait_seconds <= 0:
             return status
         if time.monotonic() > deadline:
