@@ -114,6 +114,9 @@ class GpuFleet(pulumi.ComponentResource):
                              "FS_MOUNT": fs_mount},
                 timeout_seconds=120, connect_timeout_seconds=config.training.ready_timeout_seconds,
                 opts=pulumi.ResourceOptions.merge(node_opts, pulumi.ResourceOptions(depends_on=[inst])))
+            # Every later connection pins the host key the ready gate saw on this instance (trust on first use).
+            connection = pulumi.Output.all(connection, ready.host_key).apply(
+                lambda v: {**v[0], "host_key": v[1]})
             setup = NodeStep(
                 f"{node_name}-setup", node=node_name, step="setup", connection=connection, create=scripts.SETUP,
                 upload={"local_dir": str(training_dir), "remote_dir": scripts.TRAINING_UPLOAD_DIR,

@@ -27,7 +27,16 @@ import asyncssh
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
-from lambda_provider.fleet.remote import Connection, NodeUnreachable, RemoteResult, connect, run_on, tar_directory
+from lambda_provider.fleet.remote import (
+    Connection,
+    HostKeyMismatch,
+    NodeUnreachable,
+    RemoteResult,
+    connect,
+    run_on,
+    server_host_key,
+    tar_directory,
+)
 from lambda_provider.resources.values import is_unknown
 
 STATE_TAIL_CHARS = 800
@@ -125,6 +134,10 @@ class NodeStepProvider(ResourceProvider):
         return CreateResult(f"{props['node']}/{props['step']}", outs)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        conn = news.get("connection")
+        same_node = _address(olds) == _address(news)
+        if isinstance(conn, dict) and not conn.get("host_key") and olds.get("host_key") and same_node:
+            news = {**news, "connection": {**conn, "host_key": olds["host_key"]}}  # keep trusting this node's key
         return UpdateResult(self._outcome(news, news.get("update") or news["create"]))
 
     def _outcome(self, props: dict[str, Any], script: str) -> dict[str, Any]:
@@ -156,6 +169,9 @@ class NodeStepProvider(ResourceProvider):
             asyncio.run(_connect_and_run(conn, command, None, _timeout(props), DELETE_CONNECT_TIMEOUT))
         except (NodeUnreachable, OSError, asyncssh.Error):
             return  # the node is gone (terminated or replaced): nothing left to stop
+        except HostKeyMismatch as exc:
+            pulumi.log.warn(f"node {props.get('node')}: {props.get('step')}: skipped on delete: {exc}")
+            return
         # A failing delete script (e.g. a trainer that had to be killed) is not raised: the node is being torn down
         # and a raise here would leave the resource in state forever.
 
@@ -164,7 +180,7 @@ class NodeStepProvider(ResourceProvider):
         script = props.get("read") or "true"
         command = with_environment(script, props.get("environment"))
         try:
-            result = asyncio.run(_connect_and_run(conn, command, None, 120.0, READ_CONNECT_TIMEOUT))
+            result, _ = asyncio.run(_connect_and_run(conn, command, None, 120.0, READ_CONNECT_TIMEOUT))
         except NodeUnreachable:
             return ReadResult(None, {})  # node gone outside Pulumi: drop the step, the next up runs it again
         outs = dict(props)
@@ -187,25 +203,29 @@ class NodeStepProvider(ResourceProvider):
             stdin = tar_directory(Path(upload["local_dir"]))
             command = upload_command(upload["remote_dir"]) + " && {\n" + command + "\n}"
         try:
-            result = asyncio.run(_connect_and_run(conn, command, stdin, _timeout(props),
-                                                  float(props.get("connect_timeout_seconds") or 60.0)))
+            result, host_key = asyncio.run(_connect_and_run(conn, command, stdin, _timeout(props),
+                                                            float(props.get("connect_timeout_seconds") or 60.0)))
         except NodeUnreachable as exc:
             raise StepFailed(f"node {node}: {step}: node not reachable: {exc}") from None
+        except HostKeyMismatch as exc:
+            raise StepFailed(f"node {node}: {step}: {exc}") from None
         if result.exit_status != 0:
             raise StepFailed(f"node {node}: {step} failed (exit {result.exit_status}): "
                              f"{failure_cause(result.output_tail)}\n--- output tail ---\n"
                              f"{visible_tail(result.output_tail, 2000)}")
         outs = {k: v for k, v in props.items() if k != "__provider"}
         outs.update({"result": parse_result(result.output_tail), "output_tail": visible_tail(result.output_tail),
-                     "exit_status": result.exit_status, "ok": True, "error": None, "skipped": False})
+                     "exit_status": result.exit_status, "ok": True, "error": None, "skipped": False,
+                     "host_key": host_key})
         return outs
 
 
 async def _connect_and_run(conn: Connection, command: str, stdin: bytes | None, timeout: float,
-                           connect_timeout: float) -> RemoteResult:
+                           connect_timeout: float) -> tuple[RemoteResult, str | None]:
+    """The command's result and the host key the node presented (pinned, or seen for the first time)."""
     ssh = await connect(conn, connect_timeout)
     async with ssh:
-        return await run_on(ssh, command, stdin=stdin, timeout=timeout)
+        return await run_on(ssh, command, stdin=stdin, timeout=timeout), server_host_key(ssh)
 
 
 def _address(props: dict[str, Any]) -> tuple[Any, Any]:
@@ -228,6 +248,7 @@ class NodeStep(Resource, module="fleet", name="NodeStep"):
     ok: pulumi.Output[bool]
     error: pulumi.Output[str | None]
     skipped: pulumi.Output[bool]
+    host_key: pulumi.Output[str | None]  # the node's SSH host key as this step saw it (the ready gate's is pinned)
 
     def __init__(self, resource_name: str, *, node: str, step: str, connection: pulumi.Input[dict[str, Any]],
                  create: pulumi.Input[str], update: pulumi.Input[str] | None = None,
@@ -243,7 +264,7 @@ class NodeStep(Resource, module="fleet", name="NodeStep"):
                  "triggers": triggers or [], "requires": requires or [], "timeout_seconds": timeout_seconds,
                  "connect_timeout_seconds": connect_timeout_seconds, "describes": describes or {},
                  "result": None, "output_tail": None,
-                 "exit_status": None, "ok": None, "error": None, "skipped": None}
+                 "exit_status": None, "ok": None, "error": None, "skipped": None, "host_key": None}
         super().__init__(NodeStepProvider(), resource_name, props, opts)
         self.error.apply(lambda error: _report(error, self.skipped))
 

@@ -1,7 +1,8 @@
 """Run commands on a node over real SSH (asyncssh): connect with backoff until a deadline, bounded output capture.
 
-Host keys are not verified (like pulumi-command's remote.Command): nodes are fresh machines whose host keys nobody
-knows in advance; the login itself uses only the fleet's key.
+Host keys are trusted on first use, per instance: nodes are fresh machines whose host keys nobody knows in advance
+(Lambda's API does not publish them), so a node's ready gate records the key it sees and every later connection to that
+instance (setup, launch, the run's wait, refresh, destroy) pins it. A new instance gets a new ready gate.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ class NodeUnreachable(RuntimeError):
     pass
 
 
+class HostKeyMismatch(RuntimeError):
+    """The node answered with another host key than the one pinned for it: never retried, never logged into."""
+
+
 @dataclass(frozen=True)
 class Connection:
     host: str
@@ -31,11 +36,12 @@ class Connection:
     user: str = "ubuntu"
     private_key: str | None = None
     private_key_path: str | None = None
+    host_key: str | None = None  # the node's public host key (OpenSSH line) to pin; None: trust on first use
 
     @classmethod
     def from_props(cls, raw: dict[str, Any]) -> Connection:
         return cls(str(raw["host"]), int(raw.get("port") or 22), str(raw.get("user") or "ubuntu"),
-                   raw.get("private_key") or None, raw.get("private_key_path") or None)
+                   raw.get("private_key") or None, raw.get("private_key_path") or None, raw.get("host_key") or None)
 
     def client_key(self) -> asyncssh.SSHKey:
         if self.private_key:
@@ -59,18 +65,31 @@ async def connect(conn: Connection, timeout: float) -> asyncssh.SSHClientConnect
     deadline = time.monotonic() + timeout
     delay, last_error = 0.5, "no attempt"
     key = conn.client_key()
+    pinned = asyncssh.import_public_key(conn.host_key) if conn.host_key else None
     while True:
         remaining = deadline - time.monotonic()
         try:
             return await asyncssh.connect(conn.host, conn.port, username=conn.user, client_keys=[key],
-                                          known_hosts=None, agent_path=None,
+                                          known_hosts=([pinned], [], []) if pinned else None, agent_path=None,
                                           connect_timeout=max(1.0, min(15.0, remaining)))
+        except asyncssh.HostKeyNotVerifiable:
+            assert pinned is not None
+            raise HostKeyMismatch(
+                f"{conn} answered with another SSH host key than the one this instance's ready gate recorded "
+                f"({pinned.get_fingerprint()}); not connecting. Either something intercepts the connection, or the "
+                "machine was rebuilt under the same instance: then run `pulumi up --replace` on its ready step "
+                "(URN ending in -ready) to trust the new key") from None
         except (OSError, asyncssh.Error, TimeoutError) as exc:
             last_error = f"{type(exc).__name__}: {exc}"
         if time.monotonic() + delay > deadline:
             raise NodeUnreachable(f"SSH to {conn} did not answer within {timeout:.0f} s (last error: {last_error})")
         await asyncio.sleep(delay)
         delay = min(delay * 2, 5.0)
+
+
+def server_host_key(ssh: asyncssh.SSHClientConnection) -> str | None:
+    key = ssh.get_server_host_key()
+    return key.export_public_key("openssh").decode().strip() if key else None
 
 
 async def run_on(ssh: asyncssh.SSHClientConnection, command: str, *, stdin: bytes | None = None,

@@ -16,7 +16,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
 from lambda_provider.fleet.node_step import StepFailed, parse_result, with_environment
-from lambda_provider.fleet.remote import Connection, NodeUnreachable, connect, run_on
+from lambda_provider.fleet.remote import Connection, HostKeyMismatch, NodeUnreachable, connect, run_on
 from lambda_provider.fleet.scripts import LAUNCHER, LOG_TAIL, SUMMARY
 from lambda_provider.resources.values import is_unknown
 
@@ -96,10 +96,11 @@ async def _open(nodes: list[dict[str, Any]], timeout: float) -> list[_Node]:
     for raw in nodes:
         try:
             ssh = await connect(Connection.from_props(raw["connection"]), timeout)
-        except NodeUnreachable as exc:
+        except (NodeUnreachable, HostKeyMismatch) as exc:
             for node in opened:
                 node.ssh.close()
-            raise StepFailed(f"node {raw['node']}: training: node not reachable: {exc}") from None
+            what = "node not reachable: " if isinstance(exc, NodeUnreachable) else ""
+            raise StepFailed(f"node {raw['node']}: training: {what}{exc}") from None
         opened.append(_Node(raw, ssh))
     return opened
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import pytest
 import yaml
 
@@ -167,6 +168,11 @@ def test_fleet_lifecycle(fleet: Fleet) -> None:
     assert (run_dir / "checkpoints" / "latest").is_file()
     assert (run_dir / "logs" / "node-1.log").is_file()
     expires_at = outs["expires_at"]
+    # Each node's ready gate recorded the instance's real host key; the later steps connected pinning it.
+    state = fleet.project.state_text()
+    for inst in fleet.live_instances():
+        host_key = asyncssh.read_private_key(fleet.emulator.data_dir / "instances" / inst["id"] / "ssh_host_key")
+        assert " ".join(host_key.export_public_key("openssh").decode().split()[:2]) in state
 
     # 2. a second preview changes nothing.
     fleet.project.run("preview", "--expect-no-changes")
