@@ -1,0 +1,184 @@
+"""`FirewallRuleset`: a regional set of inbound rules, attached to instances at launch (`Instance(firewall_ruleset_ids=
+[ruleset.ruleset_id])`).
+
+Name and rules update in place (PATCH: attached instances get the new rules without a relaunch); the region replaces.
+Rules are checked and normalised at preview the way the API would (a bare IP becomes /32), so a plan never shows a
+change the API would undo. Lambda only attaches rulesets at launch: attaching another ruleset to an instance replaces
+it. Delete waits while an instance that uses the ruleset still terminates.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    ConfigureRequest,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    ResourceProvider,
+    UpdateResult,
+)
+
+from lambda_provider.client import LambdaClient, LambdaError, NotFound, ServerError
+from lambda_provider.client.errors import ConnectionFailed, FirewallRulesetInUse
+from lambda_provider.client.models import FirewallRule
+from lambda_provider.client.models import FirewallRuleset as RulesetRecord
+from lambda_provider.resources import lookups, settings
+from lambda_provider.resources.busy_retry import retry_while_busy
+from lambda_provider.resources.values import is_unknown
+
+PROTOCOLS = ("tcp", "udp", "icmp", "all")
+NAME_MAX = 64
+DESCRIPTION_MAX = 128
+
+
+def normalize_rules(raw: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """(rules in the API's canonical form, problems as 'rules[i].key: what to fix')."""
+    if not isinstance(raw, list):
+        return [], ["rules: give a list of {protocol, port_range, source_network, description}"]
+    rules, problems = [], []
+    for index, rule in enumerate(raw):
+        where = f"rules[{index}]"
+        if not isinstance(rule, dict):
+            problems.append(f"{where}: give a mapping {{protocol, port_range, source_network, description}}")
+            continue
+        unknown = sorted(set(rule) - {"protocol", "port_range", "source_network", "description"})
+        if unknown:
+            problems.append(f"{where}: unknown keys {unknown}; rules have protocol, port_range, source_network, "
+                            "description")
+        protocol = rule.get("protocol")
+        if protocol not in PROTOCOLS:
+            problems.append(f"{where}.protocol: {protocol!r} is not one of {', '.join(PROTOCOLS)}")
+        ports = rule.get("port_range")
+        if isinstance(ports, (list, tuple)):  # numbers arrive as floats through the engine's protobuf Struct
+            ports = [int(p) if isinstance(p, float) and p.is_integer() else p for p in ports]
+        if protocol == "icmp" and ports is not None:
+            problems.append(f"{where}.port_range: not allowed for icmp; remove it")
+        elif protocol != "icmp" and not (isinstance(ports, (list, tuple)) and len(ports) == 2
+                                         and all(isinstance(p, int) and 1 <= p <= 65535 for p in ports)
+                                         and ports[0] <= ports[1]):
+            problems.append(f"{where}.port_range: give [min, max] with 1 <= min <= max <= 65535 (one port: [22, 22])")
+        source = rule.get("source_network")
+        try:
+            network = str(ipaddress.IPv4Network(source if "/" in str(source) else f"{source}/32", strict=False))
+        except (ValueError, TypeError):
+            problems.append(f"{where}.source_network: {source!r} is not an IPv4 address or CIDR (e.g. 203.0.113.7 "
+                            "or 0.0.0.0/0)")
+            network = None
+        description = rule.get("description", "")
+        if not isinstance(description, str) or len(description) > DESCRIPTION_MAX:
+            problems.append(f"{where}.description: at most {DESCRIPTION_MAX} characters")
+        canonical: dict[str, Any] = {"protocol": protocol, "source_network": network, "description": description}
+        if protocol != "icmp":
+            canonical["port_range"] = ports
+        rules.append(canonical)
+    return rules, problems
+
+
+def _records(rules: list[dict[str, Any]]) -> list[FirewallRule]:
+    return [FirewallRule(r["protocol"], r["source_network"],
+                         (int(r["port_range"][0]), int(r["port_range"][1])) if r.get("port_range") else None,
+                         r.get("description") or "") for r in rules]
+
+
+def _outputs(record: RulesetRecord) -> dict[str, Any]:
+    return {"name": record.name, "region": record.region.name if record.region else None,
+            "rules": [r.to_api() for r in record.rules], "ruleset_id": record.id}
+
+
+class FirewallRulesetProvider(ResourceProvider):
+    def configure(self, req: ConfigureRequest) -> None:
+        settings.configure_from_config(req.config)
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures, checked = [], dict(news)
+        name, region, rules = news.get("name"), news.get("region"), news.get("rules")
+        if not is_unknown(name) and (not isinstance(name, str) or not 1 <= len(name) <= NAME_MAX):
+            failures.append(CheckFailure("name", f"ruleset name must be 1-{NAME_MAX} characters"))
+        if not is_unknown(rules) and not any(is_unknown(r) for r in (rules if isinstance(rules, list) else [])):
+            checked["rules"], problems = normalize_rules(rules)
+            failures.extend(CheckFailure("rules", p) for p in problems)
+        if not is_unknown(region):
+            if not isinstance(region, str) or not region:
+                failures.append(CheckFailure("region", "region is required (the instances' region, e.g. us-east-1)"))
+            else:
+                try:
+                    with settings.current().client() as client:
+                        known = {r.name for r in lookups.regions(client)}
+                except (LambdaError, ValueError) as exc:
+                    failures.append(CheckFailure("region", f"cannot validate the region against the Lambda API: "
+                                                           f"{exc}"))
+                else:
+                    if known and region not in known:
+                        failures.append(CheckFailure("region", f"unknown region {region!r}; regions: "
+                                                               f"{', '.join(sorted(known))}"))
+        return CheckResult(checked, failures)
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = ["region"] if is_unknown(news.get("region")) or news.get("region") != olds.get("region") else []
+        updates = [k for k in ("name", "rules") if is_unknown(news.get(k)) or news.get(k) != olds.get(k)]
+        return DiffResult(changes=bool(replaces or updates), replaces=replaces, delete_before_replace=False)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        name, region, rules = props["name"], props["region"], props["rules"]
+        with settings.current().client() as client:
+            try:
+                record = client.firewall.create_ruleset(name, region, _records(rules))
+            except (ServerError, ConnectionFailed):
+                # POST is not repeated blindly: a lost answer may have created it.
+                record = self._find(client, name, region, rules) or client.firewall.create_ruleset(
+                    name, region, _records(rules))
+        return CreateResult(record.id, _outputs(record))
+
+    @staticmethod
+    def _find(client: LambdaClient, name: str, region: str, rules: list[dict[str, Any]]) -> RulesetRecord | None:
+        wanted = _outputs(RulesetRecord("", name, None, tuple(_records(rules))))["rules"]
+        return next((r for r in client.firewall.list_rulesets() if r.name == name and r.region
+                     and r.region.name == region and [x.to_api() for x in r.rules] == wanted), None)
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        with settings.current().client() as client:
+            record = client.firewall.update_ruleset(id_, name=news["name"], rules=_records(news["rules"]))
+        return UpdateResult(_outputs(record))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        try:
+            with settings.current().client() as client:
+                record = client.firewall.get_ruleset(id_)
+        except NotFound:
+            return ReadResult(None, {})
+        return ReadResult(id_, {**props, **_outputs(record)})
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        cfg = settings.current()
+        deadline = time.monotonic() + cfg.delete_timeout
+        with cfg.client() as client:
+            retry_while_busy(lambda: client.firewall.delete_ruleset(id_), FirewallRulesetInUse, deadline=deadline,
+                             interval=cfg.poll_interval)
+
+
+class FirewallRuleset(Resource, module="lambda", name="FirewallRuleset"):
+    """Inbound rules for the instances that attach it. Type token `pulumi-python:dynamic/lambda:FirewallRuleset`.
+
+    `rules`: [{protocol: tcp|udp|icmp|all, port_range: [min, max] (not for icmp), source_network: IPv4 CIDR,
+    description}]. Instances only accept inbound traffic a rule allows (Lambda's default: SSH and ICMP).
+    """
+
+    name: pulumi.Output[str]
+    region: pulumi.Output[str]
+    rules: pulumi.Output[list[dict[str, Any]]]
+    ruleset_id: pulumi.Output[str]
+
+    def __init__(self, resource_name: str, *, region: pulumi.Input[str],
+                 rules: pulumi.Input[list[pulumi.Input[dict[str, Any]]]], name: pulumi.Input[str] | None = None,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        props = {"name": name if name is not None else f"{pulumi.get_stack()}-{resource_name}"[:NAME_MAX],
+                 "region": region, "rules": rules, "ruleset_id": None}
+        super().__init__(FirewallRulesetProvider(), resource_name, props, opts)
