@@ -18,7 +18,7 @@ from lambda_provider.fleet.config import FleetConfig
 from lambda_provider.fleet.cost import fleet_hourly_usd
 from lambda_provider.fleet.node_step import NodeStep, directory_digest
 from lambda_provider.fleet.training_run import TrainingRun
-from lambda_provider.resources import Filesystem, Instance, SshKey
+from lambda_provider.resources import Filesystem, FirewallRuleset, Instance, SshKey
 
 SSH_USER = "ubuntu"
 
@@ -77,13 +77,20 @@ class GpuFleet(pulumi.ComponentResource):
         fs_mount = f"/lambda/nfs/{fs_cfg.name}"
         run_path = f"{fs_mount}/runs/{config.training.run_name}"
 
+        ruleset_ids: list[pulumi.Output[str]] = []
+        if config.firewall_rules:
+            firewall = FirewallRuleset("firewall", name=f"{stack}-fleet", region=fs_cfg.region,
+                                       rules=list(config.firewall_rules), opts=child)
+            ruleset_ids = [firewall.ruleset_id]  # attached at launch: adding or removing it replaces the nodes
+
         instances: list[tuple[str, Instance, int]] = []
         for group in config.node_groups:
             for index in range(group.count):
                 node_name = f"{group.name}-{index}"
                 inst = Instance(node_name, ssh_key_name=key.name, file_system_names=[filesystem.name],
                                 placements=[p.to_input() for p in group.placements],
-                                boot_timeout_seconds=group.boot_timeout_seconds, opts=child)
+                                boot_timeout_seconds=group.boot_timeout_seconds, firewall_ruleset_ids=ruleset_ids,
+                                opts=child)
                 instances.append((node_name, inst, 1 if config.training.allow_cpu else group.gpus_per_node))
 
         head = instances[0][1]

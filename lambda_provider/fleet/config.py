@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from lambda_provider.resources.firewall_ruleset import normalize_rules
+
 TARGETS = ("emulator", "lambda")
+API_RULE_KEYS = {"portRange": "port_range", "sourceNetwork": "source_network"}  # stack config key -> API key
 GPU_COUNT_PATTERN = re.compile(r"^gpu_(\d+)x_")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 FILESYSTEM_NAME_PATTERN = re.compile(r"^[a-zA-Z]+[0-9a-zA-Z-]*$")
@@ -27,6 +30,9 @@ lambda-sae:filesystem    {name, region, deleteOnDestroy: false}; kept on destroy
 lambda-sae:training      {config: training/configs/X.yaml, overrides: {key: value}, runName, allowCpu: false,
                          waitMinutes: 0 (0 = do not wait), masterPort, readyTimeoutSeconds: 900}
 lambda-sae:budget        {maxUsdPerHour, maxHours} (both required, > 0)
+lambda-sae:firewall      optional {rules: [{protocol: tcp|udp|icmp|all, portRange: [min, max], sourceNetwork: CIDR,
+                         description}]}: a ruleset in the filesystem's region attached to every node (inbound
+                         traffic only where a rule allows it); one rule must allow SSH (tcp 22) to the nodes.
 lambda:apiKey (secret)   or LAMBDA_API_KEY; lambda:apiUrl or LAMBDA_API_URL (see lambda_provider/resources/settings.py)
 """
 
@@ -100,6 +106,7 @@ class FleetConfig:
     filesystem: FilesystemConfig
     training: TrainingConfig
     budget: Budget
+    firewall_rules: tuple[dict[str, Any], ...] | None = None  # API form (port_range, source_network); None: none
 
     @property
     def node_count(self) -> int:
@@ -205,14 +212,40 @@ def parse_fleet_config(raw: dict[str, Any], *, api_url: str | None, repo_root: P
     if target == "lambda" and training.allow_cpu:
         r.fail("training.allowCpu", "CPU training is only allowed on the emulator",
                "remove training.allowCpu (real nodes must show their GPUs to torch)")
-    for unknown in sorted(set(raw) - {"target", "nodeGroups", "sshKey", "filesystem", "training", "budget"}):
-        r.fail(unknown, "unknown key", "use target, nodeGroups, sshKey, filesystem, training, budget")
+    firewall = _firewall(r, raw.get("firewall"))
+    for unknown in sorted(set(raw) - {"target", "nodeGroups", "sshKey", "filesystem", "training", "budget",
+                                      "firewall"}):
+        r.fail(unknown, "unknown key", "use target, nodeGroups, sshKey, filesystem, training, budget, firewall")
     if not r.problems:
         _check_world(r, groups, training, repo_root)
     if r.problems:
         raise FleetConfigError(r.problems)
     assert filesystem is not None
-    return FleetConfig(str(target), tuple(groups), ssh_key, filesystem, training, budget)
+    return FleetConfig(str(target), tuple(groups), ssh_key, filesystem, training, budget, firewall)
+
+
+def _firewall(r: _Reader, raw: Any) -> tuple[dict[str, Any], ...] | None:
+    if raw is None:
+        return None
+    m = r.mapping(raw, "firewall", {"rules"})
+    rules_raw = m.get("rules")
+    if not isinstance(rules_raw, list) or not rules_raw:
+        r.fail("firewall.rules", "missing or empty", "list the inbound rules, e.g. [{protocol: tcp, portRange: "
+               "[22, 22], sourceNetwork: 203.0.113.7/32, description: ssh}], or remove firewall")
+        return None
+    renamed = [{API_RULE_KEYS.get(k, k): v for k, v in rule.items()} if isinstance(rule, dict) else rule
+               for rule in rules_raw]
+    rules, problems = normalize_rules(renamed)
+    for problem in problems:
+        where, _, what = problem.partition(": ")
+        for api_key, config_key in ((v, k) for k, v in API_RULE_KEYS.items()):
+            where, what = where.replace(api_key, config_key), what.replace(api_key, config_key)
+        r.fail(f"firewall.{where}", what, "see lambda-sae:firewall in README")
+    if not problems and not any(rule["protocol"] in ("tcp", "all") and rule["port_range"][0] <= 22
+                                <= rule["port_range"][1] for rule in rules):
+        r.fail("firewall.rules", "no rule allows SSH (tcp 22), which every node step uses",
+               "add {protocol: tcp, portRange: [22, 22], sourceNetwork: <where pulumi runs>/32, description: ssh}")
+    return tuple(rules) if not problems else None
 
 
 def _filesystem(r: _Reader, raw: Any) -> FilesystemConfig | None:

@@ -111,3 +111,25 @@ def test_budget_uses_the_most_expensive_acceptable_type() -> None:
                                repo_root=REPO)
     with pytest.raises(OverBudget, match=r"\$3.98/h, over budget.maxUsdPerHour \$3.00/h"):
         check_budget(tight, cost)
+
+
+def test_firewall_rules_parse_into_api_form() -> None:
+    rules = [{"protocol": "tcp", "portRange": [22, 22], "sourceNetwork": "203.0.113.7", "description": "ssh"},
+             {"protocol": "icmp", "sourceNetwork": "0.0.0.0/0"}]
+    config = parse_fleet_config(dev_config(firewall={"rules": rules}), api_url=EMULATOR_URL, repo_root=REPO)
+    assert config.firewall_rules == (
+        {"protocol": "tcp", "port_range": [22, 22], "source_network": "203.0.113.7/32", "description": "ssh"},
+        {"protocol": "icmp", "source_network": "0.0.0.0/0", "description": ""})
+    assert parse_fleet_config(dev_config(), api_url=EMULATOR_URL, repo_root=REPO).firewall_rules is None
+
+
+def test_firewall_problems_name_the_config_key() -> None:
+    text = problems(dev_config(firewall={"rules": [
+        {"protocol": "tcp", "portRange": [443, 80], "sourceNetwork": "10.0.0.0/8"},
+        {"protocol": "udp", "portRange": [1, 2], "sourceNetwork": "nowhere"}]}))
+    assert "firewall.rules[0].portRange: give [min, max] with 1 <= min <= max <= 65535" in text
+    assert "firewall.rules[1].sourceNetwork: 'nowhere' is not an IPv4 address or CIDR" in text
+    no_ssh = problems(dev_config(firewall={"rules": [{"protocol": "tcp", "portRange": [443, 443],
+                                                      "sourceNetwork": "0.0.0.0/0"}]}))
+    assert "firewall.rules: no rule allows SSH (tcp 22)" in no_ssh and "portRange: [22, 22]" in no_ssh
+    assert "firewall.rules: missing or empty" in problems(dev_config(firewall={"rules": []}))

@@ -82,6 +82,18 @@ def test_region_move_under_the_same_filesystem_name_fails_at_preview_with_the_fi
                      out.replace("\n", " ")), out
 
 
+def test_adding_a_firewall_creates_the_ruleset_and_relaunches_the_nodes(fleet_stack: FleetStack) -> None:
+    config = base_config()
+    config["firewall"] = {"rules": [{"protocol": "tcp", "portRange": [22, 22], "sourceNetwork": "203.0.113.7",
+                                     "description": "ssh from ci"}]}
+    fleet_stack.configure(config)
+    out = preview_diff(fleet_stack)
+    # Lambda attaches rulesets only at launch: the nodes (and what runs on them) are replaced.
+    assert changed(out) == {"firewall": "create", **node_with_steps("node-0", "replace"),
+                            **node_with_steps("node-1", "replace"), "training": "replace"}, out
+    assert '"203.0.113.7/32"' in out, "the rule as the API will store it"
+
+
 def test_training_config_change_updates_the_launch_in_place(fleet_stack: FleetStack) -> None:
     config = base_config()
     config["training"]["overrides"]["total_vectors"] = 40960
