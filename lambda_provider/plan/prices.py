@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from lambda_provider.client import LambdaClient, LambdaError
+from lambda_provider.plan.capacity import fetch_catalogue
 
 # Public list prices (NOTES §6) as the emulator's catalogue carries them: used only when no API key is at hand.
 LIST_PRICES_FILE = Path(__file__).resolve().parents[1] / "emulator" / "catalog.yaml"
@@ -20,20 +20,13 @@ def list_prices() -> dict[str, int]:
     return {name: int(spec.get("price_cents_per_hour", 0)) for name, spec in (data.get("instance_types") or {}).items()}
 
 
-def live_prices(api_key: str, api_url: str | None) -> dict[str, int]:
-    with LambdaClient(api_key, api_url, timeout=20) as client:
-        return {name: item.instance_type.price_cents_per_hour for name, item in client.instance_types.list().items()}
-
-
 def price_table(config: Mapping[str, Any]) -> tuple[dict[str, int], str]:
     """({type: cents/h}, where they came from)."""
     configured = config.get("prices_cents_per_hour")
     if isinstance(configured, Mapping) and configured:
         return {str(k): int(v) for k, v in configured.items()}, "policy config"
-    api_key = os.environ.get("LAMBDA_API_KEY")
-    if api_key:
-        try:
-            return live_prices(api_key, os.environ.get("LAMBDA_API_URL")), "GET /instance-types"
-        except LambdaError:
-            pass
+    catalogue, _ = fetch_catalogue(os.environ.get("LAMBDA_API_KEY"), os.environ.get("LAMBDA_API_URL"))
+    if catalogue:
+        prices = {name: item.instance_type.price_cents_per_hour for name, item in catalogue.items()}
+        return prices, "GET /instance-types"
     return list_prices(), "list prices"
