@@ -126,9 +126,11 @@ def _shard_shape(view: Any) -> tuple[int, ...]:
 
 class ShardSource:
     """Activation shards [rows, d_in] (or [..., d_in], flattened), split into slices of at most `chunk_rows`;
-    the slice order is re-shuffled every epoch."""
+    the slice order is re-shuffled every epoch. The last `holdout_rows` rows (by path order; at most a tenth of the
+    data) are held out: never streamed, returned by `heldout()` for the final metrics."""
 
-    def __init__(self, patterns: list[str], key: str | None, seed: int, chunk_rows: int = 65536) -> None:
+    def __init__(self, patterns: list[str], key: str | None, seed: int, chunk_rows: int = 65536,
+                 holdout_rows: int = 0) -> None:
         paths: list[str] = []
         for pattern in patterns:
             matched = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
@@ -136,8 +138,8 @@ class ShardSource:
                 raise ConfigError(f"shard_paths: pattern {pattern!r} matched no files")
             paths.extend(matched)
         self.key, self.seed = key, seed
-        self.slices: list[ShardSlice] = []
         self.d_in = 0
+        sizes: list[tuple[str, int]] = []
         for path in paths:
             if not Path(path).is_file():
                 raise ConfigError(f"shard_paths: {path} does not exist")
@@ -146,7 +148,17 @@ class ShardSource:
             if self.d_in and d_in != self.d_in:
                 raise ConfigError(f"shard_paths: {path} has width {d_in}, earlier shards have {self.d_in}")
             self.d_in = d_in
-            self.slices += [ShardSlice(path, s, min(rows, s + chunk_rows)) for s in range(0, rows, chunk_rows)]
+            sizes.append((path, rows))
+        self.holdout_rows = min(holdout_rows, sum(rows for _, rows in sizes) // 10)
+        self.heldout_slices: list[ShardSlice] = []
+        train_rows, need = dict(sizes), self.holdout_rows
+        for path, rows in reversed(sizes):
+            take = min(need, rows)
+            if take:
+                self.heldout_slices.insert(0, ShardSlice(path, rows - take, rows))
+                train_rows[path], need = rows - take, need - take
+        self.slices = [ShardSlice(path, s, min(train_rows[path], s + chunk_rows))
+                       for path, _ in sizes for s in range(0, train_rows[path], chunk_rows)]
         self._cache: tuple[str, Any] | None = None
 
     def num_chunks(self, epoch: int) -> int:
@@ -156,7 +168,12 @@ class ShardSource:
         return torch.randperm(len(self.slices), generator=make_generator(self.seed, PURPOSE_SHUFFLE, epoch)).tolist()
 
     def chunk(self, epoch: int, index: int) -> Tensor:
-        piece = self.slices[self._order(epoch)[index]]
+        return self._read(self.slices[self._order(epoch)[index]])
+
+    def heldout(self) -> Tensor | None:
+        return torch.cat([self._read(piece) for piece in self.heldout_slices]) if self.heldout_slices else None
+
+    def _read(self, piece: ShardSlice) -> Tensor:
         if self._cache is None or self._cache[0] != piece.path:
             self._cache = (piece.path, _open_shard(piece.path, self.key))
         view = self._cache[1]
@@ -326,5 +343,5 @@ def build_source(cfg: TrainConfig, device: torch.device) -> ChunkSource:
                                   cfg.synthetic_noise, cfg.synthetic_offset_norm, data_seed)
         return SyntheticSource(planted, pool_vectors=cfg.synthetic_pool)
     if cfg.data_source == "shards":
-        return ShardSource(cfg.shard_paths, cfg.shard_key, shuffle_seed)
+        return ShardSource(cfg.shard_paths, cfg.shard_key, shuffle_seed, holdout_rows=cfg.eval_vectors)
     return HFActivationSource(cfg, device, data_seed)

@@ -18,7 +18,15 @@ from torch.nn.parallel import DistributedDataParallel
 
 from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from training.config import ConfigError, TrainConfig
-from training.data import PURPOSE_EVAL, PURPOSE_INIT, ShuffledStream, SyntheticSource, build_source, make_generator
+from training.data import (
+    PURPOSE_EVAL,
+    PURPOSE_INIT,
+    ShardSource,
+    ShuffledStream,
+    SyntheticSource,
+    build_source,
+    make_generator,
+)
 from training.evaluate import evaluate, feature_recovery
 from training.outputs import RunOutputs
 from training.sae import SparseAutoencoder
@@ -372,6 +380,10 @@ class Trainer:
             "world_size": self.dist.world, "lr": self.cfg.resolved_lr(), "n_latents": self.sae.n_latents,
             "d_in": self.cfg.d_in, "k": self.cfg.k, "architecture": self.cfg.architecture,
         }
+        held_out = self.source.heldout() if isinstance(self.source, ShardSource) else None  # read only now
+        if held_out is not None:
+            summary.update(evaluate(self.sae, held_out))
+            summary["metrics_source"] = f"held-out shard rows ({len(held_out)}, never trained on)"
         if self.eval_vectors is not None and isinstance(self.source, SyntheticSource):
             summary.update(evaluate(self.sae, self.eval_vectors))
             summary["metrics_source"] = f"held-out planted vectors ({len(self.eval_vectors)})"

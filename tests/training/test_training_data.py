@@ -90,3 +90,16 @@ def test_planted_dictionary_and_init_use_separate_streams() -> None:
     assert sample.shape == (4000, 64)
     fired = planted.rates.sum().item()
     assert 9.0 < fired < 11.0
+
+
+def test_shards_hold_out_their_last_rows_from_the_stream(tmp_path: Path) -> None:
+    data = _write_shards(tmp_path)
+    source = ShardSource([str(tmp_path / "a.npy"), str(tmp_path / "b.safetensors"), str(tmp_path / "c.pt")],
+                         key="acts", seed=5, chunk_rows=150, holdout_rows=500)
+    assert source.holdout_rows == 120  # at most a tenth of the 1200 rows
+    held = source.heldout()
+    assert held is not None and torch.equal(held, data[-120:])
+    stream = ShuffledStream(source, batch_rows=40, buffer_rows=600, seed=5)
+    seen = torch.cat([stream.next_batch() for _ in range(27)])  # 1080 vectors = one epoch of the rest
+    assert sorted(seen[:, 0].long().tolist()) == list(range(1080)) and stream.state.epoch == 0
+    assert ShardSource([str(tmp_path / "a.npy")], None, 5).heldout() is None  # nothing held out unless asked

@@ -163,3 +163,15 @@ def test_plateau_and_max_hours_stop_early(tmp_path: Path) -> None:
     status = json.loads((tmp_path / "timed" / "status.json").read_text())
     assert status["state"] == "stopped" and status["reason"] == "max_hours"
     assert (tmp_path / "timed" / "checkpoints" / "step_00000001" / "state.pt").is_file()
+
+
+def test_shard_run_reports_metrics_on_held_out_rows(tmp_path: Path) -> None:
+    from training.data import PlantedFeatures
+
+    planted = PlantedFeatures(32, 64, 4, 1.1, 0.02, 1.0, seed=3)
+    np.save(tmp_path / "acts.npy", planted.sample(20_000, make_generator(3, 99)).numpy())
+    summary = _train(dict(data_source="shards", shard_paths=str(tmp_path / "acts.npy"), expansion_factor=4, k=4,
+                          batch_size=256, total_vectors=256 * 150, eval_vectors=1_000, log_every=50, threads=1,
+                          out_dir=str(tmp_path / "run"), plot=False))
+    assert summary["metrics_source"] == "held-out shard rows (1000, never trained on)"
+    assert 0 < summary["fvu"] < 0.5 and 3 < summary["l0"] <= 4
