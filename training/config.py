@@ -85,8 +85,8 @@ class TrainConfig:
     log_every: int = 20
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
-    eval_vectors: int = 65_536  # held-out vectors for the final metrics: synthetic (sampled apart) and shards (their
-    # last rows, at most a tenth of the data, never streamed); the hf source reports its last training interval
+    eval_vectors: int = 65_536  # held-out vectors for the final metrics: synthetic (sampled apart), shards (their last
+    # rows) and hf (the last token windows); shards and hf hold out at most a tenth of their data, never streamed
     plateau_patience: int = 0  # log intervals without relative FVU improvement before stopping; 0 = off
     plateau_min_delta: float = 0.01
     max_hours: float | None = None  # cumulative training wall time across resumes; stop (with checkpoint) past it

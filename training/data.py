@@ -202,7 +202,9 @@ def load_token_ids(path: str) -> np.ndarray:
 
 
 class HFActivationSource:
-    """Runs a causal LM over token windows and returns the output of module `layer` (forward stops there)."""
+    """Runs a causal LM over token windows and returns the output of module `layer` (forward stops there). The last
+    windows (enough for `eval_vectors` activations, at most a tenth) are held out: never streamed, returned by
+    `heldout()` for the final metrics."""
 
     def __init__(self, cfg: TrainConfig, device: torch.device, seed: int) -> None:
         from transformers import AutoConfig, AutoModelForCausalLM
@@ -232,22 +234,33 @@ class HFActivationSource:
             text = "\n\n".join(Path(p).read_text() for p in cfg.hf_text_files)
             tokens = np.asarray(tokenizer(text)["input_ids"], dtype=np.int64)
         self.context, self.per_chunk = cfg.hf_context, cfg.hf_batch_sequences
-        self.n_windows = len(tokens) // self.context
-        if self.n_windows < self.per_chunk:
-            raise ConfigError(f"hf_tokens: {len(tokens)} tokens make {self.n_windows} windows of hf_context="
-                              f"{self.context}; need at least hf_batch_sequences={self.per_chunk}")
-        self.tokens, self.device, self.seed = tokens, device, seed
         self.skip_first = cfg.hf_skip_first_token
+        total_windows = len(tokens) // self.context
+        per_window = max(1, self.context - int(self.skip_first))
+        self.holdout_windows = min(math.ceil(cfg.eval_vectors / per_window), total_windows // 10)
+        self.n_windows = total_windows - self.holdout_windows  # the windows training streams
+        if self.n_windows < self.per_chunk:
+            raise ConfigError(f"hf_tokens: {len(tokens)} tokens make {total_windows} windows of hf_context="
+                              f"{self.context} ({self.holdout_windows} held out); need at least "
+                              f"hf_batch_sequences={self.per_chunk} to train on")
+        self.tokens, self.device, self.seed = tokens, device, seed
         hidden = getattr(self.model.config, "hidden_size", None) or self.model.config.n_embd
         self.d_in = int(hidden)
 
     def num_chunks(self, epoch: int) -> int:
         return self.n_windows // self.per_chunk
 
-    @torch.no_grad()
     def chunk(self, epoch: int, index: int) -> Tensor:
         order = torch.randperm(self.n_windows, generator=make_generator(self.seed, PURPOSE_SHUFFLE, epoch))
-        windows = order[index * self.per_chunk:(index + 1) * self.per_chunk].tolist()
+        return self._activations(order[index * self.per_chunk:(index + 1) * self.per_chunk].tolist())
+
+    def heldout(self) -> Tensor | None:
+        held = list(range(self.n_windows, self.n_windows + self.holdout_windows))
+        parts = [self._activations(held[i:i + self.per_chunk]) for i in range(0, len(held), self.per_chunk)]
+        return torch.cat(parts) if parts else None
+
+    @torch.no_grad()
+    def _activations(self, windows: list[int]) -> Tensor:
         ids = np.stack([np.asarray(self.tokens[w * self.context:(w + 1) * self.context]) for w in windows])
         captured: list[Tensor] = []
 

@@ -21,6 +21,7 @@ from training.config import ConfigError, TrainConfig
 from training.data import (
     PURPOSE_EVAL,
     PURPOSE_INIT,
+    HFActivationSource,
     ShardSource,
     ShuffledStream,
     SyntheticSource,
@@ -380,10 +381,12 @@ class Trainer:
             "world_size": self.dist.world, "lr": self.cfg.resolved_lr(), "n_latents": self.sae.n_latents,
             "d_in": self.cfg.d_in, "k": self.cfg.k, "architecture": self.cfg.architecture,
         }
-        held_out = self.source.heldout() if isinstance(self.source, ShardSource) else None  # read only now
-        if held_out is not None:
-            summary.update(evaluate(self.sae, held_out))
-            summary["metrics_source"] = f"held-out shard rows ({len(held_out)}, never trained on)"
+        if isinstance(self.source, (ShardSource, HFActivationSource)):
+            held_out = self.source.heldout()  # read (or computed) only now
+            if held_out is not None:
+                summary.update(evaluate(self.sae, held_out))
+                what = "shard rows" if isinstance(self.source, ShardSource) else "token windows' activations"
+                summary["metrics_source"] = f"held-out {what} ({len(held_out)}, never trained on)"
         if self.eval_vectors is not None and isinstance(self.source, SyntheticSource):
             summary.update(evaluate(self.sae, self.eval_vectors))
             summary["metrics_source"] = f"held-out planted vectors ({len(self.eval_vectors)})"

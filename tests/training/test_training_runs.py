@@ -136,8 +136,16 @@ def test_hf_hook_on_tiny_random_model(tmp_path: Path) -> None:
     with torch.no_grad():
         hidden = source.model(ids, output_hidden_states=True).hidden_states[1][:, 1:]
     torch.testing.assert_close(acts, hidden.reshape(-1, 32))
+    assert source.n_windows == 72 and source.holdout_windows == 8  # the last tenth of the 80 windows is held out
+    held = source.heldout()
+    assert held is not None and held.shape == (8 * 31, 32)
+    with torch.no_grad():
+        last = torch.as_tensor(tokens[72 * 32:].reshape(8, 32))
+        torch.testing.assert_close(held, source.model(last, output_hidden_states=True).hidden_states[1][:, 1:]
+                                   .reshape(-1, 32))
     summary = Trainer(cfg).run().summary
     assert summary["d_in"] == 32 and summary["steps"] == 30
+    assert summary["metrics_source"] == "held-out token windows' activations (248, never trained on)"
     assert summary["fvu"] < 1.0
     assert load_file(str(tmp_path / "run" / "sae.safetensors"))["W_dec"].shape == (128, 32)
 
