@@ -9,7 +9,6 @@ kept by `retain_on_delete` fails at preview (its name stays taken). Delete retri
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 import pulumi
@@ -24,11 +23,11 @@ from pulumi.dynamic import (
     ResourceProvider,
 )
 
-from lambda_provider.client import FilesystemInUse, LambdaClient, LambdaError
+from lambda_provider.client import FilesystemInUse, LambdaClient
 from lambda_provider.client.errors import ConnectionFailed, Duplicate, ServerError
 from lambda_provider.client.models import Filesystem as FilesystemRecord
 from lambda_provider.resources import lookups, settings
-from lambda_provider.resources.busy_retry import retry_while_busy
+from lambda_provider.resources.busy_retry import delete_while_busy
 from lambda_provider.resources.values import is_unknown
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z]+[0-9a-zA-Z-]*$")
@@ -54,15 +53,7 @@ class FilesystemProvider(ResourceProvider):
         if not is_unknown(region) and (not isinstance(region, str) or not region):
             failures.append(CheckFailure("region", "region is required (e.g. us-east-1)"))
         elif not is_unknown(region) and not failures:
-            try:
-                with settings.current().client() as client:
-                    known = {r.name for r in lookups.regions(client)}
-            except (LambdaError, ValueError) as exc:
-                failures.append(CheckFailure("region", f"cannot validate the region against the Lambda API: {exc}"))
-            else:
-                if known and region not in known:
-                    failures.append(CheckFailure("region", f"unknown region {region!r}; regions: "
-                                                 f"{', '.join(sorted(known))}"))
+            failures.extend(lookups.region_failures(region))
         if not failures and olds and not is_unknown(name) and not is_unknown(region):
             failures.extend(self._kept_filesystem_would_collide(olds, news))
         return CheckResult(dict(news), failures)
@@ -119,11 +110,7 @@ class FilesystemProvider(ResourceProvider):
         return ReadResult(id_, {**props, **_outputs(record)})
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        cfg = settings.current()
-        deadline = time.monotonic() + cfg.delete_timeout
-        with cfg.client() as client:
-            retry_while_busy(lambda: client.filesystems.delete(id_), FilesystemInUse, deadline=deadline,
-                             interval=cfg.poll_interval)
+        delete_while_busy(lambda client: client.filesystems.delete(id_), FilesystemInUse)
 
 
 class Filesystem(Resource, module="lambda", name="Filesystem"):

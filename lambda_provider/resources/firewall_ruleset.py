@@ -10,7 +10,6 @@ it. Delete waits while an instance that uses the ruleset still terminates.
 from __future__ import annotations
 
 import ipaddress
-import time
 from typing import Any
 
 import pulumi
@@ -26,12 +25,12 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from lambda_provider.client import LambdaClient, LambdaError, NotFound, ServerError
+from lambda_provider.client import LambdaClient, NotFound, ServerError
 from lambda_provider.client.errors import ConnectionFailed, FirewallRulesetInUse
 from lambda_provider.client.models import FirewallRule
 from lambda_provider.client.models import FirewallRuleset as RulesetRecord
 from lambda_provider.resources import lookups, settings
-from lambda_provider.resources.busy_retry import retry_while_busy
+from lambda_provider.resources.busy_retry import delete_while_busy
 from lambda_provider.resources.values import is_unknown
 
 PROTOCOLS = ("tcp", "udp", "icmp", "all")
@@ -109,16 +108,7 @@ class FirewallRulesetProvider(ResourceProvider):
             if not isinstance(region, str) or not region:
                 failures.append(CheckFailure("region", "region is required (the instances' region, e.g. us-east-1)"))
             else:
-                try:
-                    with settings.current().client() as client:
-                        known = {r.name for r in lookups.regions(client)}
-                except (LambdaError, ValueError) as exc:
-                    failures.append(CheckFailure("region", f"cannot validate the region against the Lambda API: "
-                                                           f"{exc}"))
-                else:
-                    if known and region not in known:
-                        failures.append(CheckFailure("region", f"unknown region {region!r}; regions: "
-                                                               f"{', '.join(sorted(known))}"))
+                failures.extend(lookups.region_failures(region))
         return CheckResult(checked, failures)
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -157,11 +147,7 @@ class FirewallRulesetProvider(ResourceProvider):
         return ReadResult(id_, {**props, **_outputs(record)})
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        cfg = settings.current()
-        deadline = time.monotonic() + cfg.delete_timeout
-        with cfg.client() as client:
-            retry_while_busy(lambda: client.firewall.delete_ruleset(id_), FirewallRulesetInUse, deadline=deadline,
-                             interval=cfg.poll_interval)
+        delete_while_busy(lambda client: client.firewall.delete_ruleset(id_), FirewallRulesetInUse)
 
 
 class FirewallRuleset(Resource, module="lambda", name="FirewallRuleset"):

@@ -7,8 +7,11 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from lambda_provider.client import LambdaClient
+from pulumi.dynamic import CheckFailure
+
+from lambda_provider.client import LambdaClient, LambdaError
 from lambda_provider.client.models import Filesystem, Image, InstanceTypeAvailability, Region
+from lambda_provider.resources import settings
 
 T = TypeVar("T")
 TTL_SECONDS = 20.0
@@ -35,6 +38,18 @@ def instance_types(client: LambdaClient) -> dict[str, InstanceTypeAvailability]:
 
 def regions(client: LambdaClient) -> list[Region]:
     return _cached(client, "regions", client.regions.list)
+
+
+def region_failures(region: str) -> list[CheckFailure]:
+    """`check`'s verdict on a region name against `GET /regions` (empty when it exists)."""
+    try:
+        with settings.current().client() as client:
+            known = {r.name for r in regions(client)}
+    except (LambdaError, ValueError) as exc:
+        return [CheckFailure("region", f"cannot validate the region against the Lambda API: {exc}")]
+    if known and region not in known:
+        return [CheckFailure("region", f"unknown region {region!r}; regions: {', '.join(sorted(known))}")]
+    return []
 
 
 def images(client: LambdaClient) -> list[Image]:

@@ -8,7 +8,6 @@ name is an error, not something to overwrite.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import pulumi
@@ -29,7 +28,7 @@ from lambda_provider.client import InUse, LambdaClient, ServerError
 from lambda_provider.client.errors import ConnectionFailed, Duplicate, InvalidParameters
 from lambda_provider.client.models import SshKey as SshKeyRecord
 from lambda_provider.resources import settings
-from lambda_provider.resources.busy_retry import retry_while_busy
+from lambda_provider.resources.busy_retry import delete_while_busy
 from lambda_provider.resources.values import is_unknown
 
 log = logging.getLogger("lambda_provider.resources")
@@ -120,11 +119,8 @@ class SshKeyProvider(ResourceProvider):
         return ReadResult(id_, {**props, "name": record.name, "public_key": record.public_key, "key_id": record.id})
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        cfg = settings.current()
-        deadline = time.monotonic() + cfg.delete_timeout
-        with cfg.client() as client:
-            # "Key is currently in use" while an instance using it still terminates.
-            retry_while_busy(lambda: client.ssh_keys.delete(id_), InUse, deadline=deadline, interval=cfg.poll_interval)
+        # "Key is currently in use" while an instance using it still terminates.
+        delete_while_busy(lambda client: client.ssh_keys.delete(id_), InUse)
 
 
 class SshKey(Resource, module="lambda", name="SshKey"):
