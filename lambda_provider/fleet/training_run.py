@@ -77,8 +77,9 @@ def _first_cause(tails: list[str]) -> int:
 
 async def _run_failed(nodes: list[_Node], seen_on: _Node, seen: str) -> StepFailed:
     tails = list(await asyncio.gather(*(_settled_tail(n) for n in nodes)))
-    culprit = nodes[_first_cause(tails)]
-    killed = KILLED.search(tails[nodes.index(culprit)])
+    index = _first_cause(tails)
+    culprit, tail = nodes[index], tails[index]
+    killed = KILLED.search(tail)
     if killed:
         cause = f"a trainer worker was killed ({killed.group(0)})"
     elif culprit is seen_on:
@@ -87,8 +88,7 @@ async def _run_failed(nodes: list[_Node], seen_on: _Node, seen: str) -> StepFail
         cause = "its trainer failed"
     also = "" if culprit is seen_on else f"; seen first on node {seen_on.name}: {seen}"
     return StepFailed(f"node {culprit.name}: {cause}{also}; the run stopped on every node and the next `pulumi up` "
-                      f"restarts it from the last checkpoint\n--- log tail (node {culprit.name}) ---\n"
-                      f"{tails[nodes.index(culprit)]}")
+                      f"restarts it from the last checkpoint\n--- log tail (node {culprit.name}) ---\n{tail}")
 
 
 async def _open(nodes: list[dict[str, Any]], timeout: float) -> list[_Node]:
