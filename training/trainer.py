@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import inspect
 import math
 import os
 import signal
@@ -82,6 +83,13 @@ class Distributed:
         if self.enabled and dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
+
+
+# BatchTopK's threshold buffer is each rank's own running estimate: equal at init, never broadcast per forward.
+# torch 2.15 renamed the switch (the old one warns on every start); older torch on a node only knows the old name.
+RANK_LOCAL_BUFFERS = ({"forward_sync_buffers": False}
+                      if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+                      else {"broadcast_buffers": False})
 
 
 def tune_cpu_allocator() -> None:
@@ -267,7 +275,7 @@ class Trainer:
         model: torch.nn.Module = self.sae
         if self.dist.enabled:
             model = DistributedDataParallel(self.sae, device_ids=[self.device.index] if self.device.type == "cuda"
-                                            else None, broadcast_buffers=False)
+                                            else None, **RANK_LOCAL_BUFFERS)
         previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
             state, reason = self._loop(model)

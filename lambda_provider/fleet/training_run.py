@@ -21,6 +21,7 @@ from lambda_provider.fleet.scripts import LAUNCHER, LOG_TAIL, SUMMARY
 from lambda_provider.resources.values import is_unknown
 
 POLL_SECONDS = 2.0
+EXIT_GRACE_SECONDS = 30.0
 SETTLE_SECONDS = 30.0
 DONE_STATES = ("finished", "stopped")
 METRIC_KEYS = ("step", "fvu", "l0", "dead_fraction", "loss", "vectors_per_second")
@@ -148,26 +149,32 @@ async def _ensure_running(nodes: list[_Node]) -> None:
 async def _wait(nodes: list[_Node], wait_seconds: float) -> dict[str, Any]:
     head = nodes[0]
     deadline = time.monotonic() + wait_seconds
+    done_since: float | None = None
     while True:
         status = await head.status()
         run = status.get("status") or {}
         state = run.get("state")
+        now = time.monotonic()
         if state == "failed":
             raise await _run_failed(nodes, head, f"training failed: {run.get('error') or run.get('reason')}")
-        if state in DONE_STATES and not status.get("running"):
-            return status
-        if state in DONE_STATES and wait_seconds <= 0:
-            return status
-        for node in nodes:
-            node_status = status if node is head else await node.status()
-            if not node_status.get("running") and (await head.status()).get("state") not in DONE_STATES:
-                raise await _run_failed(nodes, node, "the trainer exited without finishing the run")
-        if wait_seconds <= 0:
-            return status
-        if time.monotonic() > deadline:
-            raise StepFailed(f"node {head.name}: training did not finish within {wait_seconds:.0f} s (state "
-                             f"{state}, step {run.get('step')}/{run.get('total_steps')}); it keeps running\n"
-                             f"--- log tail ---\n{await head.log_tail()}")
+        if state in DONE_STATES:
+            # The head writes the SAE, the summary and then this state before its processes tear down (DDP's
+            # barrier, torchrun's exit barrier across nodes): the run is done; its exit is waited for only briefly.
+            done_since = done_since if done_since is not None else now
+            if not status.get("running") or wait_seconds <= 0 or now - done_since > EXIT_GRACE_SECONDS \
+                    or now > deadline:
+                return status
+        else:
+            for node in nodes:
+                node_status = status if node is head else await node.status()
+                if not node_status.get("running") and (await head.status()).get("state") not in DONE_STATES:
+                    raise await _run_failed(nodes, node, "the trainer exited without finishing the run")
+            if wait_seconds <= 0:
+                return status
+            if now > deadline:
+                raise StepFailed(f"node {head.name}: training did not finish within {wait_seconds:.0f} s (state "
+                                 f"{state}, step {run.get('step')}/{run.get('total_steps')}); it keeps running\n"
+                                 f"--- log tail ---\n{await head.log_tail()}")
         await asyncio.sleep(POLL_SECONDS)
 
 

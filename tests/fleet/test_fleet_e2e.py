@@ -35,7 +35,7 @@ A100 = {"instanceType": "gpu_1x_a100_sxm4", "region": "us-east-1"}
 
 
 def stack_config(placements: list[dict[str, str]], **training: Any) -> dict[str, Any]:
-    train = {"config": "training/configs/tiny-cpu.yaml", "runName": "e2e", "allowCpu": True, "waitMinutes": 2,
+    train = {"config": "training/configs/tiny-cpu.yaml", "runName": "e2e", "allowCpu": True, "waitMinutes": 4,
              "readyTimeoutSeconds": 15,
              "overrides": {"threads": 1, "total_vectors": 150_000, "checkpoint_every": 50, "log_every": 25,
                            "eval_vectors": 4096, "plot": False}}
