@@ -115,6 +115,9 @@ def _report(status: dict[str, Any], summary: dict[str, Any] | None) -> dict[str,
     if summary:
         report["summary"] = {k: summary.get(k) for k in ("fvu", "l0", "dead_fraction", "steps", "vectors_per_second",
                                                           "wall_seconds", "recovery", "world_size") if k in summary}
+    if status.get("lingered"):
+        report["note"] = (f"the run finished but its processes had not exited {EXIT_GRACE_SECONDS:.0f} s later; "
+                          "the fleet stopped them")
     return report
 
 
@@ -159,11 +162,14 @@ async def _wait(nodes: list[_Node], wait_seconds: float) -> dict[str, Any]:
             raise await _run_failed(nodes, head, f"training failed: {run.get('error') or run.get('reason')}")
         if state in DONE_STATES:
             # The head writes the SAE, the summary and then this state before its processes tear down (DDP's
-            # barrier, torchrun's exit barrier across nodes): the run is done; its exit is waited for only briefly.
+            # barrier, torchrun's exit barrier across nodes): the run is done; its exit is waited for only briefly,
+            # then what is left of it is stopped, so that nothing lingers on the nodes.
             done_since = done_since if done_since is not None else now
-            if not status.get("running") or wait_seconds <= 0 or now - done_since > EXIT_GRACE_SECONDS \
-                    or now > deadline:
+            if not status.get("running") or wait_seconds <= 0:
                 return status
+            if now - done_since > EXIT_GRACE_SECONDS or now > deadline:
+                await _stop_lingering(nodes)
+                return {**status, "running": False, "lingered": True}
         else:
             for node in nodes:
                 node_status = status if node is head else await node.status()
@@ -176,6 +182,15 @@ async def _wait(nodes: list[_Node], wait_seconds: float) -> dict[str, Any]:
                                  f"{state}, step {run.get('step')}/{run.get('total_steps')}); it keeps running\n"
                                  f"--- log tail ---\n{await head.log_tail()}")
         await asyncio.sleep(POLL_SECONDS)
+
+
+async def _stop_lingering(nodes: list[_Node]) -> None:
+    for node in nodes:
+        if (await node.status()).get("running"):
+            code, out = await node.sh(f"{LAUNCHER} stop", timeout=300)
+            if code != 0:
+                raise StepFailed(f"node {node.name}: the run finished but its trainer did not exit, and stopping it "
+                                 f"failed: {out[-800:]}")
 
 
 async def _converge(props: dict[str, Any]) -> dict[str, Any]:
