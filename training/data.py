@@ -259,9 +259,17 @@ class HFActivationSource:
         parts = [self._activations(held[i:i + self.per_chunk]) for i in range(0, len(held), self.per_chunk)]
         return torch.cat(parts) if parts else None
 
+    def heldout_windows(self) -> Tensor:
+        """The held-out token windows, [holdout_windows, context], on the model's device."""
+        return torch.stack([self._window(w) for w in range(self.n_windows, self.n_windows + self.holdout_windows)])
+
+    def _window(self, index: int) -> Tensor:
+        ids = np.asarray(self.tokens[index * self.context:(index + 1) * self.context]).astype(np.int64)
+        return torch.as_tensor(ids, device=self.device)
+
     @torch.no_grad()
     def _activations(self, windows: list[int]) -> Tensor:
-        ids = np.stack([np.asarray(self.tokens[w * self.context:(w + 1) * self.context]) for w in windows])
+        ids = torch.stack([self._window(w) for w in windows])
         captured: list[Tensor] = []
 
         def hook(_module: Any, _inputs: Any, output: Any) -> None:
@@ -270,7 +278,7 @@ class HFActivationSource:
 
         handle = self.module.register_forward_hook(hook)
         try:
-            self.model(torch.as_tensor(ids.astype(np.int64), device=self.device))
+            self.model(ids)
         except _StopForward:
             pass
         finally:

@@ -114,7 +114,8 @@ def _report(status: dict[str, Any], summary: dict[str, Any] | None) -> dict[str,
               "latest_metrics": {k: metrics.get(k) for k in METRIC_KEYS if k in metrics}}
     if summary:
         report["summary"] = {k: summary.get(k) for k in ("fvu", "l0", "dead_fraction", "steps", "vectors_per_second",
-                                                          "wall_seconds", "recovery", "world_size") if k in summary}
+                                                          "wall_seconds", "recovery", "world_size", "ce_loss_recovered",
+                                                          "delta_lm_loss") if k in summary}
     if status.get("lingered"):
         report["note"] = (f"the run finished but its processes had not exited {EXIT_GRACE_SECONDS:.0f} s later; "
                           "the fleet stopped them")

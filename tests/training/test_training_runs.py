@@ -10,12 +10,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from conftest import REPO, free_port, subprocess_env, tiny_overrides
 from safetensors.torch import load_file
 
 from training.config import build_config
 from training.data import PURPOSE_SHUFFLE, HFActivationSource, make_generator
+from training.evaluate import spliced_lm_loss
 from training.trainer import Trainer
 
 
@@ -143,10 +145,25 @@ def test_hf_hook_on_tiny_random_model(tmp_path: Path) -> None:
         last = torch.as_tensor(tokens[72 * 32:].reshape(8, 32))
         torch.testing.assert_close(held, source.model(last, output_hidden_states=True).hidden_states[1][:, 1:]
                                    .reshape(-1, 32))
+    # The spliced-loss eval replaces the hooked output: by itself it changes nothing, by zeros it is the floor.
+    windows = source.heldout_windows()
+    assert windows.shape == (8, 32) and torch.equal(windows, last)
+    same = spliced_lm_loss(source.model, source.module, windows, lambda h: h, skip_first=True,
+                           max_logit_elements=1)  # one window at a time
+    assert same["ce_loss_with_sae"] == pytest.approx(same["ce_loss_clean"], abs=1e-5)
+    assert same["kl_with_sae"] == pytest.approx(0.0, abs=1e-5) and same["ce_loss_recovered"] == pytest.approx(1.0)
+    zero = spliced_lm_loss(source.model, source.module, windows, torch.zeros_like, skip_first=True)
+    assert zero["ce_loss_with_sae"] == pytest.approx(zero["ce_loss_zero_ablation"])
+    assert zero["ce_loss_recovered"] == pytest.approx(0.0, abs=1e-6) and zero["kl_with_sae"] > 0
     summary = Trainer(cfg).run().summary
     assert summary["d_in"] == 32 and summary["steps"] == 30
     assert summary["metrics_source"] == "held-out token windows' activations (248, never trained on)"
     assert summary["fvu"] < 1.0
+    # the trained SAE spliced in: a real, different loss (neither the clean one nor the floor)
+    assert summary["ce_loss_clean"] == pytest.approx(same["ce_loss_clean"])
+    assert summary["kl_with_sae"] > 0 and summary["delta_lm_loss"] == pytest.approx(
+        summary["ce_loss_with_sae"] - summary["ce_loss_clean"])
+    assert summary["ce_loss_with_sae"] != pytest.approx(summary["ce_loss_zero_ablation"])
     assert load_file(str(tmp_path / "run" / "sae.safetensors"))["W_dec"].shape == (128, 32)
 
 
