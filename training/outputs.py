@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import save_file
+import torch
+from safetensors.torch import load_file, save_file
 
 from training.checkpoint import write_json_atomic
 from training.sae import SparseAutoencoder
@@ -73,3 +74,31 @@ class RunOutputs:
         fig.savefig(path, dpi=100)
         plt.close(fig)
         return path
+
+
+def load_sae(path: str | Path, device: torch.device | str = "cpu") -> SparseAutoencoder:
+    """The SAE a run exported (its out_dir, or the sae.safetensors in it, with sae_config.json beside), in eval mode:
+    `sae.codes(x)` for latent activations, `sae.encode(x, inference=True)` / `sae.decode(vals, idx)` for the sparse
+    form."""
+    path = Path(path)
+    weights_path = path / "sae.safetensors" if path.is_dir() else path
+    config_path = weights_path.parent / "sae_config.json"
+    for needed in (weights_path, config_path):
+        if not needed.is_file():
+            raise FileNotFoundError(f"{needed}: not found; give a run's out_dir (or its sae.safetensors) after the run "
+                                    "finished or stopped")
+    config = json.loads(config_path.read_text())
+    weights = load_file(str(weights_path))
+    candidates = (config.get("train_config") or {}).get("batchtopk_candidates", 4)
+    sae = SparseAutoencoder(config["d_in"], config["d_sae"], config["k"], config["architecture"],
+                            batchtopk_candidates=candidates, device=device)
+    with torch.no_grad():
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+            target = getattr(sae, name)
+            if weights[name].shape != target.shape:
+                raise ValueError(f"{weights_path}: {name} is {tuple(weights[name].shape)}, sae_config.json says "
+                                 f"{tuple(target.shape)}")
+            target.copy_(weights[name])
+        if "threshold" in weights:
+            sae.threshold.copy_(weights["threshold"].reshape(()))
+    return sae.eval()

@@ -296,6 +296,13 @@ class SparseAutoencoder(nn.Module):
         else:
             self.b_dec.copy_(geometric_median(sample))
 
+    @torch.no_grad()
+    def codes(self, x: Tensor) -> Tensor:
+        """Dense latent activations [n, n_latents] at inference (BatchTopK: above its threshold), e.g. as probe
+        features."""
+        vals, idx, _, _ = self.encode(x.to(self.W_enc.device, torch.float32), inference=True)
+        return torch.zeros(len(vals), self.n_latents, device=vals.device).scatter(1, idx, vals.float())
+
     def export_state(self) -> dict[str, Tensor]:
         """Weights in the published layout: W_enc [d_sae, d_in], b_enc, W_dec [d_sae, d_in], b_dec (fp32)."""
         out = {name: getattr(self, name).detach().float().cpu().contiguous()

@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from training.config import build_config
 from training.data import PURPOSE_SHUFFLE, HFActivationSource, make_generator
 from training.evaluate import spliced_lm_loss
+from training.outputs import load_sae
 from training.trainer import Trainer
 
 
@@ -200,3 +201,17 @@ def test_shard_run_reports_metrics_on_held_out_rows(tmp_path: Path) -> None:
                           out_dir=str(tmp_path / "run"), plot=False))
     assert summary["metrics_source"] == "held-out shard rows (1000, never trained on)"
     assert 0 < summary["fvu"] < 0.5 and 3 < summary["l0"] <= 4
+
+
+def test_an_exported_sae_loads_back_and_encodes_as_trained(tmp_path: Path) -> None:
+    trainer = Trainer(build_config(None, tiny_overrides(tmp_path / "run", architecture="batchtopk")))
+    trainer.run()
+    sae = load_sae(tmp_path / "run")
+    x = torch.randn(64, 32, generator=torch.Generator().manual_seed(3))
+    codes = sae.codes(x)
+    assert codes.shape == (64, 256) and float(sae.threshold) > 0
+    torch.testing.assert_close(codes, trainer.sae.codes(x))  # the BatchTopK threshold came back with the weights
+    vals, idx, _, _ = sae.encode(x, inference=True)
+    torch.testing.assert_close(sae.decode(vals, idx), codes @ sae.W_dec + sae.b_dec)
+    with pytest.raises(FileNotFoundError, match=r"no-run: not found; give a run's out_dir"):
+        load_sae(tmp_path / "no-run")
