@@ -101,6 +101,12 @@ def test_detached_process_survives_disconnect_and_dies_on_terminate(
         ssh_run(record, key, "true")
 
 
+ATTACHED_COMMAND = (
+    "exec python3 -c 'import os, time; open(\"attached.tmp\", \"w\").write(str(os.getpid())); "
+    "os.replace(\"attached.tmp\", \"attached.pid\"); time.sleep(600)'"
+)
+
+
 def test_attached_command_gets_hangup_when_the_client_disconnects(
     gh200: tuple[dict, asyncssh.SSHKey], api: CheckedApi
 ) -> None:
@@ -110,14 +116,16 @@ def test_attached_command_gets_hangup_when_the_client_disconnects(
         conn = await asyncssh.connect(
             record["ip"], port=record["ssh_port"], username="ubuntu", client_keys=[key], known_hosts=None
         )
-        await conn.create_process("echo $$ > attached.pid; exec sleep 600")
-        home = api.emu.instance_paths(record["id"])["home"]
-        wait_for(lambda: os.path.exists(os.path.join(home, "attached.pid")), message="command did not start")
+        # The long-running process writes its own pid (whole, by rename) once it runs: closing the connection
+        # earlier could hang up a shell between its handler and an `exec`, where bash loses the signal.
+        await conn.create_process(ATTACHED_COMMAND)
+        wait_for(pid_file.exists, message="command did not start")
         conn.close()
         await conn.wait_closed()
 
+    pid_file = Path(api.emu.instance_paths(record["id"])["home"]) / "attached.pid"
     asyncio.run(start_and_drop())
-    pid = int(Path(os.path.join(api.emu.instance_paths(record["id"])["home"], "attached.pid")).read_text())
+    pid = int(pid_file.read_text())
     wait_for(lambda: not process_alive(pid), message="attached command survived the disconnect")
 
 
