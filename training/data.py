@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +23,7 @@ import torch
 from torch import Tensor
 
 from training.config import ConfigError, TrainConfig
+from training.evaluate import spliced_lm_loss
 
 # Purpose tags mixed into seeds so that data, init and shuffling never share a random stream, even with equal seeds.
 PURPOSE_DICTIONARY, PURPOSE_INIT, PURPOSE_SHUFFLE, PURPOSE_SAMPLES, PURPOSE_EVAL = 11, 12, 13, 14, 15
@@ -255,13 +257,24 @@ class HFActivationSource:
         return self._activations(order[index * self.per_chunk:(index + 1) * self.per_chunk].tolist())
 
     def heldout(self) -> Tensor | None:
-        held = list(range(self.n_windows, self.n_windows + self.holdout_windows))
+        held = self._heldout_indices()
         parts = [self._activations(held[i:i + self.per_chunk]) for i in range(0, len(held), self.per_chunk)]
         return torch.cat(parts) if parts else None
 
     def heldout_windows(self) -> Tensor:
         """The held-out token windows, [holdout_windows, context], on the model's device."""
-        return torch.stack([self._window(w) for w in range(self.n_windows, self.n_windows + self.holdout_windows)])
+        return torch.stack([self._window(w) for w in self._heldout_indices()])
+
+    def lm_loss_with(self, reconstruct: Callable[[Tensor], Tensor]) -> dict[str, float | None]:
+        """The LM's loss on the held-out windows with the hooked output replaced by `reconstruct` of it
+        (see `evaluate.spliced_lm_loss`); empty when nothing is held out."""
+        if not self.holdout_windows:
+            return {}
+        return spliced_lm_loss(self.model, self.module, self.heldout_windows(), reconstruct, self.skip_first,
+                               self.per_chunk)
+
+    def _heldout_indices(self) -> list[int]:
+        return list(range(self.n_windows, self.n_windows + self.holdout_windows))
 
     def _window(self, index: int) -> Tensor:
         ids = np.asarray(self.tokens[index * self.context:(index + 1) * self.context]).astype(np.int64)

@@ -246,8 +246,7 @@ class SparseAutoencoder(nn.Module):
     def decode(self, vals: Tensor, idx: Tensor | ActiveLatents, with_bias: bool = True) -> Tensor:
         active = idx if isinstance(idx, ActiveLatents) else ActiveLatents(self.n_latents, idx)
         if self.decode_impl == "dense":
-            z = torch.zeros(vals.shape[0], self.n_latents, dtype=vals.dtype, device=vals.device)
-            out = z.scatter(1, active.idx, vals) @ self.W_dec
+            out = self._dense_codes(vals, active.idx) @ self.W_dec  # type: ignore[arg-type]
         else:
             out = SparseDecode.apply(vals, self.W_dec, active)
         return out + self.b_dec if with_bias else out
@@ -301,7 +300,10 @@ class SparseAutoencoder(nn.Module):
         """Dense latent activations [n, n_latents] at inference (BatchTopK: above its threshold), e.g. as probe
         features."""
         vals, idx, _, _ = self.encode(x.to(self.W_enc.device, torch.float32), inference=True)
-        return torch.zeros(len(vals), self.n_latents, device=vals.device).scatter(1, idx, vals.float())
+        return self._dense_codes(vals, idx)
+
+    def _dense_codes(self, vals: Tensor, idx: Tensor) -> Tensor:
+        return torch.zeros(vals.shape[0], self.n_latents, dtype=vals.dtype, device=vals.device).scatter(1, idx, vals)
 
     def export_state(self) -> dict[str, Tensor]:
         """Weights in the published layout: W_enc [d_sae, d_in], b_enc, W_dec [d_sae, d_in], b_dec (fp32)."""

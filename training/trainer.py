@@ -29,7 +29,7 @@ from training.data import (
     build_source,
     make_generator,
 )
-from training.evaluate import evaluate, feature_recovery, reconstruction_of, spliced_lm_loss
+from training.evaluate import evaluate, feature_recovery, reconstruction_of
 from training.outputs import RunOutputs
 from training.sae import SparseAutoencoder
 
@@ -395,10 +395,8 @@ class Trainer:
                 summary.update(evaluate(self.sae, held_out))
                 what = "shard rows" if isinstance(self.source, ShardSource) else "token windows' activations"
                 summary["metrics_source"] = f"held-out {what} ({len(held_out)}, never trained on)"
-            if isinstance(self.source, HFActivationSource) and self.source.holdout_windows:
-                summary.update(spliced_lm_loss(self.source.model, self.source.module, self.source.heldout_windows(),
-                                               reconstruction_of(self.sae), self.source.skip_first,
-                                               self.source.per_chunk))
+            if isinstance(self.source, HFActivationSource):
+                summary.update(self.source.lm_loss_with(reconstruction_of(self.sae)))
         if self.eval_vectors is not None and isinstance(self.source, SyntheticSource):
             summary.update(evaluate(self.sae, self.eval_vectors))
             summary["metrics_source"] = f"held-out planted vectors ({len(self.eval_vectors)})"

@@ -137,13 +137,8 @@ async def _ensure_running(nodes: list[_Node]) -> None:
         return
     if all(s.get("running") for s in statuses):
         return
-    if any(s.get("running") for s in statuses):
-        # Part of the torchrun world died: the rest cannot continue, so stop them (checkpoint) and start everyone.
-        for node, status in zip(nodes, statuses, strict=True):
-            if status.get("running"):
-                code, out = await node.sh(f"{LAUNCHER} stop", timeout=300)
-                if code != 0:
-                    raise StepFailed(f"node {node.name}: could not stop the trainer for a restart: {out[-800:]}")
+    # Part of the torchrun world died: the rest cannot continue, so stop them (checkpoint) and start everyone.
+    await _stop_running(nodes, statuses, "could not stop the trainer for a restart")
     for node in nodes:
         code, out = await node.sh(f"{LAUNCHER} start", timeout=300)
         if code != 0:
@@ -169,7 +164,8 @@ async def _wait(nodes: list[_Node], wait_seconds: float) -> dict[str, Any]:
             if not status.get("running") or wait_seconds <= 0:
                 return status
             if now - done_since > EXIT_GRACE_SECONDS or now > deadline:
-                await _stop_lingering(nodes)
+                await _stop_running(nodes, [await n.status() for n in nodes],
+                                    "the run finished but its trainer did not exit, and stopping it failed")
                 return {**status, "running": False, "lingered": True}
         else:
             for node in nodes:
@@ -185,13 +181,13 @@ async def _wait(nodes: list[_Node], wait_seconds: float) -> dict[str, Any]:
         await asyncio.sleep(POLL_SECONDS)
 
 
-async def _stop_lingering(nodes: list[_Node]) -> None:
-    for node in nodes:
-        if (await node.status()).get("running"):
+async def _stop_running(nodes: list[_Node], statuses: list[dict[str, Any]], failure: str) -> None:
+    """SIGTERM the trainer on the nodes whose status says it runs (it checkpoints, then exits) and wait for it."""
+    for node, status in zip(nodes, statuses, strict=True):
+        if status.get("running"):
             code, out = await node.sh(f"{LAUNCHER} stop", timeout=300)
             if code != 0:
-                raise StepFailed(f"node {node.name}: the run finished but its trainer did not exit, and stopping it "
-                                 f"failed: {out[-800:]}")
+                raise StepFailed(f"node {node.name}: {failure}: {out[-800:]}")
 
 
 async def _converge(props: dict[str, Any]) -> dict[str, Any]:
