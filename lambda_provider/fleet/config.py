@@ -28,7 +28,8 @@ lambda-sae:sshKey        {name?, publicKeyPath?, privateKeyPath?}; no publicKeyP
                          (private half a Pulumi secret). privateKeyPath defaults to publicKeyPath minus '.pub'.
 lambda-sae:filesystem    {name, region, deleteOnDestroy: false}; kept on destroy unless deleteOnDestroy is true.
 lambda-sae:training      {config: training/configs/X.yaml, overrides: {key: value}, runName, allowCpu: false,
-                         waitMinutes: 0 (0 = do not wait), masterPort, readyTimeoutSeconds: 900}
+                         waitMinutes: 0 (0 = do not wait), masterPort, readyTimeoutSeconds: 900,
+                         launchTimeoutSeconds: 900 (until every rank has taken its first step)}
 lambda-sae:budget        {maxUsdPerHour, maxHours} (both required, > 0)
 lambda-sae:firewall      optional {rules: [{protocol: tcp|udp|icmp|all, portRange: [min, max], sourceNetwork: CIDR,
                          description}]}: a ruleset in the filesystem's region attached to every node (inbound
@@ -90,6 +91,7 @@ class TrainingConfig:
     wait_minutes: float = 0.0
     master_port: int = 29500
     ready_timeout_seconds: float = 900.0
+    launch_timeout_seconds: float = 900.0  # from the launch until every rank has taken its first step
 
 
 @dataclass(frozen=True)
@@ -338,7 +340,7 @@ def _ssh_key(r: _Reader, raw: Any) -> SshKeyConfig:
 
 def _training(r: _Reader, raw: Any, repo_root: Path, emulator: bool, max_hours: float) -> TrainingConfig:
     m = r.mapping(raw, "training", {"config", "overrides", "runName", "allowCpu", "waitMinutes", "masterPort",
-                                    "readyTimeoutSeconds"})
+                                    "readyTimeoutSeconds", "launchTimeoutSeconds"})
     config = r.string(m, "config", "training", required=False)
     if config is not None:
         path = repo_root / config
@@ -360,9 +362,11 @@ def _training(r: _Reader, raw: Any, repo_root: Path, emulator: bool, max_hours: 
     wait = r.number(m, "waitMinutes", "training", required=False, default=0.0, strict=False)
     port = r.number(m, "masterPort", "training", required=False, default=29500, integer=True, minimum=1024)
     ready = r.number(m, "readyTimeoutSeconds", "training", required=False, default=900.0)
+    launch = r.number(m, "launchTimeoutSeconds", "training", required=False, default=900.0)
     if not r.problems:
         _check_trainer_keys(r, repo_root / config if config else None, overrides)
-    return TrainingConfig(config, dict(overrides), run_name, allow_cpu, float(wait), int(port), float(ready))
+    return TrainingConfig(config, dict(overrides), run_name, allow_cpu, float(wait), int(port), float(ready),
+                          float(launch))
 
 
 def _check_trainer_keys(r: _Reader, config_path: Path | None, overrides: dict[str, Any]) -> None:

@@ -25,6 +25,10 @@ class NodeUnreachable(RuntimeError):
     pass
 
 
+class AuthenticationRefused(RuntimeError):
+    """The node answered and refused our key: never retried (it is not a node still booting)."""
+
+
 class HostKeyMismatch(RuntimeError):
     """The node answered with another host key than the one pinned for it: never retried, never logged into."""
 
