@@ -36,7 +36,14 @@ running_pid() {  # the launcher's pid, or a surviving worker's
   [ -n "$pid" ] && echo "$pid"
 }
 
-signal_run() {  # $1: TERM or KILL, to the launcher's process group and every tagged process
+signal_run() {  # $1: TERM or KILL; $2: the launcher's pid (or a surviving worker's)
+  # TERM goes to the launcher alone while it lives: torchrun forwards it to its workers once (they checkpoint) and
+  # waits for them; a second TERM would cut torchrun's shutdown short and lose the checkpoint. Workers whose launcher
+  # is gone, and KILL, get the signal directly.
+  if [ "$1" = TERM ] && kill -0 "$2" 2>/dev/null; then
+    kill -TERM "$2" 2>/dev/null || true
+    return 0
+  fi
   kill "-$1" -- "-$2" 2>/dev/null || kill "-$1" "$2" 2>/dev/null || true
   local p
   for p in $(tagged_pids); do kill "-$1" "$p" 2>/dev/null || true; done
@@ -96,8 +103,12 @@ stop() {
   fi
   # torchrun and its workers: the trainer checkpoints on SIGTERM, then exits.
   signal_run TERM "$pid"
+  local left termed=""
   for _ in $(seq 1 "${STOP_TIMEOUT_SECONDS:-120}"); do
-    running_pid >/dev/null || { rm -f "$PIDFILE"; echo "@fleet stop=clean"; return 0; }
+    left="$(running_pid)" || { rm -f "$PIDFILE"; echo "@fleet stop=clean"; return 0; }
+    if [ "$left" != "$pid" ] && [ -z "$termed" ]; then  # the launcher is gone, a worker is left: TERM it once
+      signal_run TERM "$left"; termed=1
+    fi
     sleep 1
   done
   signal_run KILL "$pid"

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import time
 import uuid
+from dataclasses import fields
 from typing import Any
 
 import pulumi
@@ -37,6 +39,7 @@ from lambda_provider.fleet.run_nodes import Node, cause_of, open_nodes, open_rea
 from lambda_provider.fleet.scripts import LAUNCHER
 from lambda_provider.resources.values import is_unknown
 from training.changes import DONE_STATES, UNKNOWN, RunView, decide
+from training.config import TrainConfig
 
 POLL_SECONDS = 2.0
 EXIT_GRACE_SECONDS = 30.0
@@ -182,9 +185,17 @@ async def _wait(nodes: list[Node], wait_seconds: float) -> dict[str, Any]:
         await asyncio.sleep(POLL_SECONDS)
 
 
+def trainer_yaml(config: dict[str, Any]) -> str:
+    """The trainer's YAML. Through the engine every integer arrives as a float: integer keys get theirs back."""
+    types = {f.name: str(f.type) for f in fields(TrainConfig)}
+    restored = {k: int(v) if isinstance(v, float) and v.is_integer() and "int" in types.get(k, "")
+                and "float" not in types.get(k, "") else v for k, v in config.items()}
+    return yaml.safe_dump(restored, sort_keys=True)
+
+
 def _launch_env(props: dict[str, Any], launch_id: str) -> dict[str, Any]:
-    train_yaml = yaml.safe_dump(props.get("trainer_config") or {}, sort_keys=True)
-    return {"TRAIN_CONFIG_B64": base64.b64encode(train_yaml.encode()).decode(), "FLEET_LAUNCH_ID": launch_id}
+    encoded = base64.b64encode(trainer_yaml(props.get("trainer_config") or {}).encode()).decode()
+    return {"TRAIN_CONFIG_B64": encoded, "FLEET_LAUNCH_ID": launch_id}
 
 
 async def _converge(olds: dict[str, Any] | None, news: dict[str, Any]) -> dict[str, Any]:
@@ -228,7 +239,7 @@ def _run_record(props: dict[str, Any]) -> dict[str, Any]:
 async def _record_run(head: Node, props: dict[str, Any]) -> None:
     """What the run directory was last launched with: a `start` on a directory whose run finished with exactly this
     does not train it again (and never rewrites its summary)."""
-    text = base64.b64encode(__import__("json").dumps(_run_record(props)).encode()).decode()
+    text = base64.b64encode(json.dumps(_run_record(props)).encode()).decode()
     await head.sh(f'echo {text} | base64 -d > "${{LAMBDA_INSTANCE_ROOT:-}}$RUN_PATH/fleet-run.json"')
 
 
