@@ -514,7 +514,7 @@ def _check_architectures(r: _Reader, config: FleetConfig, architectures: Mapping
         return
     key = f"nodeGroups[{spanning[0]}].placements" if len(spanning) == 1 else "nodeGroups"
     listed = "; ".join(f"{arch}: {', '.join(names)}" for arch, names in sorted(types_of.items()))
-    r.fail(key, f"the acceptable placements span CPU architectures ({listed}), so the one torchrun world could mix "
+    r.fail(key, f"the acceptable placements span CPU architectures ({listed}), so one torchrun world could mix "
            "arm64 and x86_64 nodes: each architecture needs its own wheel set, and ranks on different CPUs and GPU "
            "generations do not compute the same numerics", "list placements of one architecture only, or set "
            "training.allowMixedArchitectures: true to accept a mixed world")
