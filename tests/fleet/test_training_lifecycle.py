@@ -93,3 +93,30 @@ def test_the_next_plain_up_restarts_the_killed_run_from_its_checkpoint(fleet: Fl
     assert_clean_up(fleet.up())
     log = (fleet.run_dir("life-4") / "logs" / "node-0.log").read_text()
     assert re.search(r"^resumed at step [1-9]\d*", log, re.MULTILINE), log[-2000:]
+
+
+def test_a_third_node_joins_the_running_run_from_its_checkpoint(fleet: Fleet) -> None:
+    wait_for_step(fleet, "life-4", 200)
+    fleet.configure(config(count=3, waitMinutes=0, overrides={**RUNNING, "k": 16}))
+    preview = fleet.preview().stdout
+    assert "3 rank(s) instead of 2 in runs/life-4" in preview, preview[-3000:]
+    assert_clean_up(fleet.up())
+    log = (fleet.run_dir("life-4") / "logs" / "node-0.log").read_text()
+    assert re.search(r"^resumed at step \d+ \(checkpoint from 2 ranks, now 3", log, re.MULTILINE), log[-2000:]
+
+
+def test_down_to_one_node_the_same_run_finishes_at_its_total_steps(fleet: Fleet) -> None:
+    step = wait_for_step(fleet, "life-4", 1)
+    total_steps = step + 600
+    fleet.configure(config(count=1, overrides={**RUNNING, "k": 16, "total_vectors": total_steps * 1024}))
+    assert_clean_up(fleet.up())
+    training = fleet.project.outputs()["training"]
+    assert (training["state"], training["step"], training["summary"]["world_size"]) == (
+        "finished", total_steps, 1), training
+
+
+def test_a_node_added_to_the_finished_run_is_refused_at_preview(fleet: Fleet) -> None:
+    step = fleet.project.outputs()["training"]["step"]
+    fleet.configure(config(count=2, overrides={**RUNNING, "k": 16, "total_vectors": step * 1024}))
+    result = fleet.preview()
+    assert result.returncode != 0 and "would idle and bill" in result.stdout + result.stderr, result.stdout[-3000:]
