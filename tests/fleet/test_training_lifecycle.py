@@ -95,6 +95,19 @@ def test_the_next_plain_up_restarts_the_killed_run_from_its_checkpoint(fleet: Fl
     assert re.search(r"^resumed at step [1-9]\d*", log, re.MULTILINE), log[-2000:]
 
 
+def test_a_node_terminated_mid_training_is_replaced_by_the_next_plain_up(fleet: Fleet) -> None:
+    wait_for_step(fleet, "life-4", 150)
+    victim = next(i for i in fleet.live_instances() if i["name"].endswith("node-1"))
+    fleet.emulator.api("POST", "/instance-operations/terminate", {"instance_ids": [victim["id"]]})
+    assert_clean_up(fleet.up())
+    assert victim["id"] not in [i["id"] for i in fleet.live_instances()]
+
+
+def test_the_run_resumes_on_the_replacement_node_from_its_checkpoint(fleet: Fleet) -> None:
+    last_launch = (fleet.run_dir("life-4") / "logs" / "node-0.log").read_text().rsplit("=== ", 1)[-1]
+    assert re.search(r"^resumed at step [1-9]\d*", last_launch, re.MULTILINE), last_launch[-2000:]
+
+
 def test_a_third_node_joins_the_running_run_from_its_checkpoint(fleet: Fleet) -> None:
     wait_for_step(fleet, "life-4", 200)
     fleet.configure(config(count=3, waitMinutes=0, overrides={**RUNNING, "k": 16}))
