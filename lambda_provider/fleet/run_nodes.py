@@ -129,9 +129,9 @@ async def _open(raw: dict[str, Any], run_dir: str, timeout: float, extra_env: di
 def own_error(tail: str) -> str | None:
     """The trainer's own error line in a log tail: `config error:`/`trainer error:`, else the last exception line
     that is not torchrun's or a lost peer's."""
-    match = OWN_ERROR.findall(tail)
-    if match:
-        return match[0].strip()
+    own = [line.strip() for line in OWN_ERROR.findall(tail) if not PEER_LOST.search(line)]
+    if own:
+        return own[0]
     for line in reversed(EXCEPTION_LINE.findall(tail)):
         text = line[0]
         if not PEER_LOST.search(text) and "ChildFailedError" not in text:
@@ -144,7 +144,7 @@ def first_cause(tails: list[str]) -> int:
     of its own (not a lost peer), else the head. Every rank of a torchrun world fails when one dies, so the first
     failure seen is often a bystander's."""
     for i, tail in enumerate(tails):
-        if OWN_ERROR.search(tail):
+        if any(not PEER_LOST.search(line) for line in OWN_ERROR.findall(tail)):
             return i
     for i, tail in enumerate(tails):
         if KILLED.search(tail):

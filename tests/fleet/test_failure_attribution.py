@@ -63,3 +63,10 @@ def test_the_trainer_s_own_error_is_blamed_over_a_killed_bystander() -> None:
 
 def test_a_plain_exception_line_is_the_cause_when_the_trainer_printed_none_of_its_own() -> None:
     assert cause_of(OWN_ERROR) == "ValueError: shard /lambda/nfs/sae/acts-17.npy has width 4095, expected 4096"
+
+
+PEER_LOST_TRAINER_ERROR = BYSTANDER + "trainer error: RuntimeError: Connection closed by peer [127.77.0.3]:29581\n"
+
+
+def test_a_bystander_s_own_error_line_about_a_lost_peer_is_not_the_cause() -> None:
+    assert _first_cause([PEER_LOST_TRAINER_ERROR, KILLED]) == 1
