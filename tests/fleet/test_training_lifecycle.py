@@ -84,7 +84,7 @@ def test_an_out_of_band_trainer_kill_shows_as_crashed_after_refresh(fleet: Fleet
     wait_for_step(fleet, "life-4", 150)
     fleet.kill_trainer("node-1")
     time.sleep(3)
-    fleet.project.run("refresh", "--yes")
+    fleet.project.run("refresh", "--yes", "--run-program")  # the program's run re-exports the stack outputs
     training = fleet.project.outputs()["training"]
     assert (training["state"], [c["node"] for c in training["crashed"]][:1]) == ("crashed", ["node-1"]), training
 
