@@ -33,7 +33,7 @@ def _run(args: list[str], launch_id: str | None = None) -> subprocess.CompletedP
 
 def test_a_run_resumed_on_3_then_1_ranks_reaches_its_total(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    total = dict(total_vectors=256 * 60, log_every=20)
+    total = dict(total_vectors=256 * 60, log_every=20, synthetic_pool=8192 * 6)  # 6 chunks: 2 per rank on 3
     first = _run(_command(2, out, stop_after_steps=20, **total), launch_id="launch-a")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     second = _run(_command(3, out, stop_after_steps=40, **total), launch_id="launch-b")  # 256 rows: 86 + 85 + 85
