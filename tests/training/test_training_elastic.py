@@ -14,11 +14,20 @@ from conftest import REPO, free_port, subprocess_env, tiny_overrides
 from training.train import main
 
 
+def _torchrun(ranks: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=1",
+        f"--nproc-per-node={ranks}",
+        "--master-addr=127.0.0.1",
+        f"--master-port={free_port()}",
+    ]
+
+
 def _command(ranks: int, out_dir: Path, **extra: object) -> list[str]:
-    args = [sys.executable, "-m", "training.train"]
-    if ranks > 1:
-        args = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", f"--nproc-per-node={ranks}",
-                "--master-addr=127.0.0.1", f"--master-port={free_port()}", "-m", "training.train"]
+    args = [*(_torchrun(ranks) if ranks > 1 else [sys.executable]), "-m", "training.train"]
     for key, value in tiny_overrides(out_dir, **extra).items():
         args += ["--set", f"{key}={value}"]
     return args
@@ -58,9 +67,7 @@ def test_an_uneven_batch_on_two_ranks_steps_as_one_rank_does(tmp_path: Path) -> 
     script = str(REPO / "tests" / "training" / "one_step.py")
     alone = _run([sys.executable, script, str(tmp_path / "alone.pt"), str(tmp_path / "alone")])
     assert alone.returncode == 0, alone.stderr[-3000:]
-    split = _run([sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
-                  "--master-addr=127.0.0.1", f"--master-port={free_port()}", script, str(tmp_path / "split.pt"),
-                  str(tmp_path / "split")])
+    split = _run([*_torchrun(2), script, str(tmp_path / "split.pt"), str(tmp_path / "split")])
     assert split.returncode == 0, split.stderr[-3000:]
     a = torch.load(tmp_path / "alone.pt", weights_only=False)
     b = torch.load(tmp_path / "split.pt", weights_only=False)
@@ -75,8 +82,9 @@ def _main(out_dir: Path, **extra: object) -> list[str]:
     return [arg for key, value in tiny_overrides(out_dir, **extra).items() for arg in ("--set", f"{key}={value}")]
 
 
-def test_a_failing_relaunch_leaves_a_finished_run_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_failing_relaunch_leaves_a_finished_run_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
     assert main(_main(out, total_vectors=256 * 30)) == 0
     kept = {name: (out / name).read_bytes() for name in ("status.json", "summary.json")}
@@ -97,8 +105,9 @@ def test_a_failing_relaunch_leaves_a_finished_run_as_it_was(tmp_path: Path, monk
     assert json.loads((out / "relaunch-error.json").read_text())["launch_id"] == "relaunch-2"
 
 
-def test_a_finished_run_relaunched_trains_on_only_when_its_total_grew(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_finished_run_relaunched_trains_on_only_when_its_total_grew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
     assert main(_main(out, total_vectors=256 * 30)) == 0
     kept = {name: (out / name).read_bytes() for name in ("status.json", "summary.json")}
