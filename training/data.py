@@ -342,6 +342,10 @@ class ShuffledStream:
                 self._order = torch.randperm(rows, generator=gen)  # batches gather through it: no shuffled copy
                 self._window_end = i
                 return
+            if not mine:
+                chunks = self.source.num_chunks(self.state.epoch)
+                raise ConfigError(f"data: {chunks} chunk(s) for {self.world} ranks (a rank reads whole chunks), so "
+                                  f"rank {self.rank} gets none; run on at most {chunks} ranks or give it more data")
             if self.state.window_start == 0:
                 raise ConfigError(f"batch_size: this rank's data ({rows} vectors per epoch) is smaller than one "
                                   f"batch ({self.batch_rows}); lower batch_size or add data")

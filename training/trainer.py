@@ -140,18 +140,19 @@ def centred_total(v: torch.Tensor) -> torch.Tensor:
 
 def global_batch_weights(x: torch.Tensor, residual: torch.Tensor, batch_size: int,
                          dist: Distributed) -> torch.Tensor:
-    """[w_fvu, w_auxk, w_rows]: the mean over ranks of w * (this rank's FVU, AuxK, per-row mean) is that value over
-    the whole global batch, however unevenly its rows are split, and so is DDP's gradient average of
-    w_fvu * fvu + auxk_alpha * w_auxk * auxk. FVU is a ratio to the batch's variance, so its weight is this rank's
-    share of the global batch's variance (about its share of rows, `rows * world / batch_size`) times the world."""
+    """[w_fvu, w_auxk]: the mean over ranks of w * (this rank's FVU, AuxK) is the FVU (AuxK) of the whole global
+    batch, however unevenly its rows are split, and so is DDP's gradient average of w_fvu * fvu + auxk_alpha *
+    w_auxk * auxk. FVU is a ratio to the batch's variance, so a rank's weight is its share of the global batch's
+    variance (about its share of rows, but not exactly: a weight by rows alone is wrong on small shares) times the
+    world size, as DDP and all_reduce_mean average over ranks."""
     moments = torch.cat([x.double().sum(0), x.double().pow(2).sum().reshape(1),
                          residual.double().sum(0), residual.double().pow(2).sum().reshape(1)])
     dist.all_reduce_sum(moments)
     d = x.shape[1]
     total_x = (moments[d] - moments[:d].pow(2).sum() / batch_size).clamp_min(1e-12)
     total_r = (moments[2 * d + 1] - moments[d + 1:2 * d + 1].pow(2).sum() / batch_size).clamp_min(1e-12)
-    return torch.stack([centred_total(x).double() / total_x, centred_total(residual).double() / total_r,
-                        torch.tensor(len(x) / batch_size, dtype=torch.float64, device=x.device)]).float() * dist.world
+    shares = torch.stack([centred_total(x).double() / total_x, centred_total(residual).double() / total_r])
+    return shares.float() * dist.world
 
 
 def choose_decode_impl(sae: SparseAutoencoder, x: torch.Tensor) -> str:
@@ -288,7 +289,7 @@ class Trainer:
         if self.dist.enabled:  # weigh each rank by its share of the global batch (see global_batch_weights)
             w = global_batch_weights(x, (x - out.recon).detach(), cfg.batch_size, self.dist)
             fvu, auxk = w[0] * out.fvu, w[1] * out.auxk
-            loss, row_weight = fvu + cfg.auxk_alpha * auxk, w[2]
+            loss, row_weight = fvu + cfg.auxk_alpha * auxk, len(x) * self.dist.world / cfg.batch_size
         else:
             fvu, auxk, loss, row_weight = out.fvu, out.auxk, out.loss, None
         loss.backward()
@@ -329,8 +330,10 @@ class Trainer:
             state, reason = self._loop(model)
         finally:
             signal.signal(signal.SIGTERM, previous_handler)
-        if self.steps_here == 0 and self.was_finished:
-            return self._already_finished()
+        if self.steps_here == 0:  # nothing was left to train: this launch came up all the same
+            self.write_heartbeat()
+            if self.was_finished:
+                return self._already_finished()
         self.checkpoint()
         summary = self._finish(state, reason)
         self.dist.close()
@@ -345,7 +348,6 @@ class Trainer:
 
     def _already_finished(self) -> RunResult:
         """A relaunch of a finished run with no step left: its files stay as they are."""
-        self.write_heartbeat()  # this launch came up all the same
         summary = (read_json(self.out_dir / "summary.json") or {}) if self.dist.is_main else {}
         if self.dist.is_main:
             self._log(f"already finished at step {self.step}/{self.total_steps}: nothing to train (status.json and "
@@ -359,8 +361,8 @@ class Trainer:
         self.write_heartbeat()
 
     def write_heartbeat(self) -> None:
-        """`ranks/rank-<rank>.json`, once per process: this rank of this launch is up and training (the fleet
-        waits for every rank's file with its launch id)."""
+        """`ranks/rank-<rank>.json`, once per process (after its first step, or at the end when there was none): this
+        rank of this launch is up (the fleet waits for every rank's file with its launch id)."""
         ranks = self.out_dir / "ranks"
         ranks.mkdir(parents=True, exist_ok=True)
         write_json_atomic(ranks / f"rank-{self.dist.rank}.json", {

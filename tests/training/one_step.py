@@ -17,14 +17,29 @@ ROWS = 5
 
 
 def main(out_path: str, out_dir: str) -> None:
-    cfg = build_config(None, dict(data_source="synthetic", d_in=16, expansion_factor=4, k=4, synthetic_features=64,
-                                  synthetic_pool=512, shuffle_buffer=512, batch_size=ROWS, total_vectors=ROWS * 10,
-                                  decode_impl="sparse", threads=1, out_dir=out_dir, plot=False))
+    cfg = build_config(
+        None,
+        dict(
+            data_source="synthetic",
+            d_in=16,
+            expansion_factor=4,
+            k=4,
+            synthetic_features=64,
+            synthetic_pool=512,
+            shuffle_buffer=512,
+            batch_size=ROWS,
+            total_vectors=ROWS * 10,
+            decode_impl="sparse",
+            threads=1,
+            out_dir=out_dir,
+            plot=False,
+        ),
+    )
     trainer = Trainer(cfg)
     rows = torch.randn(ROWS, 16, generator=torch.Generator().manual_seed(0)) + 1.0
     world, rank = trainer.dist.world, trainer.dist.rank
     start = sum(rank_rows(ROWS, world, r) for r in range(rank))
-    x = rows[start:start + rank_rows(ROWS, world, rank)]
+    x = rows[start : start + rank_rows(ROWS, world, rank)]
     grads: dict[str, torch.Tensor] = {}
 
     def keep_grads(*_: object) -> None:

@@ -153,3 +153,11 @@ def test_an_uneven_batch_splits_into_rank_shares_that_sum_to_it() -> None:
     assert [rank_rows(5, 2, r) for r in range(2)] == [3, 2]
     assert [rank_rows(256, 3, r) for r in range(3)] == [86, 85, 85]
     assert sum(rank_rows(4097, 7, r) for r in range(7)) == 4097
+
+
+def test_a_rank_without_a_chunk_is_told_how_many_ranks_fit(tmp_path: Path) -> None:
+    _write_shards(tmp_path)
+    source = ShardSource([str(tmp_path / "a.npy")], key=None, seed=1, chunk_rows=200)  # 2 chunks
+    stream = ShuffledStream(source, batch_rows=50, buffer_rows=200, seed=3, rank=2, world=3)
+    with pytest.raises(ConfigError, match=r"^data: 2 chunk\(s\) for 3 ranks .* rank 2 gets none; run on at most 2"):
+        stream.next_batch()
