@@ -2,7 +2,8 @@
 
 The API answers errors as `{"error": {"code", "message", "suggestion"}}`; clients must switch on `code`, never on
 `message`. Edge proxies can answer with non-JSON bodies (HTML 5xx pages, a rate-limit ban page): those become
-errors classified by HTTP status, with the raw text (truncated) as the message.
+errors classified by HTTP status: an HTML page is summarised as `HTTP 502 from /path (HTML error page)` (never
+put into a message), other text is kept, truncated.
 """
 
 from __future__ import annotations
@@ -13,6 +14,11 @@ from typing import Any
 
 class LambdaError(Exception):
     """Base class of every error raised by the client."""
+
+    @property
+    def retryable(self) -> bool:
+        """Whether repeating an idempotent request may succeed."""
+        return False
 
 
 class ApiError(LambdaError):
@@ -25,15 +31,17 @@ class ApiError(LambdaError):
         self.message = message
         self.suggestion = suggestion
         self.status = status
-        text = f"{self.code or 'HTTP ' + str(status)}: {message}"
+        if code:
+            prefix = code
+        elif status:  # no code in the answer: say the status (edge pages already do, as `HTTP <status> from ...`)
+            prefix = "" if message.startswith(f"HTTP {status}") else f"HTTP {status}"
+        else:
+            prefix = type(self).code
+        text = f"{prefix}: {message}" if prefix else message
         if suggestion:
             text += f" ({suggestion})"
         super().__init__(text)
 
-    @property
-    def retryable(self) -> bool:
-        """Whether repeating an idempotent request may succeed."""
-        return False
 
 
 class InvalidApiKey(ApiError):
@@ -132,6 +140,13 @@ class AmbiguousLaunch(LambdaError):
     """A launch whose outcome is unknown and could not be reconciled by listing instances."""
 
 
+def is_ambiguous(exc: LambdaError) -> bool:
+    """True when a non-idempotent request (launch, create) may have been carried out although no success came back."""
+    if isinstance(exc, ConnectionFailed):
+        return exc.sent
+    return isinstance(exc, ServerError)
+
+
 _BY_CODE: dict[str, type[ApiError]] = {
     cls.code: cls
     for cls in (
@@ -163,8 +178,20 @@ def _class_for(code: str, status: int, message: str) -> type[ApiError]:
     return _BY_STATUS.get(status, ApiError)
 
 
-def error_from_response(status: int, body: bytes | str, content_type: str = "") -> ApiError:
-    """Build the typed error for an HTTP error answer (JSON envelope or not)."""
+def describe_body(status: int, path: str, body: bytes | str, content_type: str = "") -> str:
+    """A one-line account of a non-envelope answer body: an HTML page is never quoted, other text is truncated."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    where = f"HTTP {status} from {path}" if path else f"HTTP {status}"
+    snippet = " ".join(text.split())
+    if "html" in content_type.lower() or snippet[:1] == "<":
+        return f"{where} (HTML error page)"
+    if not snippet:
+        return f"{where} (empty body)"
+    return f"{where}: non-JSON error body ({content_type or 'no content type'}): {snippet[:300]}"
+
+
+def error_from_response(status: int, body: bytes | str, content_type: str = "", path: str = "") -> ApiError:
+    """Build the typed error for an HTTP error answer (JSON envelope or not) to a request for `path`."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     envelope: Any = None
     try:
@@ -178,7 +205,6 @@ def error_from_response(status: int, body: bytes | str, content_type: str = "") 
         suggestion = str(err.get("suggestion") or "")
     else:
         code, suggestion = "", ""
-        snippet = " ".join(text.split())[:300]
-        message = f"non-JSON error body ({content_type or 'no content type'}): {snippet}" if snippet else "empty body"
+        message = describe_body(status, path, text, content_type)
     cls = _class_for(code, status, message)
     return cls(message, code=code, suggestion=suggestion, status=status)

@@ -21,6 +21,7 @@ from lambda_provider.client.errors import (
     LambdaError,
     NotFound,
     ServerError,
+    is_ambiguous,
 )
 from lambda_provider.client.models import Instance
 from lambda_provider.client.transport import Transport
@@ -71,14 +72,9 @@ class ReconcilePolicy:
     # A new instance can lag in the list: look for ~2 minutes before concluding that a launch did not happen.
     list_attempts: int = 8
     list_interval: float = 15.0
-    launch_attempts: int = 2  # sends of the launch request, in total, after which we give up
-
-
-def is_ambiguous(exc: LambdaError) -> bool:
-    """True when the launch may have happened although we got no success answer."""
-    if isinstance(exc, ConnectionFailed):
-        return exc.sent
-    return isinstance(exc, ServerError)
+    # Sends of the launch request in total. Each resend comes only after the listing above found no instance, so it
+    # is as safe as the first send; several let a first `up` ride out a 5xx storm.
+    launch_attempts: int = 6
 
 
 class InstancesClient:
@@ -154,7 +150,8 @@ class InstancesClient:
             log.warning("no instance tagged %s appeared after send %d", owner_tags, send + 1)
         raise AmbiguousLaunch(
             f"launch failed {self.reconcile.launch_attempts} times with unknown outcome (last: {last_error}) and no "
-            f"instance tagged {owner_tags} is listed; if one appears later, the next run adopts it by these tags")
+            f"instance tagged {owner_tags} is listed; run `pulumi up` again once the API answers: it adopts an "
+            "instance with these tags if one appears, and launches otherwise")
 
     def _find_after_ambiguous_launch(self, owner_tags: Mapping[str, str],
                                      sleep: Callable[[float], None]) -> Instance | None:

@@ -1,9 +1,11 @@
 """HTTP transport: requests session, Bearer auth, timeouts, pacing, typed errors, and retries.
 
 Retry rule: idempotent requests are retried on 429, 5xx and connection failures with exponential backoff and full
-jitter. Non-idempotent requests (launch, create) are retried only when the server provably did nothing: a 429, or
-a connection that failed before the request was sent. Everything else surfaces to the caller, who must reconcile
-(see `InstancesClient.launch`).
+jitter, up to `RetryPolicy.attempts` tries; a 429 (the server did nothing and asks us to slow down) goes on being
+retried past them until `RetryPolicy.rate_limit_budget` seconds have passed since the first try. Non-idempotent
+requests (launch, create) are retried only when the server provably did nothing: a 429, or a connection that failed
+before the request was sent. Everything else surfaces to the caller, who must reconcile (`InstancesClient.launch`,
+`reconcile.create_or_adopt`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from lambda_provider.client.errors import (
     LambdaError,
     RateLimited,
     ServerError,
+    describe_body,
     error_from_response,
 )
 from lambda_provider.client.ratelimit import RateLimiter, shared_limiter
@@ -37,10 +40,11 @@ class RetryPolicy:
     attempts: int = 6  # total tries, the first included
     base_delay: float = 1.0
     max_delay: float = 30.0
+    rate_limit_budget: float = 0.0  # seconds since the first try during which 429s are retried past `attempts`
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Full-jitter exponential backoff; a server-sent Retry-After is a floor."""
-        ceiling = min(self.max_delay, self.base_delay * (2 ** attempt))
+        ceiling = min(self.max_delay, self.base_delay * (2 ** min(attempt, 32)))
         wait = random.uniform(0, ceiling)
         if retry_after is not None:
             wait = max(wait, min(retry_after, self.max_delay))
@@ -108,14 +112,18 @@ class Transport:
         if idempotent is None:
             idempotent = method.upper() in {"GET", "PUT", "DELETE", "HEAD"}
         attempt = 0
+        started = time.monotonic()
         while True:
             try:
                 return self._send_once(method, path, body=body, params=params, launch=launch)
             except LambdaError as exc:
-                retry_after = getattr(exc, "retry_after", None)
-                if not self._may_retry(exc, idempotent) or attempt + 1 >= self.retry.attempts:
+                if not self._may_retry(exc, idempotent):
                     raise
-                wait = self.retry.delay(attempt, retry_after)
+                wait = self.retry.delay(attempt, getattr(exc, "retry_after", None))
+                within_budget = (isinstance(exc, RateLimited)
+                                 and time.monotonic() - started + wait <= self.retry.rate_limit_budget)
+                if attempt + 1 >= self.retry.attempts and not within_budget:
+                    raise
                 if isinstance(exc, RateLimited):
                     self.limiter.penalize(wait)
                 log.info("%s %s failed (%s); retry %d in %.2fs", method, path, type(exc).__name__,
@@ -148,14 +156,15 @@ class Transport:
         log.debug("%s %s -> %d", method, path, response.status_code)
         if response.status_code >= 400:
             error = error_from_response(response.status_code, response.content,
-                                        response.headers.get("Content-Type", ""))
+                                        response.headers.get("Content-Type", ""), path)
             error.retry_after = _retry_after(response)  # type: ignore[attr-defined]
             raise error
         try:
             payload = response.json() if response.content else {}
         except ValueError:
-            raise ServerError(f"{method} {path}: answer is not JSON: {response.text[:200]!r}",
-                              status=response.status_code) from None
+            detail = describe_body(response.status_code, path, response.content,
+                                   response.headers.get("Content-Type", ""))
+            raise ServerError(f"answer is not JSON: {detail}", status=response.status_code) from None
         if isinstance(payload, dict) and "data" in payload:
             return payload["data"]
         return payload

@@ -1,7 +1,7 @@
 """`Filesystem`: a persistent regional filesystem, meant to outlive the instances that mount it.
 
-Names are unique per account, so create adopts an existing filesystem of the same name and region (an earlier run
-that lost its answer, or data the user wants to keep) and refuses one in another region; a region move of a filesystem
+Names are unique per account, so create adopts an existing filesystem of the same name and region (a send that lost
+its answer, in this run or an earlier one, or data the user wants to keep) and refuses one in another region; a region move of a filesystem
 kept by `retain_on_delete` fails at preview (its name stays taken). Delete retries
 `filesystems/filesystem-in-use` while instances that mounted it are still terminating.
 """
@@ -24,10 +24,12 @@ from pulumi.dynamic import (
 )
 
 from lambda_provider.client import FilesystemInUse, LambdaClient
-from lambda_provider.client.errors import ConnectionFailed, Duplicate, ServerError
+from lambda_provider.client.errors import Duplicate
 from lambda_provider.client.models import Filesystem as FilesystemRecord
+from lambda_provider.client.reconcile import create_or_adopt
 from lambda_provider.resources import lookups, settings
 from lambda_provider.resources.busy_retry import delete_while_busy
+from lambda_provider.resources.failures import RUN_AGAIN, reported
 from lambda_provider.resources.values import is_unknown
 
 NAME_PATTERN = re.compile(r"^[a-zA-Z]+[0-9a-zA-Z-]*$")
@@ -78,17 +80,10 @@ class FilesystemProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         name, region = props["name"], props["region"]
-        with settings.current().client() as client:
-            record = self._adopt(client, name, region)
-            if record is None:
-                try:
-                    record = client.filesystems.create(name, region)
-                except (Duplicate, ServerError, ConnectionFailed) as exc:
-                    record = self._adopt(client, name, region)  # the lost answer may have created it
-                    if record is None:
-                        if isinstance(exc, Duplicate):
-                            raise
-                        record = client.filesystems.create(name, region)
+        with settings.current().client() as client, reported(f"creating filesystem {name!r} in {region}"):
+            record = self._adopt(client, name, region) or create_or_adopt(
+                lambda: client.filesystems.create(name, region), lambda: self._adopt(client, name, region),
+                retry=client.transport.retry, what=f"filesystem {name!r}", taken=(Duplicate,))
         return CreateResult(record.id, _outputs(record))
 
     @staticmethod
@@ -110,7 +105,8 @@ class FilesystemProvider(ResourceProvider):
         return ReadResult(id_, {**props, **_outputs(record)})
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        delete_while_busy(lambda client: client.filesystems.delete(id_), FilesystemInUse)
+        with reported(f"deleting filesystem {props.get('name')!r}", RUN_AGAIN):
+            delete_while_busy(lambda client: client.filesystems.delete(id_), FilesystemInUse)
 
 
 class Filesystem(Resource, module="lambda", name="Filesystem"):

@@ -4,7 +4,8 @@
 Name and rules update in place (PATCH: attached instances get the new rules without a relaunch); the region replaces.
 Rules are checked and normalised at preview the way the API would (a bare IP becomes /32), so a plan never shows a
 change the API would undo. Lambda only attaches rulesets at launch: attaching another ruleset to an instance replaces
-it. Delete waits while an instance that uses the ruleset still terminates.
+it. Delete waits while an instance that uses the ruleset still terminates. Ruleset names are not unique, so a create
+whose answer was lost adopts only a matching ruleset that was not listed before it was sent.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from lambda_provider.client import LambdaClient, NotFound, ServerError
-from lambda_provider.client.errors import ConnectionFailed, FirewallRulesetInUse
+from lambda_provider.client import LambdaClient, NotFound
+from lambda_provider.client.errors import FirewallRulesetInUse
 from lambda_provider.client.models import FirewallRule
 from lambda_provider.client.models import FirewallRuleset as RulesetRecord
+from lambda_provider.client.reconcile import create_or_adopt
 from lambda_provider.resources import lookups, settings
 from lambda_provider.resources.busy_retry import delete_while_busy
+from lambda_provider.resources.failures import RUN_AGAIN, reported
 from lambda_provider.resources.values import is_unknown
 
 PROTOCOLS = ("tcp", "udp", "icmp", "all")
@@ -118,23 +121,23 @@ class FirewallRulesetProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         name, region, rules = props["name"], props["region"], props["rules"]
-        with settings.current().client() as client:
-            try:
-                record = client.firewall.create_ruleset(name, region, _records(rules))
-            except (ServerError, ConnectionFailed):
-                # POST is not repeated blindly: a lost answer may have created it.
-                record = self._find(client, name, region, rules) or client.firewall.create_ruleset(
-                    name, region, _records(rules))
+        with settings.current().client() as client, reported(f"creating firewall ruleset {name!r} in {region}"):
+            before = {r.id for r in client.firewall.list_rulesets()}
+            record = create_or_adopt(
+                lambda: client.firewall.create_ruleset(name, region, _records(rules)),
+                lambda: self._find(client, name, region, rules, exclude=before),
+                retry=client.transport.retry, what=f"firewall ruleset {name!r}")
         return CreateResult(record.id, _outputs(record))
 
     @staticmethod
-    def _find(client: LambdaClient, name: str, region: str, rules: list[dict[str, Any]]) -> RulesetRecord | None:
+    def _find(client: LambdaClient, name: str, region: str, rules: list[dict[str, Any]],
+              exclude: set[str]) -> RulesetRecord | None:
         wanted = _outputs(RulesetRecord("", name, None, tuple(_records(rules))))["rules"]
-        return next((r for r in client.firewall.list_rulesets() if r.name == name and r.region
-                     and r.region.name == region and [x.to_api() for x in r.rules] == wanted), None)
+        return next((r for r in client.firewall.list_rulesets() if r.id not in exclude and r.name == name
+                     and r.region and r.region.name == region and [x.to_api() for x in r.rules] == wanted), None)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        with settings.current().client() as client:
+        with settings.current().client() as client, reported(f"updating firewall ruleset {news['name']!r}"):
             record = client.firewall.update_ruleset(id_, name=news["name"], rules=_records(news["rules"]))
         return UpdateResult(_outputs(record))
 
@@ -147,7 +150,8 @@ class FirewallRulesetProvider(ResourceProvider):
         return ReadResult(id_, {**props, **_outputs(record)})
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        delete_while_busy(lambda client: client.firewall.delete_ruleset(id_), FirewallRulesetInUse)
+        with reported(f"deleting firewall ruleset {props.get('name')!r}", RUN_AGAIN):
+            delete_while_busy(lambda client: client.firewall.delete_ruleset(id_), FirewallRulesetInUse)
 
 
 class FirewallRuleset(Resource, module="lambda", name="FirewallRuleset"):

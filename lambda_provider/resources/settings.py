@@ -44,6 +44,7 @@ _KEYS: dict[str, tuple[str, str]] = {  # field -> (config key, env var)
     "delete_timeout": ("deleteTimeout", "LAMBDA_DELETE_TIMEOUT"),
     "retry_base_delay": ("retryBaseDelay", "LAMBDA_RETRY_BASE_DELAY"),
     "retry_attempts": ("retryAttempts", "LAMBDA_RETRY_ATTEMPTS"),
+    "rate_limit_budget": ("rateLimitBudget", "LAMBDA_RATE_LIMIT_BUDGET"),
     "reconcile_interval": ("reconcileInterval", "LAMBDA_RECONCILE_INTERVAL"),
     "request_timeout": ("requestTimeout", "LAMBDA_REQUEST_TIMEOUT"),
 }
@@ -59,6 +60,7 @@ class ProviderSettings:
     delete_timeout: float = 900.0
     retry_base_delay: float = 1.0
     retry_attempts: int = 6
+    rate_limit_budget: float = 120.0  # a request answered 429 keeps retrying this long, past retry_attempts
     reconcile_interval: float = 15.0
     request_timeout: float = 30.0
 
@@ -68,7 +70,8 @@ class ProviderSettings:
         return LambdaClient(
             self.api_key, self.api_url, timeout=self.request_timeout,
             retry=RetryPolicy(attempts=self.retry_attempts, base_delay=self.retry_base_delay,
-                              max_delay=max(30.0 * self.retry_base_delay, self.retry_base_delay)),
+                              max_delay=max(30.0 * self.retry_base_delay, self.retry_base_delay),
+                              rate_limit_budget=self.rate_limit_budget),
             reconcile=ReconcilePolicy(list_interval=self.reconcile_interval),
         )
 

@@ -37,11 +37,11 @@ pulumi.export("ssh_port", node.ssh_port)
 class Stack:
     """A throwaway project wired to the emulator; keeps every CLI output for the secret grep."""
 
-    def __init__(self, root: Path, api: Api) -> None:
+    def __init__(self, root: Path, api: Api, program: str = PROGRAM, **config: str) -> None:
         self.api = api
-        self.project = PulumiProject.create(root, PROGRAM, env={"PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true"})
+        self.project = PulumiProject.create(root, program, env={"PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true"})
         self.transcript: list[str] = []
-        pairs = [arg for key, value in api.stack_config().items() if key != "lambda:apiKey"
+        pairs = [arg for key, value in api.stack_config(**config).items() if key != "lambda:apiKey"
                  for arg in ("--plaintext", f"{key}={value}")]
         self.run("config", "set-all", "--secret", f"lambda:apiKey={api.api_key}", *pairs)
 

@@ -121,7 +121,7 @@ def test_5xx_before_the_launch_happened_relaunches_once_after_listing(api: Api, 
 
 def test_launch_gives_up_after_repeated_unknown_outcomes(api: Api, client: LambdaClient) -> None:
     api.add_fault(action="error", method="POST", path="launch", status=500)
-    with pytest.raises(AmbiguousLaunch, match="next run adopts it"):
+    with pytest.raises(AmbiguousLaunch, match="run `pulumi up` again once the API answers"):
         client.instances.launch(_launch_request(), owner_tags=OWNER)
     assert api.all_instances() == []
 

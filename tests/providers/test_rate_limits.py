@@ -62,7 +62,8 @@ def test_provider_pacing_keeps_a_whole_up_and_destroy_free_of_429s(api: Api) -> 
 
     regs = registrations(define)
     config = api.stack_config(**{"lambda:minRequestInterval": str(1.0 * SCALE),
-                                 "lambda:minLaunchInterval": str(12.0 * SCALE), "lambda:retryAttempts": "1"})
+                                 "lambda:minLaunchInterval": str(12.0 * SCALE), "lambda:retryAttempts": "1",
+                                 "lambda:rateLimitBudget": "0"})  # any 429 would surface
     with ProviderHost() as host:
         host.configure(config)
         engine = Engine(host)
