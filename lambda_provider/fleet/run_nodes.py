@@ -152,6 +152,9 @@ def first_cause(tails: list[str]) -> int:
     for i, tail in enumerate(tails):
         if re.search(r"Traceback|Error", tail) and not PEER_LOST.search(tail):
             return i
+    for i, tail in enumerate(tails):
+        if not PEER_LOST.search(tail):
+            return i  # died without a word (SIGKILL of the whole node's trainer, the OOM killer) under a lost peer
     return 0
 
 
@@ -171,7 +174,11 @@ def cause_of(tail: str) -> str:
         return own
     if killed:
         return f"a trainer worker was killed ({killed.group(0)})"
-    return own or "its trainer exited"
+    if own:
+        return own
+    if PEER_LOST.search(tail):
+        return "its trainer stopped: it lost a peer"
+    return "its trainer exited without an error of its own (killed from outside: SIGKILL, the OOM killer)"
 
 
 async def run_failed(nodes: list[Node], seen_on: Node, seen: str) -> StepFailed:
@@ -180,7 +187,7 @@ async def run_failed(nodes: list[Node], seen_on: Node, seen: str) -> StepFailed:
     index = first_cause(tails)
     culprit, tail = nodes[index], tails[index]
     cause = cause_of(tail)
-    if cause == "its trainer exited" and culprit is seen_on:
+    if cause.startswith("its trainer exited") and culprit is seen_on:
         cause = seen
     also = "" if culprit is seen_on else f"; seen first on node {seen_on.name}: {seen}"
     if cause.startswith("config error:"):

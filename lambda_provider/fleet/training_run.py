@@ -35,7 +35,7 @@ from pulumi.dynamic import (
 
 from lambda_provider import progress
 from lambda_provider.fleet.node_step import StepFailed
-from lambda_provider.fleet.run_nodes import Node, cause_of, open_nodes, open_reachable, run_failed
+from lambda_provider.fleet.run_nodes import Node, cause_of, first_cause, open_nodes, open_reachable, run_failed
 from lambda_provider.fleet.scripts import LAUNCHER
 from lambda_provider.resources.values import is_unknown
 from training.changes import DONE_STATES, UNKNOWN, RunView, decide
@@ -71,10 +71,12 @@ async def _view(raws: list[dict[str, Any]], run_dir: str, timeout: float) -> tup
             if isinstance(node, str):
                 dead[raw["node"]] = f"not reachable: {node}"
         if state not in DONE_STATES:
-            for node, status in zip(reachable, statuses, strict=True):
-                if not status.get("running"):
-                    dead[node.name] = cause_of(await node.launch_log()) if status.get("crashed") or state != "none" \
-                        else "not started"
+            stopped = [n for n, s in zip(reachable, statuses, strict=True) if not s.get("running")]
+            tails = [await n.launch_log() for n in stopped]
+            if stopped:
+                culprit = first_cause(tails)  # named first: the node whose log shows what ended the run
+                for i in [culprit, *(i for i in range(len(stopped)) if i != culprit)]:
+                    dead[stopped[i].name] = cause_of(tails[i]) if state != "none" else "not started"
         return RunView(state, head.get("step"), head.get("total_steps"), tuple(dead)), dead
     finally:
         for node in opened:

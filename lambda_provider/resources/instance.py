@@ -76,8 +76,9 @@ def _boot_timeout(props: Mapping[str, Any], gpus: int) -> float:
     return as_float(props.get("boot_timeout_seconds")) or default_boot_timeout(gpus)
 
 
-def _ready_or_dead(inst: InstanceRecord | None) -> bool:
-    return inst is None or inst.is_ready or inst.status in TERMINAL_STATUSES
+def _settled(inst: InstanceRecord | None) -> bool:
+    """Stop waiting: ready, dead, or unhealthy (Lambda's health check failed: waiting out the timeout helps nobody)."""
+    return inst is None or inst.is_ready or inst.status in TERMINAL_STATUSES or inst.status == liveness.UNHEALTHY
 
 
 class DiedWhileBooting(RuntimeError):
@@ -255,12 +256,14 @@ class InstanceProvider(ResourceProvider):
                            cfg: settings.ProviderSettings) -> dict[str, Any]:
         timeout = _boot_timeout(props, gpus)
         try:
-            inst = client.instances.wait(instance_id, _ready_or_dead, timeout=timeout, interval=cfg.poll_interval)
+            inst = client.instances.wait(instance_id, _settled, timeout=timeout, interval=cfg.poll_interval)
         except TimeoutError as exc:
             return self._unfinished_outputs(props, instance_id, f"{exc}; the next `pulumi up` waits again")
         if inst is None or inst.status in TERMINAL_STATUSES:
             status = inst.status if inst else "gone"
             raise DiedWhileBooting(f"instance {instance_id} was {status} while booting; it no longer bills")
+        if inst.status == liveness.UNHEALTHY:
+            return self._unfinished_outputs(props, instance_id, liveness.unhealthy_warning(props, instance_id))
         return self._describe(client, inst, props)
 
     def _describe(self, client: LambdaClient, inst: InstanceRecord, props: Mapping[str, Any],

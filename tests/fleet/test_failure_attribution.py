@@ -70,3 +70,7 @@ PEER_LOST_TRAINER_ERROR = BYSTANDER + "trainer error: RuntimeError: Connection c
 
 def test_a_bystander_s_own_error_line_about_a_lost_peer_is_not_the_cause() -> None:
     assert _first_cause([PEER_LOST_TRAINER_ERROR, KILLED]) == 1
+
+
+def test_a_node_whose_trainer_died_without_a_word_is_blamed_over_the_peer_that_lost_it() -> None:
+    assert _first_cause([BYSTANDER, "step 150/9000 | 41,000 vec/s\n"]) == 1

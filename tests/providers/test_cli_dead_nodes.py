@@ -4,6 +4,7 @@ and the preview says why. The real CLI on the stack of tests/providers/test_cli_
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def _live_ids(api: Api) -> set[str]:
 def _preview(stack: Stack) -> tuple[tuple[str, list[str]], str]:
     """The node's (op, replace reasons) and the preview's diagnostics text."""
     data = json.loads(stack.run("preview", "--json").stdout)
-    step = next(s for s in data["steps"] if s["urn"].endswith("::node"))
+    step = next((s for s in data["steps"] if s["urn"].endswith("::node")), {"op": "same"})  # unchanged: unlisted
     return (step["op"], step.get("replaceReasons") or []), "".join(d["message"] for d in data.get("diagnostics", []))
 
 
@@ -83,6 +84,19 @@ def test_terminated_then_preempted_node_is_replaced_by_a_plain_up(api: Api, stac
     assert f"node: instance {second} is preempted at Lambda" in said
     assert api.client().instances.get(second).status == "terminated"  # the replace's delete ended the record
     stack.assert_no_key_anywhere()
+
+
+def test_unhealthy_node_is_kept_and_the_command_its_warning_gives_replaces_it(api: Api, stack: Stack) -> None:
+    stack.up()
+    first = stack.outputs()["instance_id"]
+    api.control("POST", f"/instances/{first}/status", {"status": "unhealthy"})
+
+    (op, _), said = _preview(stack)
+    assert op == "same"
+    command = re.search(r"To replace it now: `pulumi up --replace '([^']+)'`", said)
+    assert command, said
+    steps = json.loads(stack.run("preview", "--json", "--replace", command.group(1)).stdout)["steps"]
+    assert next(s["op"] for s in steps if s["urn"].endswith("::node")) == "replace"
 
 
 def test_node_whose_record_is_gone_is_replaced_by_a_plain_up(forgetful_api: Api, forgetful_stack: Stack) -> None:

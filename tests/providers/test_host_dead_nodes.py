@@ -24,12 +24,23 @@ def _stderr(engine: Engine) -> str:
 
 
 def test_unhealthy_instance_is_kept_and_the_warning_names_the_replace_command(api: Api, engine: Engine) -> None:
-    regs, instance_id = _up(engine)
+    regs, instance_id = _up(engine, boot_timeout_seconds=60)
     api.control("POST", f"/instances/{instance_id}/status", {"status": "unhealthy"})
     assert engine.up(regs["node"]) == "same"
     assert engine.state[regs["node"].urn].id == instance_id
     assert f"node: instance {instance_id} is unhealthy at Lambda" in _stderr(engine)
     assert "`pulumi up --replace '**lambda:Instance::node'`" in _stderr(engine)
+
+    renamed = key_and_node(region="us-east-1", boot_timeout_seconds=60, name="node-renamed")["node"]
+    assert engine.up(renamed) == "update"  # returns at once: an update does not wait out the timeout on it
+    out = engine.outputs(renamed)
+    assert out["ready"] is False
+    assert "unhealthy at Lambda" in out["boot_error"]
+
+    api.control("POST", f"/instances/{instance_id}/status", {"status": "active"})  # Lambda's check recovered it
+    assert engine.up(renamed) == "update"
+    assert engine.outputs(renamed)["ready"] is True
+    assert engine.state[renamed.urn].id == instance_id and len(launches_for(api, "node")) == 1
 
 
 def test_unreadable_live_status_falls_back_to_the_recorded_state(api: Api, engine: Engine) -> None:
