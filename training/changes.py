@@ -31,6 +31,13 @@ FRESH = frozenset({
 })
 RESUME = frozenset(f.name for f in fields(TrainConfig)) - NO_RESTART - FRESH - {"out_dir"}
 DONE_STATES = ("finished", "stopped")
+# A run stopped by a signal (a preemption's SIGTERM, the fleet's own restart) is interrupted, not done: it resumes.
+INTERRUPTED_REASONS = ("sigterm", "peer_stopped")
+
+
+def is_done(state: str | None, reason: str | None) -> bool:
+    """The run ended for good: finished, or stopped by its own limit (max_hours, stop_after_steps)."""
+    return state == "finished" or (state == "stopped" and reason not in INTERRUPTED_REASONS)
 
 # What the nodes report about the run in the current run directory (read over SSH before planning).
 UNKNOWN = "unknown"  # the nodes could not be read (e.g. no SSH from where the preview runs)
@@ -44,6 +51,11 @@ class RunView:
     step: int | None = None
     total_steps: int | None = None
     dead: tuple[str, ...] = ()  # nodes whose trainer should run but does not (or that do not answer)
+    reason: str | None = None  # status.json's reason (e.g. completed, max_hours, sigterm)
+
+    @property
+    def done(self) -> bool:
+        return is_done(self.state, self.reason)
 
 
 @dataclass(frozen=True)
@@ -116,7 +128,7 @@ def decide(old: dict[str, Any] | None, new: dict[str, Any], view: RunView) -> De
     if port_changed:
         reasons.append(f"master port {new.get('master_port')}")
 
-    if view.state in DONE_STATES:
+    if view.done:
         steps = view.total_steps
         grows = _total_steps(new_cfg) > (view.step or 0) and "total_vectors" in resume
         if grows:
@@ -147,7 +159,7 @@ def decide(old: dict[str, Any] | None, new: dict[str, Any], view: RunView) -> De
     if view.dead:
         return Decision("resume", f"training: restart from {at} in {_short(run_dir)} (the trainer is not running "
                         f"on {', '.join(view.dead)})", generation, run_dir)
-    if view.state in ("failed", "none"):
+    if view.state in ("failed", "none", "stopped"):
         return Decision("resume", f"training: restart from {at} in {_short(run_dir)} (the run is {view.state})",
                         generation, run_dir)
     if quiet:

@@ -45,11 +45,12 @@ def trainer_config(config: FleetConfig, repo_root: Path) -> dict[str, Any]:
     return values
 
 
-def master_port(config: FleetConfig, stack: str) -> int:
-    """On the emulator every node shares this host: spread stacks over ports so parallel fleets do not collide."""
+def master_port(config: FleetConfig, stack: str, repo_root: Path) -> int:
+    """On the emulator every node shares this host: spread stacks (and checkouts: two clones' `dev` stacks) over
+    ports so parallel fleets do not collide."""
     if config.target != "emulator":
         return config.training.master_port
-    return config.training.master_port + int(hashlib.sha256(stack.encode()).hexdigest(), 16) % 1000
+    return config.training.master_port + int(hashlib.sha256(f"{stack}:{repo_root}".encode()).hexdigest(), 16) % 1000
 
 
 class GpuFleet(pulumi.ComponentResource):
@@ -95,7 +96,7 @@ class GpuFleet(pulumi.ComponentResource):
         train_config = trainer_config(config, repo_root)
         training_dir = repo_root / "training"
         code_digest = directory_digest(training_dir)
-        port = master_port(config, stack)
+        port = master_port(config, stack, repo_root)
         extra_env = "GLOO_SOCKET_IFNAME=lo" if emulator else ""
 
         run_nodes: list[pulumi.Output[dict[str, Any]]] = []

@@ -38,7 +38,7 @@ from lambda_provider.fleet.node_step import StepFailed
 from lambda_provider.fleet.run_nodes import Node, cause_of, first_cause, open_nodes, open_reachable, run_failed
 from lambda_provider.fleet.scripts import LAUNCHER
 from lambda_provider.resources.values import is_unknown
-from training.changes import DONE_STATES, UNKNOWN, RunView, decide
+from training.changes import UNKNOWN, RunView, decide, is_done
 from training.config import TrainConfig
 
 POLL_SECONDS = 2.0
@@ -66,18 +66,19 @@ async def _view(raws: list[dict[str, Any]], run_dir: str, timeout: float) -> tup
         statuses = await _statuses(reachable)
         head = statuses[0].get("status") or {}
         state = head.get("state") or statuses[0].get("state") or "none"
+        reason = head.get("reason")
         dead: dict[str, str] = {}
         for raw, node in zip(raws, opened, strict=True):
             if isinstance(node, str):
                 dead[raw["node"]] = f"not reachable: {node}"
-        if state not in DONE_STATES:
+        if not is_done(state, reason):
             stopped = [n for n, s in zip(reachable, statuses, strict=True) if not s.get("running")]
             tails = [await n.launch_log() for n in stopped]
             if stopped:
                 culprit = first_cause(tails)  # named first: the node whose log shows what ended the run
                 for i in [culprit, *(i for i in range(len(stopped)) if i != culprit)]:
                     dead[stopped[i].name] = cause_of(tails[i]) if state != "none" else "not started"
-        return RunView(state, head.get("step"), head.get("total_steps"), tuple(dead)), dead
+        return RunView(state, head.get("step"), head.get("total_steps"), tuple(dead), reason), dead
     finally:
         for node in opened:
             if isinstance(node, Node):
@@ -91,7 +92,7 @@ def _report(status: dict[str, Any], summary: dict[str, Any] | None) -> dict[str,
     report = {"state": state, "reason": run.get("reason"), "step": run.get("step"),
               "total_steps": run.get("total_steps"),
               "latest_metrics": {k: metrics.get(k) for k in METRIC_KEYS if k in metrics}}
-    if summary and state in DONE_STATES:  # a summary.json from before a resume is not this run's
+    if summary and is_done(state, run.get("reason")):  # a summary.json from before a resume is not this run's
         report["summary"] = {k: summary.get(k) for k in SUMMARY_KEYS if k in summary}
     if status.get("lingered"):
         report["note"] = (f"the run finished but its processes had not exited {EXIT_GRACE_SECONDS:.0f} s later; "
@@ -138,7 +139,8 @@ async def _launch_health(nodes: list[Node], launch_id: str, world: int, timeout:
         statuses = await _statuses(nodes)
         for node, status in zip(nodes, statuses, strict=True):
             if not status.get("running"):
-                if (status.get("status") or {}).get("state") in DONE_STATES and node is head:
+                run = status.get("status") or {}
+                if is_done(run.get("state"), run.get("reason")) and node is head:
                     return  # nothing left to train (e.g. a resumed run already at its end)
                 raise await run_failed(nodes, node, "the trainer exited before its first step")
         if time.monotonic() > deadline:
@@ -163,7 +165,11 @@ async def _wait(nodes: list[Node], wait_seconds: float) -> dict[str, Any]:
                                                               for k in ("fvu", "vectors_per_second")})
         if state == "failed":
             raise await run_failed(nodes, head, f"training failed: {run.get('error') or run.get('reason')}")
-        if state in DONE_STATES:
+        if state == "stopped" and not is_done(state, run.get("reason")):
+            raise StepFailed(f"node {head.name}: the trainer was stopped from outside (reason {run.get('reason')}: a "
+                             f"SIGTERM, e.g. a preemption or a shutdown) at step {run.get('step')}; the next "
+                             "`pulumi up` resumes it from that checkpoint")
+        if state in ("finished", "stopped"):
             # The head writes the SAE, the summary and then this state before its processes tear down (DDP's
             # barrier, torchrun's exit barrier across nodes): the run is done; its exit is waited for only briefly,
             # then what is left of it is stopped, so that nothing lingers on the nodes.
@@ -176,7 +182,8 @@ async def _wait(nodes: list[Node], wait_seconds: float) -> dict[str, Any]:
         else:
             for node in nodes:
                 node_status = status if node is head else await node.status()
-                if not node_status.get("running") and (await head.status()).get("state") not in DONE_STATES:
+                head_run = (await head.status()).get("status") or {}
+                if not node_status.get("running") and not is_done(head_run.get("state"), head_run.get("reason")):
                     raise await run_failed(nodes, node, "the trainer exited without finishing the run")
             if wait_seconds <= 0:
                 return status
@@ -220,7 +227,8 @@ async def _converge(olds: dict[str, Any] | None, news: dict[str, Any]) -> dict[s
                 for node in old_nodes:
                     node.close()
             head_status = await nodes[0].status()
-            finished = ((head_status.get("status") or {}).get("state") in DONE_STATES and action == "start"
+            head_run = head_status.get("status") or {}
+            finished = (is_done(head_run.get("state"), head_run.get("reason")) and action == "start"
                         and await nodes[0].read_json("fleet-run.json") == _run_record(news))
             if not finished:
                 await _record_run(nodes[0], news)
@@ -257,7 +265,7 @@ async def _observe(props: dict[str, Any]) -> dict[str, Any]:
     finally:
         if head is not None:
             head.close()
-    if dead and report.get("state") not in DONE_STATES:
+    if dead and not is_done(report.get("state"), report.get("reason")):
         report["state"] = "crashed"
     report["crashed"] = [{"node": node, "cause": cause} for node, cause in dead.items()]
     return report

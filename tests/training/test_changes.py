@@ -85,3 +85,12 @@ def test_the_first_create_starts_in_the_base_directory() -> None:
 def test_a_second_fresh_change_counts_on() -> None:
     old = {**inputs(k=16), "generation": 2}
     assert decide(old, inputs(k=32), RUNNING).run_dir == f"{BASE}-3"
+
+
+def test_a_run_stopped_by_a_signal_is_interrupted_and_resumes() -> None:
+    decision = decide(inputs(), inputs(), RunView("stopped", 165, 5000, reason="peer_stopped"))
+    assert decision.action == "resume"
+
+
+def test_a_run_stopped_by_its_own_limit_is_done() -> None:
+    assert decide(inputs(), inputs(), RunView("stopped", 4000, 5000, reason="max_hours")).action == "none"
