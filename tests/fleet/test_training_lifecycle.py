@@ -95,8 +95,14 @@ def test_the_next_plain_up_restarts_the_killed_run_from_its_checkpoint(fleet: Fl
     assert re.search(r"^resumed at step [1-9]\d*", log, re.MULTILINE), log[-2000:]
 
 
+def launches(fleet: Fleet, run: str) -> list[str]:
+    """The head's log, one entry per launch (the launcher's `=== ... starts:` line opens each)."""
+    return (fleet.run_dir(run) / "logs" / "node-0.log").read_text().split("\n=== ")[1:]
+
+
 def test_a_node_terminated_mid_training_is_replaced_by_the_next_plain_up(fleet: Fleet) -> None:
     wait_for_step(fleet, "life-4", 150)
+    fleet.before_replacement = len(launches(fleet, "life-4"))  # type: ignore[attr-defined]
     victim = next(i for i in fleet.live_instances() if i["name"].endswith("node-1"))
     fleet.emulator.api("POST", "/instance-operations/terminate", {"instance_ids": [victim["id"]]})
     assert_clean_up(fleet.up())
@@ -104,8 +110,8 @@ def test_a_node_terminated_mid_training_is_replaced_by_the_next_plain_up(fleet: 
 
 
 def test_the_run_resumes_on_the_replacement_node_from_its_checkpoint(fleet: Fleet) -> None:
-    last_launch = (fleet.run_dir("life-4") / "logs" / "node-0.log").read_text().rsplit("=== ", 1)[-1]
-    assert re.search(r"^resumed at step [1-9]\d*", last_launch, re.MULTILINE), last_launch[-2000:]
+    after = launches(fleet, "life-4")[fleet.before_replacement:]  # type: ignore[attr-defined]
+    assert after and re.search(r"^resumed at step [1-9]\d*", after[-1], re.MULTILINE), after[-1:]
 
 
 def test_a_third_node_joins_the_running_run_from_its_checkpoint(fleet: Fleet) -> None:
