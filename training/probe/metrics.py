@@ -7,6 +7,7 @@ kept run overlaps it."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +61,23 @@ def span_counts(table: TokenTable, score: np.ndarray, cls: int, threshold: float
 
 
 def _thresholds(score: np.ndarray) -> np.ndarray:
-    return np.unique(np.concatenate([np.quantile(score, np.linspace(0, 1, 201)), [0.5, 1.0]]))
+    """Candidate thresholds: score quantiles, dense near the top where the rare PII tokens are."""
+    quantiles = 1 - np.geomspace(1, 1e-4, 40)[::-1] + 1e-4
+    grid = np.quantile(score, np.clip(np.concatenate([np.linspace(0, 0.9, 10), quantiles]), 0, 1))
+    return np.unique(np.concatenate([grid, [0.5, 1.0]]))
+
+
+def choose_thresholds(table: TokenTable, scores: np.ndarray, min_tokens: int = 1) -> np.ndarray:
+    """Per class, the threshold with the best span F1 on `table` (a validation split of the training data; never
+    the held-out split); 0.5 for a class it does not contain."""
+    chosen = np.full(scores.shape[1], 0.5)
+    for c in range(scores.shape[1]):
+        if not (table.span_labels == c + 1).any():
+            continue
+        candidates = _thresholds(scores[:, c])
+        f1s = [span_counts(table, scores[:, c], c + 1, t, min_tokens).prf()["f1"] for t in candidates]
+        chosen[c] = float(candidates[int(np.argmax(f1s))])
+    return chosen
 
 
 def _recall_at_precision(points: list[dict[str, float]]) -> float:
@@ -68,19 +85,20 @@ def _recall_at_precision(points: list[dict[str, float]]) -> float:
     return max(ok) if ok else 0.0
 
 
-def evaluate(table: TokenTable, scores: np.ndarray, threshold: float = 0.5, min_tokens: int = 1,
+def evaluate(table: TokenTable, scores: np.ndarray, thresholds: float | Sequence[float] = 0.5, min_tokens: int = 1,
              curves: bool = True) -> dict[str, Any]:
-    """Metrics of `scores` [tokens, classes] on the table: per class (token and span level, at `threshold`, with
+    """Metrics of `scores` [tokens, classes] on the table: per class (token and span level, at its threshold, with
     recall at 95 % precision over all thresholds), micro and macro over the classes that occur, and the
     span-level precision-recall points per class (for the plot)."""
     per_class: dict[str, Any] = {}
     totals = {"token": Counts(), "span": Counts()}
+    per_threshold = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (len(CLASSES),))
     for c, name in enumerate(CLASSES):
-        score, cls = scores[:, c], c + 1
+        score, cls, threshold = scores[:, c], c + 1, float(per_threshold[c])
         tok, span = token_counts(table, score, cls, threshold), span_counts(table, score, cls, threshold, min_tokens)
         totals["token"] += tok
         totals["span"] += span
-        entry: dict[str, Any] = {"support_spans": span.n_gold, "support_tokens": tok.n_gold,
+        entry: dict[str, Any] = {"support_spans": span.n_gold, "support_tokens": tok.n_gold, "threshold": threshold,
                                  "token": tok.prf(), "span": span.prf()}
         if curves:
             token_pts = [token_counts(table, score, cls, t).prf() for t in _thresholds(score)]

@@ -18,10 +18,10 @@ from training.config import TrainConfig
 from training.outputs import load_sae
 from training.probe import features, report
 from training.probe.generate import CLASSES, LOCALES, TEMPLATES, Example, generate, read_jsonl
-from training.probe.metrics import evaluate
-from training.probe.probes import ProbeSettings, fit_predict
+from training.probe.metrics import choose_thresholds, evaluate
+from training.probe.probes import ProbeSettings, fit, predict
 from training.probe.regex_baseline import regex_scores
-from training.probe.tokens import TokenTable, tokenize
+from training.probe.tokens import TokenTable, select, tokenize
 from training.sae import SparseAutoencoder
 
 
@@ -30,7 +30,8 @@ class ProbeOptions:
     train_examples: int = 2000
     test_examples: int = 600
     seed: int = 0
-    threshold: float = 0.5
+    threshold: float = 0.5  # the span threshold when thresholds are not tuned
+    tune_thresholds: bool = True  # per class, on a validation fifth of the training split
     min_tokens: int = 1  # multi-token evidence: a predicted span needs this many tokens above the threshold
     max_batch_tokens: int = 8192  # padded positions per forward pass (bounds activation memory)
     probe: ProbeSettings = field(default_factory=ProbeSettings)
@@ -76,16 +77,31 @@ def _model_key(cfg: TrainConfig) -> str:
     return json.dumps([cfg.hf_model, cfg.hf_model_config, cfg.seeds()[0]], sort_keys=True)
 
 
+def validation_split(train: TokenTable) -> tuple[TokenTable, np.ndarray, TokenTable, np.ndarray]:
+    """Every fifth training example is held back to choose the thresholds; the probes fit on the rest."""
+    val_examples = list(range(0, len(train.examples), 5))
+    fit_examples = [e for e in range(len(train.examples)) if e % 5]
+    fit_table, fit_rows = select(train, fit_examples)
+    val_table, val_rows = select(train, val_examples)
+    return fit_table, fit_rows, val_table, val_rows
+
+
 def probe_layer(train: TokenTable, test: TokenTable, train_acts: np.ndarray, test_acts: np.ndarray,
                 sae: SparseAutoencoder, options: ProbeOptions, regex: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Metrics of the three probes (and the regex baseline, when given) for one layer's activations."""
+    """Metrics of the three probes (and the regex baseline, when given) for one layer's activations. Each probe
+    fits on 4/5 of the training split; its per-class thresholds are chosen on the other fifth (or fixed at
+    `options.threshold` when `options.tune_thresholds` is off); the test split is only scored."""
+    fit_table, fit_rows, val_table, val_rows = validation_split(train)
     train_sets = features.feature_sets(train_acts, sae)
     test_sets = features.feature_sets(test_acts, sae)
     methods: dict[str, Any] = {}
     for kind in features.FEATURE_KINDS:
         started = time.monotonic()
-        scores = fit_predict(kind, train_sets[kind], train.labels, test_sets[kind], len(CLASSES), options.probe)
-        methods[kind] = evaluate(test, scores, options.threshold, options.min_tokens)
+        models = fit(kind, train_sets[kind][fit_rows], fit_table.labels, len(CLASSES), options.probe)
+        thresholds: float | np.ndarray = options.threshold
+        if options.tune_thresholds:
+            thresholds = choose_thresholds(val_table, predict(models, train_sets[kind][val_rows]), options.min_tokens)
+        methods[kind] = evaluate(test, predict(models, test_sets[kind]), thresholds, options.min_tokens)
         methods[kind]["fit_seconds"] = round(time.monotonic() - started, 2)
     if regex is not None:
         methods["regex"] = regex

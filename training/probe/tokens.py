@@ -96,3 +96,21 @@ def tokenize(examples: list[Example], tokenizer: Tokenizer) -> TokenTable:
     return TokenTable(examples, ids, positions, np.asarray(labels, dtype=np.int64),
                       np.asarray(span_ids, dtype=np.int64), np.asarray(span_labels, dtype=np.int64),
                       np.asarray(example_of, dtype=np.int64), np.asarray(offsets, dtype=np.int64).reshape(-1, 2))
+
+
+def select(table: TokenTable, examples: list[int]) -> tuple[TokenTable, np.ndarray]:
+    """The sub-table of those examples (renumbered, spans too) and the rows of `table` it keeps (to slice features
+    computed for the whole table)."""
+    keep = np.isin(table.example_of, examples)
+    rows = np.nonzero(keep)[0]
+    new_index = {e: i for i, e in enumerate(examples)}
+    span_owner = np.full(len(table.span_labels), -1)
+    span_owner[table.span_ids[table.span_ids >= 0]] = table.example_of[table.span_ids >= 0]
+    kept_spans = np.nonzero(np.isin(span_owner, examples))[0]
+    span_map = np.full(len(table.span_labels) + 1, -1)
+    span_map[kept_spans] = np.arange(len(kept_spans))
+    sub = TokenTable([table.examples[e] for e in examples], [table.ids[e] for e in examples],
+                     [table.positions[e] for e in examples], table.labels[rows], span_map[table.span_ids[rows]],
+                     table.span_labels[kept_spans], np.asarray([new_index[e] for e in table.example_of[rows]],
+                                                               dtype=np.int64), table.offsets[rows])
+    return sub, rows
