@@ -13,10 +13,21 @@ import torch
 
 from training.config import build_config
 from training.probe.__main__ import main as probe_main
-from training.probe.generate import ALL_LOCALES, CLASSES, LOCALES, SPLITS, TEMPLATES, Example, Span, generate, read_jsonl, write_jsonl
+from training.probe.generate import (
+    ALL_LOCALES,
+    CLASSES,
+    LOCALES,
+    SPLITS,
+    TEMPLATES,
+    Example,
+    Span,
+    generate,
+    read_jsonl,
+    write_jsonl,
+)
+from training.probe.metrics import evaluate
 from training.probe.pipeline import ProbeOptions, build_report, probe_layer
 from training.probe.regex_baseline import find_spans, iban_ok, luhn_ok, regex_scores
-from training.probe.metrics import evaluate
 from training.probe.report import COLUMNS, METHODS, write
 from training.probe.tokens import ByteTokenizer, tokenize
 from training.sae import SparseAutoencoder
@@ -34,7 +45,7 @@ def test_generator_is_deterministic_per_seed() -> None:
 def test_spans_are_exact_in_every_locale(split: str, locale: str) -> None:
     examples = generate(40, split, seed=0, locales=[locale])
     for example in examples:
-        assert [example.text[s.start:s.end] for s in example.spans] == example.meta["values"]
+        assert [example.text[s.start : s.end] for s in example.spans] == example.meta["values"]
     assert all(s.end > s.start for e in examples for s in e.spans)
 
 
@@ -104,7 +115,7 @@ def test_sae_probe_finds_planted_pii_directions(tmp_path: Path) -> None:
     d_in, n_latents = 48, 96
     gen = torch.Generator().manual_seed(0)
     sae = SparseAutoencoder(d_in, n_latents, k=6, generator=gen)
-    directions = sae.W_dec.detach()[:len(CLASSES)].clone()  # the SAE has a latent for each planted direction
+    directions = sae.W_dec.detach()[: len(CLASSES)].clone()  # the SAE has a latent for each planted direction
     train, train_acts = _planted(generate(200, "train"), directions, seed=1)
     test, test_acts = _planted(generate(120, "test"), directions, seed=2)
     options = ProbeOptions()
@@ -127,13 +138,36 @@ def _tiny_gpt2_run(tmp_path: Path) -> Path:
     text = "\n".join(e.text for e in generate(300, "train", seed=9))
     tokens = np.frombuffer(text.encode(), dtype=np.uint8).astype(np.int64)
     np.save(tmp_path / "tokens.npy", tokens)
-    model_config = {"model_type": "gpt2", "n_layer": 2, "n_embd": 32, "n_head": 2, "vocab_size": 256,
-                    "n_positions": 512}
-    cfg = build_config(None, dict(
-        data_source="hf", hf_model_config=model_config, hf_layer="transformer.h.0",
-        hf_tokens=str(tmp_path / "tokens.npy"), hf_context=64, hf_batch_sequences=8, expansion_factor=4, k=4,
-        batch_size=252, total_vectors=252 * 40, shuffle_buffer=1008, eval_vectors=504, log_every=20,
-        checkpoint_every=100, threads=1, out_dir=str(tmp_path / "run"), plot=False))
+    model_config = {
+        "model_type": "gpt2",
+        "n_layer": 2,
+        "n_embd": 32,
+        "n_head": 2,
+        "vocab_size": 256,
+        "n_positions": 512,
+    }
+    cfg = build_config(
+        None,
+        dict(
+            data_source="hf",
+            hf_model_config=model_config,
+            hf_layer="transformer.h.0",
+            hf_tokens=str(tmp_path / "tokens.npy"),
+            hf_context=64,
+            hf_batch_sequences=8,
+            expansion_factor=4,
+            k=4,
+            batch_size=252,
+            total_vectors=252 * 40,
+            shuffle_buffer=1008,
+            eval_vectors=504,
+            log_every=20,
+            checkpoint_every=100,
+            threads=1,
+            out_dir=str(tmp_path / "run"),
+            plot=False,
+        ),
+    )
     Trainer(cfg).run()
     return tmp_path / "run"
 

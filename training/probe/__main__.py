@@ -14,16 +14,21 @@ from training.probe.report import markdown
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training.probe", description=__doc__)
     parser.add_argument("--sae", required=True, help="a run's out_dir, or a directory of runs (one per layer)")
-    parser.add_argument("--data", help="held-out JSONL of {text, spans: [{start, end, label}]} (default: the "
-                                       "synthetic test split)")
+    parser.add_argument(
+        "--data", help="held-out JSONL of {text, spans: [{start, end, label}]} (default: the synthetic test split)"
+    )
     parser.add_argument("--layers", nargs="+", help="only the SAEs at these hf_layer names (or layer numbers)")
     parser.add_argument("--out", help="where the report goes (default: next to the SAE)")
     parser.add_argument("--train-examples", type=int, default=ProbeOptions.train_examples)
     parser.add_argument("--test-examples", type=int, default=ProbeOptions.test_examples)
     parser.add_argument("--seed", type=int, default=ProbeOptions.seed)
     parser.add_argument("--threshold", type=float, default=ProbeOptions.threshold)
-    parser.add_argument("--min-tokens", type=int, default=ProbeOptions.min_tokens,
-                        help="multi-token evidence: tokens a predicted span needs above the threshold")
+    parser.add_argument(
+        "--min-tokens",
+        type=int,
+        default=ProbeOptions.min_tokens,
+        help="multi-token evidence: tokens a predicted span needs above the threshold",
+    )
     parser.add_argument("--penalty", choices=("l1", "l2"), default=ProbeSettings.penalty)
     parser.add_argument("--C", type=float, default=ProbeSettings.C, help="inverse regularisation strength")
     parser.add_argument("--max-batch-tokens", type=int, default=ProbeOptions.max_batch_tokens)
@@ -33,10 +38,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
-    options = ProbeOptions(train_examples=args.train_examples, test_examples=args.test_examples, seed=args.seed,
-                           threshold=args.threshold, min_tokens=args.min_tokens,
-                           max_batch_tokens=args.max_batch_tokens,
-                           probe=ProbeSettings(penalty=args.penalty, C=args.C))
+    options = ProbeOptions(
+        train_examples=args.train_examples,
+        test_examples=args.test_examples,
+        seed=args.seed,
+        threshold=args.threshold,
+        min_tokens=args.min_tokens,
+        max_batch_tokens=args.max_batch_tokens,
+        probe=ProbeSettings(penalty=args.penalty, C=args.C),
+    )
     try:
         result, paths = run(args.sae, args.data, args.layers, options, args.out, args.device)
     except (FileNotFoundError, ValueError) as exc:

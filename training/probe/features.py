@@ -4,6 +4,7 @@ the model and layer named in the SAE's config, in batches bounded by a token bud
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,7 +14,7 @@ import torch
 from torch import Tensor
 
 from training.config import TrainConfig
-from training.probe.tokens import ByteTokenizer, HFTokenizer, TokenTable, Tokenizer
+from training.probe.tokens import ByteTokenizer, HFTokenizer, Tokenizer, TokenTable
 from training.sae import SparseAutoencoder
 
 FEATURE_KINDS = ("raw", "sae", "sae_binary")
@@ -56,8 +57,9 @@ def _batches(table: TokenTable, max_tokens: int) -> list[list[int]]:
 
 
 @torch.no_grad()
-def layer_activations(model: torch.nn.Module, layers: Sequence[str], table: TokenTable, device: torch.device,
-                      max_tokens: int = 8192) -> dict[str, np.ndarray]:
+def layer_activations(
+    model: torch.nn.Module, layers: Sequence[str], table: TokenTable, device: torch.device, max_tokens: int = 8192
+) -> dict[str, np.ndarray]:
     """{layer: [tokens, d_model] float32} for the table's scored tokens, in table order; one forward per batch
     (right-padded, so causal attention leaves the real positions as they are), stopped after the deepest layer."""
     modules = {name: model.get_submodule(name) for name in layers}
@@ -77,8 +79,10 @@ def layer_activations(model: torch.nn.Module, layers: Sequence[str], table: Toke
     limit = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
     longest = max(range(len(table.ids)), key=lambda e: len(table.ids[e]))
     if limit and len(table.ids[longest]) > limit:
-        raise ValueError(f"example {longest} is {len(table.ids[longest])} tokens, more than the model's {limit} "
-                         "positions; shorten or split that text")
+        raise ValueError(
+            f"example {longest} is {len(table.ids[longest])} tokens, more than the model's {limit} "
+            "positions; shorten or split that text"
+        )
     handles = [modules[name].register_forward_hook(hook_for(name)) for name in layers]
     try:
         for batch in _batches(table, max_tokens):
@@ -86,13 +90,11 @@ def layer_activations(model: torch.nn.Module, layers: Sequence[str], table: Toke
             ids = torch.zeros(len(batch), width, dtype=torch.long)
             mask = torch.zeros(len(batch), width, dtype=torch.long)
             for row, e in enumerate(batch):
-                ids[row, :len(table.ids[e])] = torch.as_tensor(table.ids[e])
-                mask[row, :len(table.ids[e])] = 1
+                ids[row, : len(table.ids[e])] = torch.as_tensor(table.ids[e])
+                mask[row, : len(table.ids[e])] = 1
             captured.clear()
-            try:
+            with contextlib.suppress(_StopForward):  # the hook stops the forward after the deepest layer
                 model(input_ids=ids.to(device), attention_mask=mask.to(device))
-            except _StopForward:
-                pass
             for name in layers:
                 acts = captured[name].float().cpu().numpy()
                 for row, e in enumerate(batch):
@@ -108,7 +110,7 @@ def sae_codes(sae: SparseAutoencoder, acts: np.ndarray, chunk: int = 1024) -> sp
     """`sae.codes` of every row, as a sparse [rows, d_sae] matrix (at most k non-zeros a row for TopK)."""
     parts = []
     for i in range(0, len(acts), chunk):
-        dense = sae.codes(torch.from_numpy(acts[i:i + chunk])).float().cpu().numpy()
+        dense = sae.codes(torch.from_numpy(acts[i : i + chunk])).float().cpu().numpy()
         parts.append(sp.csr_matrix(dense))
     return sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, sae.n_latents), dtype=np.float32)
 

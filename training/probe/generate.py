@@ -16,8 +16,17 @@ from typing import Any
 
 from faker import Faker
 
-CLASSES = ("person_name", "email", "phone", "street_address", "credit_card", "iban", "national_id", "ip_address",
-           "date_of_birth")
+CLASSES = (
+    "person_name",
+    "email",
+    "phone",
+    "street_address",
+    "credit_card",
+    "iban",
+    "national_id",
+    "ip_address",
+    "date_of_birth",
+)
 SPLITS = ("train", "test")
 LOCALES = {"train": ("en_US", "de_DE", "fr_FR", "ja_JP"), "test": ("en_GB", "it_IT", "es_ES", "ja_JP")}
 ALL_LOCALES = tuple(sorted({loc for locs in LOCALES.values() for loc in locs}))
@@ -88,8 +97,12 @@ class Example:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "spans": [asdict(s) for s in self.spans], "template": self.template,
-                "locale": self.locale}
+        return {
+            "text": self.text,
+            "spans": [asdict(s) for s in self.spans],
+            "template": self.template,
+            "locale": self.locale,
+        }
 
 
 def _language(locale: str) -> str:
@@ -97,7 +110,7 @@ def _language(locale: str) -> str:
 
 
 def _grouped(value: str, sep: str) -> str:
-    return sep.join(value[i:i + 4] for i in range(0, len(value), 4))
+    return sep.join(value[i : i + 4] for i in range(0, len(value), 4))
 
 
 def _dob(fake: Faker, rng: random.Random, split: str, lang: str) -> str:
@@ -115,8 +128,9 @@ def _value(kind: str, fake: Faker, rng: random.Random, split: str, lang: str) ->
         "email": lambda: fake.email() if split == "train" else rng.choice((fake.free_email, fake.company_email))(),
         "phone": fake.phone_number,
         "street_address": lambda: re.sub(r"\s*\n\s*", ", ", fake.address()),
-        "credit_card": lambda: (rng.choice((lambda v: v, lambda v: _grouped(v, " "))) if split == "train"
-                                else lambda v: _grouped(v, "-"))(fake.credit_card_number()),
+        "credit_card": lambda: (
+            rng.choice((lambda v: v, lambda v: _grouped(v, " "))) if split == "train" else lambda v: _grouped(v, "-")
+        )(fake.credit_card_number()),
         "iban": lambda: fake.iban() if split == "train" else _grouped(fake.iban(), " "),
         "national_id": fake.ssn,
         "ip_address": lambda: fake.ipv4() if split == "train" or rng.random() < 0.5 else fake.ipv6(),
@@ -130,8 +144,7 @@ def _value(kind: str, fake: Faker, rng: random.Random, split: str, lang: str) ->
     return values[kind]()
 
 
-def _fill(template: str, fake: Faker, rng: random.Random, split: str,
-          lang: str) -> tuple[str, list[Span], list[str]]:
+def _fill(template: str, fake: Faker, rng: random.Random, split: str, lang: str) -> tuple[str, list[Span], list[str]]:
     """The filled template, the spans of its PII values and those values (in order)."""
     parts, spans, values, pos = [], [], [], 0
     for literal, kind in re.findall(r"([^{]*)(?:\{(\w+)\})?", template):
@@ -189,16 +202,18 @@ def read_jsonl(path: str | Path) -> list[Example]:
             text, raw_spans = record["text"], record.get("spans", [])
             spans = [Span(int(s["start"]), int(s["end"]), str(s["label"])) for s in raw_spans]
         except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{where}: expected {{\"text\": str, \"spans\": [{{\"start\", \"end\", \"label\"}}]}} "
-                             f"({exc}); fix that line") from exc
+            raise ValueError(
+                f'{where}: expected {{"text": str, "spans": [{{"start", "end", "label"}}]}} ({exc}); fix that line'
+            ) from exc
         for span in spans:
             if span.label not in CLASSES:
                 raise ValueError(f"{where}: label {span.label!r} is not a known class; use one of {list(CLASSES)}")
             if not 0 <= span.start < span.end <= len(text):
-                raise ValueError(f"{where}: span {span.start}-{span.end} is outside the text (length {len(text)}); "
-                                 "start and end are character offsets with end exclusive")
-        out.append(Example(text, spans, template=str(record.get("template", "")),
-                           locale=str(record.get("locale", ""))))
+                raise ValueError(
+                    f"{where}: span {span.start}-{span.end} is outside the text (length {len(text)}); "
+                    "start and end are character offsets with end exclusive"
+                )
+        out.append(Example(text, spans, template=str(record.get("template", "")), locale=str(record.get("locale", ""))))
     if not out:
         raise ValueError(f"{path}: no examples; one JSON object per line")
     return out

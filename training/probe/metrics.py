@@ -27,8 +27,12 @@ class Counts:
     n_gold: int = 0
 
     def __add__(self, other: Counts) -> Counts:
-        return Counts(self.tp_pred + other.tp_pred, self.n_pred + other.n_pred, self.found + other.found,
-                      self.n_gold + other.n_gold)
+        return Counts(
+            self.tp_pred + other.tp_pred,
+            self.n_pred + other.n_pred,
+            self.found + other.found,
+            self.n_gold + other.n_gold,
+        )
 
     def prf(self) -> dict[str, float]:
         p = self.tp_pred / self.n_pred if self.n_pred else 0.0
@@ -85,8 +89,13 @@ def _recall_at_precision(points: list[dict[str, float]]) -> float:
     return max(ok) if ok else 0.0
 
 
-def evaluate(table: TokenTable, scores: np.ndarray, thresholds: float | Sequence[float] = 0.5, min_tokens: int = 1,
-             curves: bool = True) -> dict[str, Any]:
+def evaluate(
+    table: TokenTable,
+    scores: np.ndarray,
+    thresholds: float | Sequence[float] = 0.5,
+    min_tokens: int = 1,
+    curves: bool = True,
+) -> dict[str, Any]:
     """Metrics of `scores` [tokens, classes] on the table: per class (token and span level, at its threshold, with
     recall at 95 % precision over all thresholds), micro and macro over the classes that occur, and the
     span-level precision-recall points per class (for the plot)."""
@@ -98,8 +107,13 @@ def evaluate(table: TokenTable, scores: np.ndarray, thresholds: float | Sequence
         tok, span = token_counts(table, score, cls, threshold), span_counts(table, score, cls, threshold, min_tokens)
         totals["token"] += tok
         totals["span"] += span
-        entry: dict[str, Any] = {"support_spans": span.n_gold, "support_tokens": tok.n_gold, "threshold": threshold,
-                                 "token": tok.prf(), "span": span.prf()}
+        entry: dict[str, Any] = {
+            "support_spans": span.n_gold,
+            "support_tokens": tok.n_gold,
+            "threshold": threshold,
+            "token": tok.prf(),
+            "span": span.prf(),
+        }
         if curves:
             token_pts = [token_counts(table, score, cls, t).prf() for t in _thresholds(score)]
             span_pts = [span_counts(table, score, cls, t, min_tokens).prf() for t in _thresholds(score)]
@@ -111,9 +125,12 @@ def evaluate(table: TokenTable, scores: np.ndarray, thresholds: float | Sequence
     out: dict[str, Any] = {"per_class": per_class, "classes_present": present}
     for level in ("token", "span"):
         out[f"{level}_micro"] = totals[level].prf()
-        out[f"{level}_macro"] = {key: float(np.mean([per_class[n][level][key] for n in present])) if present else 0.0
-                                 for key in ("precision", "recall", "f1")}
+        out[f"{level}_macro"] = {
+            key: float(np.mean([per_class[n][level][key] for n in present])) if present else 0.0
+            for key in ("precision", "recall", "f1")
+        }
         if curves:
             out[f"{level}_macro"]["recall_at_95p"] = (
-                float(np.mean([per_class[n][level]["recall_at_95p"] for n in present])) if present else 0.0)
+                float(np.mean([per_class[n][level]["recall_at_95p"] for n in present])) if present else 0.0
+            )
     return out

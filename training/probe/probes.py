@@ -25,8 +25,13 @@ class ProbeSettings:
 
 def _probe(kind: str, settings: ProbeSettings) -> Pipeline:
     # liblinear: binary problems, dense or sparse, L1 or L2; several times faster than lbfgs on these.
-    model = LogisticRegression(C=settings.C, l1_ratio=1.0 if settings.penalty == "l1" else 0.0, solver="liblinear",
-                               class_weight=settings.class_weight, max_iter=settings.max_iter)
+    model = LogisticRegression(
+        C=settings.C,
+        l1_ratio=1.0 if settings.penalty == "l1" else 0.0,
+        solver="liblinear",
+        class_weight=settings.class_weight,
+        max_iter=settings.max_iter,
+    )
     if kind == "raw":
         return make_pipeline(StandardScaler(), model)
     if kind == "sae":
@@ -34,8 +39,9 @@ def _probe(kind: str, settings: ProbeSettings) -> Pipeline:
     return make_pipeline(model)
 
 
-def fit(kind: str, x: Features, labels: np.ndarray, n_classes: int,
-        settings: ProbeSettings | None = None) -> list[Pipeline | None]:
+def fit(
+    kind: str, x: Features, labels: np.ndarray, n_classes: int, settings: ProbeSettings | None = None
+) -> list[Pipeline | None]:
     """One probe per class (class c + 1 of the labels); None for a class absent from `labels`."""
     settings = settings or ProbeSettings()
     models: list[Pipeline | None] = []

@@ -42,7 +42,9 @@ def _ip_ok(value: str) -> bool:
 
 
 def _phone_ok(value: str) -> bool:
-    return 7 <= len(re.sub(r"\D", "", value)) <= 15 and not re.fullmatch(r"\d{4}-\d{2}-\d{2}|\d{2}\.\d{2}\.\d{4}", value)
+    return 7 <= len(re.sub(r"\D", "", value)) <= 15 and not re.fullmatch(
+        r"\d{4}-\d{2}-\d{2}|\d{2}\.\d{2}\.\d{4}", value
+    )
 
 
 # ASCII boundaries: Japanese text puts letters right next to values, and `\b` counts them as word characters.
@@ -51,11 +53,21 @@ PATTERNS: dict[str, tuple[re.Pattern[str], Callable[[str], bool]]] = {
     "email": (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"), lambda v: True),
     "iban": (re.compile(_B + r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?" + _E), iban_ok),
     "credit_card": (re.compile(r"(?<![\d-])\d{4}(?:[ -]?\d{3,4}){2,3}(?:[ -]?\d{1,4})?(?![\d-])"), luhn_ok),
-    "ip_address": (re.compile(r"(?<![A-Za-z0-9:.])(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7})"
-                              r"(?![A-Za-z0-9:.])"), _ip_ok),
+    "ip_address": (
+        re.compile(
+            r"(?<![A-Za-z0-9:.])(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7})"
+            r"(?![A-Za-z0-9:.])"
+        ),
+        _ip_ok,
+    ),
     "national_id": (re.compile(r"(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)"), lambda v: True),
-    "phone": (re.compile(r"(?<![A-Za-z0-9-])\+?(?:\(?\d{1,5}\)?)(?:[ .-]?(?:\(0\))?\(?\d{2,5}\)?){1,4}(?:x\d+)?"
-                         r"(?![A-Za-z0-9-])"), _phone_ok),
+    "phone": (
+        re.compile(
+            r"(?<![A-Za-z0-9-])\+?(?:\(?\d{1,5}\)?)(?:[ .-]?(?:\(0\))?\(?\d{2,5}\)?){1,4}(?:x\d+)?"
+            r"(?![A-Za-z0-9-])"
+        ),
+        _phone_ok,
+    ),
 }
 
 

@@ -41,8 +41,10 @@ class HFTokenizer:
 
     def __init__(self, tokenizer: Any) -> None:
         if not getattr(tokenizer, "is_fast", False):
-            raise ValueError(f"{type(tokenizer).__name__}: the probe needs a fast tokenizer (offset mapping); "
-                             "install `tokenizers` or give a model whose tokenizer.json is available")
+            raise ValueError(
+                f"{type(tokenizer).__name__}: the probe needs a fast tokenizer (offset mapping); "
+                "install `tokenizers` or give a model whose tokenizer.json is available"
+            )
         self.tokenizer = tokenizer
 
     def encode(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
@@ -93,9 +95,16 @@ def tokenize(examples: list[Example], tokenizer: Tokenizer) -> TokenTable:
             example_of.append(e)
             offsets.append((start, end))
         positions.append(np.asarray(kept, dtype=np.int64))
-    return TokenTable(examples, ids, positions, np.asarray(labels, dtype=np.int64),
-                      np.asarray(span_ids, dtype=np.int64), np.asarray(span_labels, dtype=np.int64),
-                      np.asarray(example_of, dtype=np.int64), np.asarray(offsets, dtype=np.int64).reshape(-1, 2))
+    return TokenTable(
+        examples,
+        ids,
+        positions,
+        np.asarray(labels, dtype=np.int64),
+        np.asarray(span_ids, dtype=np.int64),
+        np.asarray(span_labels, dtype=np.int64),
+        np.asarray(example_of, dtype=np.int64),
+        np.asarray(offsets, dtype=np.int64).reshape(-1, 2),
+    )
 
 
 def select(table: TokenTable, examples: list[int]) -> tuple[TokenTable, np.ndarray]:
@@ -109,8 +118,14 @@ def select(table: TokenTable, examples: list[int]) -> tuple[TokenTable, np.ndarr
     kept_spans = np.nonzero(np.isin(span_owner, examples))[0]
     span_map = np.full(len(table.span_labels) + 1, -1)
     span_map[kept_spans] = np.arange(len(kept_spans))
-    sub = TokenTable([table.examples[e] for e in examples], [table.ids[e] for e in examples],
-                     [table.positions[e] for e in examples], table.labels[rows], span_map[table.span_ids[rows]],
-                     table.span_labels[kept_spans], np.asarray([new_index[e] for e in table.example_of[rows]],
-                                                               dtype=np.int64), table.offsets[rows])
+    sub = TokenTable(
+        [table.examples[e] for e in examples],
+        [table.ids[e] for e in examples],
+        [table.positions[e] for e in examples],
+        table.labels[rows],
+        span_map[table.span_ids[rows]],
+        table.span_labels[kept_spans],
+        np.asarray([new_index[e] for e in table.example_of[rows]], dtype=np.int64),
+        table.offsets[rows],
+    )
     return sub, rows
