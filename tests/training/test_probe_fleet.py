@@ -20,8 +20,6 @@ from training.probe.report import METHODS
 
 REPO = Path(__file__).resolve().parents[2]
 EMULATOR_URL = "http://127.0.0.1:8790/api/v1"
-TINY_GPT2 = {"model_type": "gpt2", "n_layer": 2, "n_embd": 32, "n_head": 2, "vocab_size": 256, "n_positions": 512,
-             "bos_token_id": 10, "eos_token_id": 10}
 
 
 def test_probe_without_a_wait_is_refused_with_the_fix() -> None:
@@ -53,11 +51,10 @@ def test_fleet_probe_stage_puts_the_f1s_in_the_outputs(fleet: Fleet, tmp_path: P
     text = "\n".join(e.text for e in generate(200, "train", seed=9))
     tokens = tmp_path / "tokens.npy"  # the emulated nodes share this host's filesystem
     np.save(tokens, np.frombuffer(text.encode(), dtype=np.uint8).astype(np.int64))
-    raw = stack_config([A10], count=1, run_name="probe", filesystem="sae-probe", overrides={
-        "data_source": "hf", "hf_model_config": TINY_GPT2, "hf_layer": "transformer.h.0", "hf_tokens": str(tokens),
-        "hf_context": 64, "hf_batch_sequences": 8, "d_in": 32, "expansion_factor": 4, "k": 4, "batch_size": 252,
-        "total_vectors": 252 * 30, "shuffle_buffer": 1008, "eval_vectors": 504, "log_every": 10,
-        "checkpoint_every": 100})
+    # The model config comes from a YAML file: integers in stack config overrides reach the trainer as floats.
+    raw = stack_config([A10], count=1, run_name="probe", filesystem="sae-probe",
+                       config="training/probe/tiny-gpt2.yaml",
+                       overrides={"hf_tokens": str(tokens), "total_vectors": 7560, "eval_vectors": 504})
     raw["probe"] = {"enabled": True, "trainExamples": 120, "testExamples": 60}
     fleet.configure(raw)
     result = fleet.up_result()

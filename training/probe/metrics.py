@@ -65,7 +65,10 @@ def span_counts(table: TokenTable, score: np.ndarray, cls: int, threshold: float
 
 
 def _thresholds(score: np.ndarray) -> np.ndarray:
-    """Candidate thresholds: score quantiles, dense near the top where the rare PII tokens are."""
+    """Candidate thresholds: score quantiles, dense near the top where the rare PII tokens are; a 0/1 scorer (the
+    regex) has one operating point."""
+    if np.isin(score, (0.0, 1.0)).all():
+        return np.asarray([0.5])
     quantiles = 1 - np.geomspace(1, 1e-4, 40)[::-1] + 1e-4
     grid = np.quantile(score, np.clip(np.concatenate([np.linspace(0, 0.9, 10), quantiles]), 0, 1))
     return np.unique(np.concatenate([grid, [0.5, 1.0]]))

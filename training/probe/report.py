@@ -40,14 +40,19 @@ def headline(report: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 def markdown(report: dict[str, Any]) -> str:
     data, settings = report["data"], report["settings"]
+    threshold = (
+        "the class's threshold (chosen on a validation fifth of the training split)"
+        if settings.get("tune_thresholds")
+        else settings["threshold"]
+    )
     lines = [
         f"# PII probes: {report['sae']['hf_model']}",
         "",
         f"Held-out split: {data['test_examples']} examples ({data['test_tokens']} tokens, source "
         f"{data['test_source']}); trained on {data['train_examples']} synthetic examples. Span = run of tokens "
-        f"scoring >= {settings['threshold']} with >= {settings['min_tokens']} token(s), scored by its max, "
-        "counted right when it overlaps a gold span of its class. Micro over all classes, macro over the "
-        f"classes present; R@95P = best recall at >= 95 % precision over all thresholds.",
+        f"scoring at or above {threshold} with >= {settings['min_tokens']} token(s), scored by its max, counted "
+        "right when it overlaps a gold span of its class. Micro over all classes, macro over the classes present; "
+        "R@95P = best recall at >= 95 % precision over all thresholds.",
         "",
     ]
     header = ["layer", "SAE", "method", *(c[0] for c in COLUMNS)]
