@@ -145,6 +145,8 @@ def _tiny_gpt2_run(tmp_path: Path) -> Path:
         "n_head": 2,
         "vocab_size": 256,
         "n_positions": 512,
+        "bos_token_id": 10,
+        "eos_token_id": 10,
     }
     cfg = build_config(
         None,
