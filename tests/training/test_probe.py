@@ -26,7 +26,7 @@ from training.probe.generate import (
     write_jsonl,
 )
 from training.probe.metrics import evaluate
-from training.probe.pipeline import ProbeOptions, build_report, probe_layer
+from training.probe.pipeline import ProbeOptions, build_report, find_runs, probe_layer
 from training.probe.regex_baseline import find_spans, iban_ok, luhn_ok, regex_scores
 from training.probe.report import COLUMNS, METHODS, write
 from training.probe.tokens import ByteTokenizer, tokenize
@@ -177,14 +177,28 @@ def _tiny_gpt2_run(tmp_path: Path) -> Path:
 def test_tiny_gpt2_pipeline_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     started = time.monotonic()
     run = _tiny_gpt2_run(tmp_path)
-    code = probe_main(["--sae", str(run), "--train-examples", "200", "--test-examples", "100", "--device", "cpu"])
-    assert code == 0
+    held_out = tmp_path / "mine.jsonl"  # a user's own held-out text, read the same way
+    write_jsonl(generate(80, "test", seed=5), held_out)
+    args = ["--sae", str(run), "--data", str(held_out), "--train-examples", "200", "--device", "cpu"]
+    assert probe_main(args) == 0
     assert time.monotonic() - started < 60
     report = json.loads((run / "probe_report.json").read_text())
     assert sorted(report["headline_span_f1"]["transformer.h.0"]) == sorted(METHODS)
+    assert report["data"]["test_source"] == str(held_out)
+    assert report["data"]["test_examples"] == 80
     assert report["layers"]["transformer.h.0"]["sae"]["d_sae"] == 128
     assert (run / "probe_pr.png").is_file()
     assert "| transformer.h.0 | 128 latents, k=4 | logreg on SAE codes |" in capsys.readouterr().out
+
+
+def test_layers_pick_runs_of_a_directory(tmp_path: Path) -> None:
+    for layer in ("model.layers.3", "model.layers.19"):
+        (tmp_path / layer).mkdir()
+        (tmp_path / layer / "sae_config.json").write_text(json.dumps({"hf_layer": layer}))
+    assert [p.name for p in find_runs(tmp_path)] == ["model.layers.19", "model.layers.3"]
+    assert [p.name for p in find_runs(tmp_path, ["19"])] == ["model.layers.19"]
+    with pytest.raises(ValueError, match=r"--layers 7: no SAE under .* is at those layers"):
+        find_runs(tmp_path, ["7"])
 
 
 def test_cli_names_the_fix_for_a_missing_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,7 +22,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--train-examples", type=int, default=ProbeOptions.train_examples)
     parser.add_argument("--test-examples", type=int, default=ProbeOptions.test_examples)
     parser.add_argument("--seed", type=int, default=ProbeOptions.seed)
-    parser.add_argument("--threshold", type=float, default=ProbeOptions.threshold)
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=ProbeOptions.threshold,
+        help="the span threshold with --fixed-threshold (default: per class, chosen on a validation fifth of the "
+        "training split)",
+    )
+    parser.add_argument("--fixed-threshold", action="store_true", help="use --threshold for every class")
     parser.add_argument(
         "--min-tokens",
         type=int,
@@ -43,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         test_examples=args.test_examples,
         seed=args.seed,
         threshold=args.threshold,
+        tune_thresholds=not args.fixed_threshold,
         min_tokens=args.min_tokens,
         max_batch_tokens=args.max_batch_tokens,
         probe=ProbeSettings(penalty=args.penalty, C=args.C),
