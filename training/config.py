@@ -228,6 +228,9 @@ def _check_types(cfg: TrainConfig) -> None:
 
 def _coerce(key: str, value: Any) -> Any:
     """Int or numeric string -> float for float fields, a bare string -> one-item list for list fields."""
+    if key == "hf_model_config" and isinstance(value, dict):
+        # Through the fleet (Pulumi's engine) every integer arrives as a float; a model config wants its ints back.
+        return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in value.items()}
     hint = _field_types()[key]
     is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
     args = typing.get_args(hint) if is_union else (hint,)

@@ -100,6 +100,7 @@ class GpuFleet(pulumi.ComponentResource):
         extra_env = "GLOO_SOCKET_IFNAME=lo" if emulator else ""
 
         run_nodes: list[pulumi.Output[dict[str, Any]]] = []
+        head_connection: pulumi.Output[dict[str, Any]] | None = None
         setups: list[NodeStep] = []
         node_outputs: list[pulumi.Output[dict[str, Any]]] = []
         for rank, (node_name, inst, nproc) in enumerate(instances):
@@ -121,6 +122,7 @@ class GpuFleet(pulumi.ComponentResource):
             # Every later connection pins the host key the ready gate saw on this instance (trust on first use).
             connection = pulumi.Output.all(connection, ready.host_key).apply(
                 lambda v: {**v[0], "host_key": v[1]})
+            head_connection = connection if rank == 0 else head_connection
             setup = NodeStep(
                 f"{node_name}-setup", node=node_name, step="setup", connection=connection, create=scripts.SETUP,
                 upload={"local_dir": str(training_dir), "remote_dir": scripts.TRAINING_UPLOAD_DIR,
@@ -158,6 +160,8 @@ class GpuFleet(pulumi.ComponentResource):
         self.expires_at = clock.expires_at
         self.created_at = clock.created_at
         self.training = run.training
+        if config.probe.enabled:
+            self.training = self._probe(config, instances[0][0], head, head_connection, run)
         self.filesystem = pulumi.Output.all(filesystem.name, filesystem.region, run.run_dir).apply(lambda v: {
             "name": v[0], "region": v[1], "mount_point": fs_mount, "run_dir": v[2],
             "kept_on_destroy": not fs_cfg.delete_on_destroy})
@@ -167,3 +171,21 @@ class GpuFleet(pulumi.ComponentResource):
         self.register_outputs({"nodes": self.nodes, "hourly_cost_usd": self.hourly_cost_usd,
                                "projected_cost_usd": self.projected_cost_usd, "expires_at": self.expires_at,
                                "training": self.training})
+
+    def _probe(self, config: FleetConfig, node: str, head: Instance, connection: Any,
+               run: TrainingRun) -> pulumi.Output[dict[str, Any]]:
+        """PII probes on the head once `up` has waited for the run (training/probe/node_probe.sh); reruns when the
+        run's directory or step changes; its span F1s join the training output as `probe`."""
+        probe = config.probe
+        args = [*(["--data", probe.data] if probe.data else []), *(["--layers", *probe.layers] if probe.layers else []),
+                *(["--train-examples", str(probe.train_examples)] if probe.train_examples else []),
+                *(["--test-examples", str(probe.test_examples)] if probe.test_examples else [])]
+        step = NodeStep("probe", node=node, step="probe", connection=connection,
+                        create='bash "$HOME/lambda-sae/training/probe/node_probe.sh"', triggers=[head.instance_id],
+                        environment={"RUN_DIR": run.run_dir, "PROBE_ARGS": " ".join(args),
+                                     "RUN_STEP": run.training.apply(lambda t: (t or {}).get("step") or 0)},
+                        timeout_seconds=3600, describes={"probe": " ".join(args) or "defaults"},
+                        opts=pulumi.ResourceOptions(parent=self, depends_on=[run],
+                                                    additional_secret_outputs=["connection"]))
+        return pulumi.Output.all(run.training, step.result, step.error).apply(lambda v: {
+            **(v[0] or {}), "probe": {k: (v[1] or {}).get(k) for k in ("span_f1", "report")} | {"error": v[2]}})

@@ -41,6 +41,9 @@ lambda-sae:training      {config: training/configs/X.yaml, overrides: {key: valu
                          launchTimeoutSeconds: 900 (until every rank has taken its first step),
                          allowMixedArchitectures: false (placements spanning arm64 and x86_64)}
 lambda-sae:budget        {maxUsdPerHour, maxHours} (both required, > 0)
+lambda-sae:probe         optional {enabled: false, data: JSONL path on the node, layers: [hf_layer, ...],
+                         trainExamples, testExamples}: PII probes on the head node after the run (needs
+                         training.waitMinutes > 0); report next to the SAE, span F1s in training.probe
 lambda-sae:firewall      optional {rules: [{protocol: tcp|udp|icmp|all, portRange: [min, max], sourceNetwork: CIDR,
                          description}]}: a ruleset in the filesystem's region attached to every node (inbound
                          traffic only where a rule allows it); one rule must allow SSH (tcp 22) to the nodes.
@@ -106,6 +109,17 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class ProbeConfig:
+    """`python -m training.probe` on the head node once the run has finished (see training/README.md)."""
+
+    enabled: bool = False
+    data: str | None = None  # a held-out JSONL on the node (e.g. on the filesystem); default: the synthetic split
+    layers: tuple[str, ...] = ()
+    train_examples: int | None = None
+    test_examples: int | None = None
+
+
+@dataclass(frozen=True)
 class Budget:
     max_usd_per_hour: float
     max_hours: float
@@ -120,6 +134,7 @@ class FleetConfig:
     training: TrainingConfig
     budget: Budget
     firewall_rules: tuple[dict[str, Any], ...] | None = None  # API form (port_range, source_network); None: none
+    probe: ProbeConfig = ProbeConfig()
 
     @property
     def node_count(self) -> int:
@@ -226,15 +241,35 @@ def parse_fleet_config(raw: dict[str, Any], *, api_url: str | None, repo_root: P
         r.fail("training.allowCpu", "CPU training is only allowed on the emulator",
                "remove training.allowCpu (real nodes must show their GPUs to torch)")
     firewall = _firewall(r, raw.get("firewall"))
+    probe = _probe(r, raw.get("probe"), training)
     for unknown in sorted(set(raw) - {"target", "nodeGroups", "sshKey", "filesystem", "training", "budget",
-                                      "firewall"}):
-        r.fail(unknown, "unknown key", "use target, nodeGroups, sshKey, filesystem, training, budget, firewall")
+                                      "firewall", "probe"}):
+        r.fail(unknown, "unknown key", "use target, nodeGroups, sshKey, filesystem, training, budget, firewall, "
+               "probe")
     if not r.problems:
         _check_world(r, groups, training)
     if r.problems:
         raise FleetConfigError(r.problems)
     assert filesystem is not None
-    return FleetConfig(str(target), tuple(groups), ssh_key, filesystem, training, budget, firewall)
+    return FleetConfig(str(target), tuple(groups), ssh_key, filesystem, training, budget, firewall, probe)
+
+
+def _probe(r: _Reader, raw: Any, training: TrainingConfig) -> ProbeConfig:
+    m = r.mapping(raw, "probe", {"enabled", "data", "layers", "trainExamples", "testExamples"})
+    enabled = r.boolean(m, "enabled", "probe", False)
+    layers = m.get("layers") or []
+    if not isinstance(layers, list) or not all(isinstance(x, (str, int)) for x in layers):
+        r.fail("probe.layers", f"expected a list of hf_layer names or numbers, got {layers!r}",
+               "set probe.layers: [model.layers.19] or remove it (every SAE of the run)")
+        layers = []
+    train_n = r.number(m, "trainExamples", "probe", required=False, integer=True)
+    test_n = r.number(m, "testExamples", "probe", required=False, integer=True)
+    if enabled and training.wait_minutes <= 0:
+        r.fail("probe.enabled", "the probe runs on the finished run, but training.waitMinutes is 0 (up does not "
+               "wait for the run to finish)", "set training.waitMinutes to the minutes the run needs, or set "
+               "probe.enabled: false and run `python -m training.probe --sae RUN_DIR` on the head node later")
+    return ProbeConfig(enabled, r.string(m, "data", "probe", required=False), tuple(str(x) for x in layers),
+                       train_n, test_n)
 
 
 def _firewall(r: _Reader, raw: Any) -> tuple[dict[str, Any], ...] | None:
