@@ -95,7 +95,9 @@ class GpuFleet(pulumi.ComponentResource):
         head = instances[0][1]
         train_config = trainer_config(config, repo_root)
         training_dir = repo_root / "training"
-        code_digest = directory_digest(training_dir)
+        upload_digest = directory_digest(training_dir)
+        # What the trainer runs: a change of the probe's code (run after training) does not restart a run.
+        code_digest = directory_digest(training_dir, skip=("probe",))
         port = master_port(config, stack, repo_root)
         extra_env = "GLOO_SOCKET_IFNAME=lo" if emulator else ""
 
@@ -126,7 +128,7 @@ class GpuFleet(pulumi.ComponentResource):
             setup = NodeStep(
                 f"{node_name}-setup", node=node_name, step="setup", connection=connection, create=scripts.SETUP,
                 upload={"local_dir": str(training_dir), "remote_dir": scripts.TRAINING_UPLOAD_DIR,
-                        "digest": code_digest},
+                        "digest": upload_digest},
                 environment={"FLEET_EXPECT_GPUS": inst.gpu_count, "FLEET_ALLOW_CPU": int(config.training.allow_cpu)},
                 triggers=[inst.instance_id], requires=[ready.ok], timeout_seconds=1800,
                 opts=pulumi.ResourceOptions.merge(node_opts, pulumi.ResourceOptions(depends_on=[ready])))

@@ -97,10 +97,13 @@ def upload_command(remote_dir: str) -> str:
             f'tar -xzf - -C "$d.new" && rm -rf "$d" && mv "$d.new" "$d"')
 
 
-def directory_digest(local_dir: Path) -> str:
+def directory_digest(local_dir: Path, skip: tuple[str, ...] = ()) -> str:
+    """Of what the upload sends (`skip`: top-level entries left out of the digest, not of the upload)."""
     digest = hashlib.sha256()
     for path in sorted(local_dir.rglob("*")):
         rel = path.relative_to(local_dir)
+        if rel.parts[0] in skip:
+            continue
         if path.is_file() and not any(p in ("__pycache__", "runs") for p in rel.parts) and path.suffix != ".pyc":
             digest.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
