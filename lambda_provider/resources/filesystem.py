@@ -1,8 +1,8 @@
 """`Filesystem`: a persistent regional filesystem, meant to outlive the instances that mount it.
 
 Names are unique per account, so create adopts an existing filesystem of the same name and region (a send that lost
-its answer, in this run or an earlier one, or data the user wants to keep) and refuses one in another region; a region move of a filesystem
-kept by `retain_on_delete` fails at preview (its name stays taken). Delete retries
+its answer, in this run or an earlier one, or data the user wants to keep) and refuses one in another region; a
+region move of a filesystem kept by `retain_on_delete` fails at preview (its name stays taken). Delete retries
 `filesystems/filesystem-in-use` while instances that mounted it are still terminating.
 """
 
