@@ -20,6 +20,14 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     os.replace(tmp, path)
 
 
+def read_json(path: Path) -> Any:
+    """The JSON in `path`, or None when it is missing or not (yet) valid JSON."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def save_checkpoint(checkpoint_dir: Path, step: int, state: dict[str, Any], keep: int) -> Path:
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     final = checkpoint_dir / f"step_{step:08d}"

@@ -3,7 +3,8 @@
 A source is a deterministic list of chunks per epoch (`num_chunks`, `chunk(epoch, i)` -> [rows, d_in] float32 on
 CPU). `ShuffledStream` reads a window of consecutive chunks (this rank's share: chunk i belongs to rank
 i % world), shuffles the window in RAM (the mixing buffer) and hands out batches. Its state is three integers, so a
-resumed run regenerates exactly the same batches: the window is re-read and re-shuffled from its seed.
+resumed run regenerates exactly the same batches: the window is re-read and re-shuffled from its seed. A run resumed
+on another number of ranks starts each rank where `remap_stream_states` says (no chunk skipped).
 
 Sources: `SyntheticSource` (planted ground-truth features), `ShardSource` (.safetensors / .npy / .pt files),
 `HFActivationSource` (a causal LM hooked at a named module).
@@ -366,6 +367,26 @@ class ShuffledStream:
         self.state = StreamState(**state)
         self._window = None
         # _load_window keeps offset: the same window is rebuilt and its first `offset` rows are skipped
+
+
+def rank_rows(batch_size: int, world: int, rank: int) -> int:
+    """Rank `rank`'s share of a global batch: the first `batch_size % world` ranks take one row more."""
+    return batch_size // world + (1 if rank < batch_size % world else 0)
+
+
+def remap_stream_states(states: list[dict[str, int]], world: int) -> list[dict[str, int]]:
+    """Stream states for `world` ranks resuming from the states `len(states)` ranks saved, skipping no chunk.
+
+    Old rank r's window starts at global chunk `window_start * old_world + r`; every chunk before the earliest such
+    position (over all ranks, per epoch) was read to its end. Each new rank starts at its first own chunk at or after
+    that position, offset 0: the chunks of a window an old rank had partly read, and any an old rank ahead of the
+    others had already read, are read again (a few windows re-read, never one skipped). A position past a new rank's
+    last chunk moves it on to the next epoch when it loads its window."""
+    old_world = len(states)
+    epoch, position = min((s["epoch"], s["window_start"] * old_world + rank) for rank, s in enumerate(states))
+    # ceil((position - rank) / world): the first j with j * world + rank >= position (never negative: rank < world)
+    return [{"epoch": epoch, "window_start": (position - rank + world - 1) // world, "offset": 0}
+            for rank in range(world)]
 
 
 def build_source(cfg: TrainConfig, device: torch.device) -> ChunkSource:

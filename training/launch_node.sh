@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Start, stop or inspect this node's share of a training run (used by the fleet's train and wait steps).
+# Start, stop or inspect this node's share of a training run (the fleet's TrainingRun drives it over SSH; it decides
+# whether a run starts, resumes or restarts: see training/changes.py).
 #
 #   launch_node.sh start    start the trainer detached (setsid + nohup; pidfile on the node); a no-op when it runs
-#                           already, or when the run finished with the same config
+#                           already. It never rewrites the run's status.json: the trainer does, once it runs.
 #   launch_node.sh stop     SIGTERM the run's processes (torchrun and its workers) and wait: the trainer checkpoints,
 #                           then exits
 #   launch_node.sh status   print `@fleet-json {...}`: running, pid, and the run's status.json (head writes it)
 #
-# Env: FLEET_HOME, RUN_PATH (the run's directory on the shared filesystem, live path /lambda/nfs/<fs>/...), NODE_RANK, NNODES, NPROC (processes on this node),
-# MASTER_ADDR, MASTER_PORT, TRAIN_CONFIG_B64 (the trainer's YAML, base64), FLEET_EXTRA_ENV (e.g. GLOO_SOCKET_IFNAME=lo)
+# Env: FLEET_HOME, RUN_PATH (the run's directory on the shared filesystem, live path /lambda/nfs/<fs>/...),
+# NODE_RANK, NNODES, NPROC (processes on this node), MASTER_ADDR, MASTER_PORT, TRAIN_CONFIG_B64 (the trainer's YAML,
+# base64), FLEET_LAUNCH_ID (this launch: in the log's start line and the ranks' heartbeat files), FLEET_EXTRA_ENV
+# (e.g. GLOO_SOCKET_IFNAME=lo)
 set -euo pipefail
 FLEET_HOME="${FLEET_HOME:-$HOME/lambda-sae}"
 NODE_RANK="${NODE_RANK:-0}"
@@ -33,7 +36,14 @@ running_pid() {  # the launcher's pid, or a surviving worker's
   [ -n "$pid" ] && echo "$pid"
 }
 
-signal_run() {  # $1: TERM or KILL, to the launcher's process group and every tagged process
+signal_run() {  # $1: TERM or KILL; $2: the launcher's pid (or a surviving worker's)
+  # TERM goes to the launcher alone while it lives: torchrun forwards it to its workers once (they checkpoint) and
+  # waits for them; a second TERM would cut torchrun's shutdown short and lose the checkpoint. Workers whose launcher
+  # is gone, and KILL, get the signal directly.
+  if [ "$1" = TERM ] && kill -0 "$2" 2>/dev/null; then
+    kill -TERM "$2" 2>/dev/null || true
+    return 0
+  fi
   kill "-$1" -- "-$2" 2>/dev/null || kill "-$1" "$2" 2>/dev/null || true
   local p
   for p in $(tagged_pids); do kill "-$1" "$p" 2>/dev/null || true; done
@@ -54,42 +64,20 @@ status() {
   state="$(run_state)"
   local status_json="null"
   [ -f "$RUN_DIR/status.json" ] && status_json="$(tr -d '\n' < "$RUN_DIR/status.json")"
-  local config_same=false
-  [ -f "$RUN_DIR/fleet-config.sha" ] && [ -f "$FLEET_HOME/run-config.sha" ] \
-    && cmp -s "$RUN_DIR/fleet-config.sha" "$FLEET_HOME/run-config.sha" && config_same=true
   local crashed=false
   if [ "$running" = false ] && [ -f "$PIDFILE" ] && [ "$state" != finished ]; then crashed=true; fi
-  echo "@fleet-json {\"node_rank\": $NODE_RANK, \"running\": $running, \"pid\": \"${pid}\", \"state\": \"$state\", \"crashed\": $crashed, \"needs_rerun\": $crashed, \"config_same\": $config_same, \"status\": $status_json}"
+  echo "@fleet-json {\"node_rank\": $NODE_RANK, \"running\": $running, \"pid\": \"${pid}\", \"state\": \"$state\", \"crashed\": $crashed, \"needs_rerun\": $crashed, \"status\": $status_json}"
 }
 
 start() {
   mkdir -p "$RUN_DIR/logs" "$FLEET_HOME"
-  echo "$TRAIN_CONFIG_B64" | base64 -d > "$FLEET_HOME/run-config.yaml"
-  sha256sum < "$FLEET_HOME/run-config.yaml" | cut -c1-16 > "$FLEET_HOME/run-config.sha"
   local pid
   if pid="$(running_pid)"; then
     echo "trainer already running (pid $pid)"
     echo "@fleet launch=already-running"
     status; return 0
   fi
-  if [ "$(run_state)" = finished ] && cmp -s "$RUN_DIR/fleet-config.sha" "$FLEET_HOME/run-config.sha" 2>/dev/null; then
-    echo "run already finished with this config"
-    echo "@fleet launch=already-finished"
-    status; return 0
-  fi
-  if [ "$NODE_RANK" = 0 ]; then
-    cp "$FLEET_HOME/run-config.sha" "$RUN_DIR/fleet-config.sha"
-    # Replace the last run's state before the trainer does: a finished run restarted with a new config must not let
-    # another node read the old "finished" with the new digest and stay out of the world, and a run restarted after a
-    # crash must not read as "failed" (or "running") while the new trainer starts up.
-    local previous; previous="$(run_state)"
-    if [ "$previous" != none ]; then
-      local reason="restarted after the run was $previous"
-      [ "$previous" = finished ] && reason="relaunched with a new config"
-      printf '{\n  "state": "starting",\n  "reason": "%s"\n}\n' "$reason" > "$RUN_DIR/.status.json.tmp"
-      mv "$RUN_DIR/.status.json.tmp" "$RUN_DIR/status.json"
-    fi
-  fi
+  echo "$TRAIN_CONFIG_B64" | base64 -d > "$FLEET_HOME/run-config.yaml"
   local py; py="$(cat "$FLEET_HOME/python" 2>/dev/null)" || fail "setup has not run on this node"
   local cmd=("$py" -m training.train --config "$FLEET_HOME/run-config.yaml" --out_dir "$RUN_DIR")
   if [ "$((NNODES * NPROC))" -gt 1 ]; then
@@ -98,12 +86,11 @@ start() {
          --config "$FLEET_HOME/run-config.yaml" --out_dir "$RUN_DIR")
   fi
   cd "$FLEET_HOME"
-  echo "=== $(date -u +%FT%TZ) node $NODE_RANK/$NNODES starts: ${cmd[*]}" >> "$LOG"
+  echo "=== $(date -u +%FT%TZ) node $NODE_RANK/$NNODES launch ${FLEET_LAUNCH_ID:-none} starts: ${cmd[*]}" >> "$LOG"
   # shellcheck disable=SC2086
-  env PYTHONPATH="$FLEET_HOME" "$TRAINER_TAG" ${FLEET_EXTRA_ENV:-} setsid nohup "${cmd[@]}" >> "$LOG" 2>&1 < /dev/null &
+  env PYTHONPATH="$FLEET_HOME" "$TRAINER_TAG" FLEET_LAUNCH_ID="${FLEET_LAUNCH_ID:-}" ${FLEET_EXTRA_ENV:-} \
+    setsid nohup "${cmd[@]}" >> "$LOG" 2>&1 < /dev/null &
   echo $! > "$PIDFILE"
-  sleep 1
-  running_pid >/dev/null || { tail -n 20 "$LOG"; fail "the trainer exited at once (log: $LOG)"; }
   echo "started trainer pid $(cat "$PIDFILE"), log $LOG"
   echo "@fleet launch=started"
   status
@@ -116,8 +103,12 @@ stop() {
   fi
   # torchrun and its workers: the trainer checkpoints on SIGTERM, then exits.
   signal_run TERM "$pid"
+  local left termed=""
   for _ in $(seq 1 "${STOP_TIMEOUT_SECONDS:-120}"); do
-    running_pid >/dev/null || { rm -f "$PIDFILE"; echo "@fleet stop=clean"; return 0; }
+    left="$(running_pid)" || { rm -f "$PIDFILE"; echo "@fleet stop=clean"; return 0; }
+    if [ "$left" != "$pid" ] && [ -z "$termed" ]; then  # the launcher is gone, a worker is left: TERM it once
+      signal_run TERM "$left"; termed=1
+    fi
     sleep 1
   done
   signal_run KILL "$pid"

@@ -7,9 +7,11 @@ import inspect
 import math
 import os
 import signal
+import socket
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from training.checkpoint import latest_checkpoint, load_checkpoint, read_json, save_checkpoint, write_json_atomic
 from training.config import ConfigError, TrainConfig
 from training.data import (
     PURPOSE_EVAL,
@@ -28,6 +30,8 @@ from training.data import (
     SyntheticSource,
     build_source,
     make_generator,
+    rank_rows,
+    remap_stream_states,
 )
 from training.evaluate import evaluate, feature_recovery, reconstruction_of
 from training.outputs import RunOutputs
@@ -58,6 +62,11 @@ class Distributed:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    def all_reduce_sum(self, values: torch.Tensor) -> torch.Tensor:
+        if self.enabled:
+            dist.all_reduce(values)
+        return values
 
     def all_reduce_mean(self, values: torch.Tensor) -> torch.Tensor:
         if self.enabled:
@@ -124,6 +133,27 @@ def lr_factor(step: int, total_steps: int, warmup: int, decay_start: float) -> f
     return 1.0
 
 
+def centred_total(v: torch.Tensor) -> torch.Tensor:
+    """The sum of squared deviations from the batch mean: `fvu_of`'s denominator, clamped the same way."""
+    return (v - v.mean(0)).pow(2).sum().clamp_min(1e-12)
+
+
+def global_batch_weights(x: torch.Tensor, residual: torch.Tensor, batch_size: int,
+                         dist: Distributed) -> torch.Tensor:
+    """[w_fvu, w_auxk, w_rows]: the mean over ranks of w * (this rank's FVU, AuxK, per-row mean) is that value over
+    the whole global batch, however unevenly its rows are split, and so is DDP's gradient average of
+    w_fvu * fvu + auxk_alpha * w_auxk * auxk. FVU is a ratio to the batch's variance, so its weight is this rank's
+    share of the global batch's variance (about its share of rows, `rows * world / batch_size`) times the world."""
+    moments = torch.cat([x.double().sum(0), x.double().pow(2).sum().reshape(1),
+                         residual.double().sum(0), residual.double().pow(2).sum().reshape(1)])
+    dist.all_reduce_sum(moments)
+    d = x.shape[1]
+    total_x = (moments[d] - moments[:d].pow(2).sum() / batch_size).clamp_min(1e-12)
+    total_r = (moments[2 * d + 1] - moments[d + 1:2 * d + 1].pow(2).sum() / batch_size).clamp_min(1e-12)
+    return torch.stack([centred_total(x).double() / total_x, centred_total(residual).double() / total_r,
+                        torch.tensor(len(x) / batch_size, dtype=torch.float64, device=x.device)]).float() * dist.world
+
+
 def choose_decode_impl(sae: SparseAutoencoder, x: torch.Tensor) -> str:
     """Time one forward+backward of each decode path on this device and keep the faster."""
     timings = {}
@@ -154,10 +184,15 @@ class Trainer:
         self.precision = "bf16" if use_bf16 else "fp32"
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
-        if cfg.batch_size % self.dist.world:
-            raise ConfigError(f"batch_size: {cfg.batch_size} must be divisible by the number of ranks "
-                              f"({self.dist.world})")
+        if cfg.batch_size < self.dist.world:
+            raise ConfigError(f"batch_size: {cfg.batch_size} gives a rank no rows; raise it to at least the number "
+                              f"of ranks ({self.dist.world})")
         self.out_dir = Path(cfg.out_dir)
+        # A finished run that this process relaunches keeps its status.json and summary.json until a step is taken
+        # (a relaunch that fails first, or has nothing to train, leaves them as they were). Rank 0's reading counts.
+        previous = read_json(self.out_dir / "status.json") or {}
+        self.previous_status = self.dist.gather(previous)[0]
+        self.was_finished = self.previous_status.get("state") == "finished"
         self.outputs = RunOutputs(self.out_dir) if self.dist.is_main else None
         self.source = build_source(cfg, self.device)
         if cfg.d_in is None:
@@ -166,8 +201,8 @@ class Trainer:
             raise ConfigError(f"d_in: config says {cfg.d_in} but the data has width {self.source.d_in}")
         cfg.validate()
         _, init_seed, shuffle_seed = cfg.seeds()
-        self.stream = ShuffledStream(self.source, cfg.batch_size // self.dist.world, cfg.shuffle_buffer,
-                                     shuffle_seed, self.dist.rank, self.dist.world)
+        self.stream = ShuffledStream(self.source, rank_rows(cfg.batch_size, self.dist.world, self.dist.rank),
+                                     cfg.shuffle_buffer, shuffle_seed, self.dist.rank, self.dist.world)
         self.sae = SparseAutoencoder(cfg.d_in, cfg.resolved_n_latents(), cfg.k, cfg.architecture,
                                      cfg.batchtopk_candidates, "sparse" if cfg.decode_impl == "auto" else
                                      cfg.decode_impl, generator=make_generator(init_seed, PURPOSE_INIT),
@@ -178,6 +213,7 @@ class Trainer:
                                           betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, **fused)
         self.vectors_since_fired = torch.zeros(self.sae.n_latents, dtype=torch.long, device=self.device)
         self.step = 0
+        self.steps_here = 0  # optimizer steps completed by this process (not counting the resumed ones)
         self.train_seconds = 0.0  # cumulative over resumes, for max_hours
         self.best_fvu = math.inf
         self.intervals_without_gain = 0
@@ -186,17 +222,19 @@ class Trainer:
         self.init_recovery: float | None = None
 
     # --- setup ---
-    def _initialise_or_resume(self) -> bool:
+    def _initialise_or_resume(self) -> int | None:
+        """The world size of the checkpoint resumed from, or None for a fresh start."""
         ckpt_path = latest_checkpoint(self.out_dir / "checkpoints")
         if ckpt_path is not None:
-            self._load(load_checkpoint(ckpt_path))
-            return True
+            state = load_checkpoint(ckpt_path)
+            self._load(state)
+            return int(state["world"])
         first = self.stream.next_batch().to(self.device)
         self.sae.init_b_dec(first, self.cfg.b_dec_init)
         if self.cfg.decode_impl == "auto":
             self.sae.decode_impl = self.dist.gather(choose_decode_impl(self.sae, first))[0]  # rank 0's choice
         self.stream.load_state_dict({"epoch": 0, "window_start": 0, "offset": 0})
-        return False
+        return None
 
     def _state(self) -> dict[str, Any]:
         streams = self.dist.gather(self.stream.state_dict())
@@ -210,15 +248,18 @@ class Trainer:
         }
 
     def _load(self, state: dict[str, Any]) -> None:
-        if state["world"] != self.dist.world:
-            raise ConfigError(f"out_dir: its checkpoint was written by {state['world']} ranks, this run has "
-                              f"{self.dist.world}; resume with the same world size or use a new out_dir")
+        """Parameters, optimizer state, the BatchTopK threshold and the counters are the same on every rank, so a
+        checkpoint of any world size loads as it is; only the data positions are per rank (remapped for another
+        world size)."""
         self.step = state["step"]
         self.sae.load_state_dict(state["model"])
         self.sae.decode_impl = state["decode_impl"]
         self.optimizer.load_state_dict(state["optimizer"])
         self.vectors_since_fired = state["vectors_since_fired"].to(self.device)
-        self.stream.load_state_dict(state["streams"][self.dist.rank])
+        streams = state["streams"]
+        if state["world"] != self.dist.world:
+            streams = remap_stream_states(streams, self.dist.world)
+        self.stream.load_state_dict(streams[self.dist.rank])
         self.train_seconds = state["train_seconds"]
         self.best_fvu = state["best_fvu"]
         self.intervals_without_gain = state["intervals_without_gain"]
@@ -244,7 +285,13 @@ class Trainer:
         with self.autocast:
             out = model(x, dead_mask=dead if bool(dead.any()) else None, k_aux=cfg.resolved_k_aux(),
                         auxk_alpha=cfg.auxk_alpha)
-        out.loss.backward()
+        if self.dist.enabled:  # weigh each rank by its share of the global batch (see global_batch_weights)
+            w = global_batch_weights(x, (x - out.recon).detach(), cfg.batch_size, self.dist)
+            fvu, auxk = w[0] * out.fvu, w[1] * out.auxk
+            loss, row_weight = fvu + cfg.auxk_alpha * auxk, w[2]
+        else:
+            fvu, auxk, loss, row_weight = out.fvu, out.auxk, out.loss, None
+        loss.backward()
         self.sae.project_decoder_grad()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -257,34 +304,69 @@ class Trainer:
             self.vectors_since_fired += self.cfg.batch_size
             self.vectors_since_fired[fired > 0] = 0
             l0 = (out.vals > 0).sum(dim=1).float().mean()
-        return out.loss.detach(), out.fvu.detach(), out.auxk.detach(), l0, dead.float().mean()
+            if row_weight is not None:
+                l0 = l0 * row_weight
+        return loss.detach(), fvu.detach(), auxk.detach(), l0, dead.float().mean()
 
     # --- the loop ---
     def run(self) -> RunResult:
         cfg = self.cfg
-        resumed = self._initialise_or_resume()
+        resumed_from = self._initialise_or_resume()
+        resumed = resumed_from is not None
         self._prepare_eval(resumed)
         if self.outputs is not None:
             if resumed:
                 self.outputs.truncate_metrics_after(self.step)
-            self.outputs.write_status("running", self.step, self.total_steps)
-            self._log(f"{'resumed at step ' + str(self.step) if resumed else 'starting'}: d_in={cfg.d_in} "
+            if not self.was_finished:
+                self.outputs.write_status("running", self.step, self.total_steps)
+            self._log(f"{_start_line(self.step, resumed_from, self.dist.world)}: d_in={cfg.d_in} "
                       f"n_latents={self.sae.n_latents} k={cfg.k} {cfg.architecture} decode={self.sae.decode_impl} "
                       f"{self.precision} on {self.device} x{self.dist.world} lr={cfg.resolved_lr():.3g} "
                       f"steps={self.total_steps}")
-        model: torch.nn.Module = self.sae
-        if self.dist.enabled:
-            model = DistributedDataParallel(self.sae, device_ids=[self.device.index] if self.device.type == "cuda"
-                                            else None, **RANK_LOCAL_BUFFERS)
+        model = self.wrapped_model()
         previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
             state, reason = self._loop(model)
         finally:
             signal.signal(signal.SIGTERM, previous_handler)
+        if self.steps_here == 0 and self.was_finished:
+            return self._already_finished()
         self.checkpoint()
         summary = self._finish(state, reason)
         self.dist.close()
         return RunResult(state, reason, self.step, summary)
+
+    def wrapped_model(self) -> torch.nn.Module:
+        """The module the step runs: the SAE itself, or under DDP the SAE wrapped for gradient averaging."""
+        if not self.dist.enabled:
+            return self.sae
+        return DistributedDataParallel(self.sae, device_ids=[self.device.index] if self.device.type == "cuda"
+                                       else None, **RANK_LOCAL_BUFFERS)
+
+    def _already_finished(self) -> RunResult:
+        """A relaunch of a finished run with no step left: its files stay as they are."""
+        self.write_heartbeat()  # this launch came up all the same
+        summary = (read_json(self.out_dir / "summary.json") or {}) if self.dist.is_main else {}
+        if self.dist.is_main:
+            self._log(f"already finished at step {self.step}/{self.total_steps}: nothing to train (status.json and "
+                      "summary.json kept)")
+        self.dist.close()
+        return RunResult("finished", self.previous_status.get("reason") or "completed", self.step, summary)
+
+    def _after_first_step(self) -> None:
+        if self.was_finished and self.outputs is not None:  # the relaunched finished run now really runs again
+            self.outputs.write_status("running", self.step, self.total_steps)
+        self.write_heartbeat()
+
+    def write_heartbeat(self) -> None:
+        """`ranks/rank-<rank>.json`, once per process: this rank of this launch is up and training (the fleet
+        waits for every rank's file with its launch id)."""
+        ranks = self.out_dir / "ranks"
+        ranks.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(ranks / f"rank-{self.dist.rank}.json", {
+            "rank": self.dist.rank, "world_size": self.dist.world, "step": self.step,
+            "launch_id": os.environ.get("FLEET_LAUNCH_ID") or None, "pid": os.getpid(),
+            "host": socket.gethostname(), "time": datetime.now(UTC).isoformat(timespec="seconds")})
 
     def _on_sigterm(self, _signum: int, _frame: Any) -> None:
         self.stop_signal = "sigterm"
@@ -304,6 +386,9 @@ class Trainer:
             x = self.stream.next_batch().to(self.device, non_blocking=True)
             sums += torch.stack(self._train_step(model, x))
             self.step += 1
+            self.steps_here += 1
+            if self.steps_here == 1:
+                self._after_first_step()
             interval_steps += 1
             now = time.perf_counter()
             self.train_seconds += now - last
@@ -418,6 +503,14 @@ class Trainer:
                 "encode": "z = topk(relu(W_enc @ (x - b_dec) + b_enc))", "decode": "x_hat = z @ W_dec + b_dec",
                 "hf_model": self.cfg.hf_model, "hf_layer": self.cfg.hf_layer, "steps": self.step,
                 "train_config": self.cfg.to_dict()}
+
+
+def _start_line(step: int, resumed_from: int | None, world: int) -> str:
+    if resumed_from is None:
+        return "starting"
+    if resumed_from == world:
+        return f"resumed at step {step}"
+    return f"resumed at step {step} (checkpoint from {resumed_from} ranks, now {world}: data position remapped)"
 
 
 def _duration(seconds: float) -> str:

@@ -1,9 +1,8 @@
-"""`GpuFleet`: SSH key, filesystem, instances and, per node, ready gate -> setup -> training launch, plus the
-fleet-level training run (optional bounded wait) and the money outputs."""
+"""`GpuFleet`: SSH key, filesystem, instances and, per node, ready gate -> setup, then the fleet-level training run
+(launch on every node, launch health, optional bounded wait) and the money outputs."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 from pathlib import Path
@@ -75,7 +74,6 @@ class GpuFleet(pulumi.ComponentResource):
         filesystem = Filesystem("filesystem", name=fs_cfg.name, region=fs_cfg.region, opts=pulumi.ResourceOptions(
             parent=self, retain_on_delete=not fs_cfg.delete_on_destroy))
         fs_mount = f"/lambda/nfs/{fs_cfg.name}"
-        run_path = f"{fs_mount}/runs/{config.training.run_name}"
 
         ruleset_ids: list[pulumi.Output[str]] = []
         if config.firewall_rules:
@@ -94,16 +92,14 @@ class GpuFleet(pulumi.ComponentResource):
                 instances.append((node_name, inst, 1 if config.training.allow_cpu else group.gpus_per_node))
 
         head = instances[0][1]
-        world_ids = [inst.instance_id for _, inst, _ in instances]
         train_config = trainer_config(config, repo_root)
-        train_yaml = yaml.safe_dump(train_config, sort_keys=True)
-        train_b64 = base64.b64encode(train_yaml.encode()).decode()
         training_dir = repo_root / "training"
+        code_digest = directory_digest(training_dir)
         port = master_port(config, stack)
         extra_env = "GLOO_SOCKET_IFNAME=lo" if emulator else ""
 
         run_nodes: list[pulumi.Output[dict[str, Any]]] = []
-        train_steps: list[NodeStep] = []
+        setups: list[NodeStep] = []
         node_outputs: list[pulumi.Output[dict[str, Any]]] = []
         for rank, (node_name, inst, nproc) in enumerate(instances):
             node_opts = pulumi.ResourceOptions(parent=self, additional_secret_outputs=["connection"])
@@ -127,23 +123,14 @@ class GpuFleet(pulumi.ComponentResource):
             setup = NodeStep(
                 f"{node_name}-setup", node=node_name, step="setup", connection=connection, create=scripts.SETUP,
                 upload={"local_dir": str(training_dir), "remote_dir": scripts.TRAINING_UPLOAD_DIR,
-                        "digest": directory_digest(training_dir)},
+                        "digest": code_digest},
                 environment={"FLEET_EXPECT_GPUS": inst.gpu_count, "FLEET_ALLOW_CPU": int(config.training.allow_cpu)},
                 triggers=[inst.instance_id], requires=[ready.ok], timeout_seconds=1800,
                 opts=pulumi.ResourceOptions.merge(node_opts, pulumi.ResourceOptions(depends_on=[ready])))
-            launch_env = {
-                "NODE_RANK": rank, "NNODES": len(instances), "NPROC": nproc, "MASTER_ADDR": head.private_ip,
-                "MASTER_PORT": port, "RUN_PATH": run_path, "TRAIN_CONFIG_B64": train_b64,
-                "FLEET_EXTRA_ENV": extra_env,
-            }
-            train = NodeStep(
-                f"{node_name}-train", node=node_name, step="training launch", connection=connection,
-                create=f"{scripts.LAUNCHER} start", delete=f"{scripts.LAUNCHER} stop",
-                read=f"{scripts.LAUNCHER} status", environment=launch_env, triggers=world_ids,
-                requires=[setup.ok], timeout_seconds=400, describes={"trainer_config": train_config},
-                opts=pulumi.ResourceOptions.merge(node_opts, pulumi.ResourceOptions(depends_on=[setup])))
-            train_steps.append(train)
-            run_nodes.append(pulumi.Output.all(connection, launch_env["MASTER_ADDR"]).apply(
+            setups.append(setup)
+            launch_env = {"NODE_RANK": rank, "NNODES": len(instances), "NPROC": nproc, "MASTER_PORT": port,
+                          "FLEET_EXTRA_ENV": extra_env}
+            run_nodes.append(pulumi.Output.all(connection, head.private_ip).apply(
                 lambda v, node_name=node_name, env=launch_env: {
                     "node": node_name, "connection": v[0], "environment": {**env, "MASTER_ADDR": v[1]}}))
             node_outputs.append(pulumi.Output.all(inst.name, inst.instance_type, inst.region, inst.ip, inst.ssh_port,
@@ -153,10 +140,14 @@ class GpuFleet(pulumi.ComponentResource):
                     "private_ip": v[5], "node_rank": rank,
                     "ssh": f"ssh -i {key_path_hint} -p {int(v[4] or 22)} {SSH_USER}@{v[3]}"}))
 
-        run = TrainingRun("training", nodes=run_nodes, run_dir=run_path,
-                          wait_seconds=config.training.wait_minutes * 60.0, triggers=world_ids,
-                          requires=[t.ok for t in train_steps],
-                          opts=pulumi.ResourceOptions(parent=self, depends_on=train_steps))
+        world_size = sum(nproc for _, _, nproc in instances)
+        run = TrainingRun("training", nodes=run_nodes, node_ids=[inst.instance_id for _, inst, _ in instances],
+                          run_base=f"{fs_mount}/runs/{config.training.run_name}", trainer_config=train_config,
+                          world_size=world_size, code_digest=code_digest, master_port=port,
+                          wait_seconds=config.training.wait_minutes * 60.0,
+                          launch_timeout_seconds=config.training.launch_timeout_seconds,
+                          requires=[s.ok for s in setups],
+                          opts=pulumi.ResourceOptions(parent=self, depends_on=setups))
         clock = FleetClock("clock", max_hours=config.budget.max_hours, opts=child)
 
         self.nodes = pulumi.Output.all(*node_outputs)
@@ -166,8 +157,8 @@ class GpuFleet(pulumi.ComponentResource):
         self.expires_at = clock.expires_at
         self.created_at = clock.created_at
         self.training = run.training
-        self.filesystem = pulumi.Output.all(filesystem.name, filesystem.region).apply(lambda v: {
-            "name": v[0], "region": v[1], "mount_point": fs_mount, "run_dir": run_path,
+        self.filesystem = pulumi.Output.all(filesystem.name, filesystem.region, run.run_dir).apply(lambda v: {
+            "name": v[0], "region": v[1], "mount_point": fs_mount, "run_dir": v[2],
             "kept_on_destroy": not fs_cfg.delete_on_destroy})
         self.torchrun = {"nnodes": len(instances), "nproc_per_node": instances[0][2], "master_port": port,
                          "master_addr": head.private_ip}

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+import asyncssh
+import yaml
 
 from lambda_provider.resources.firewall_ruleset import normalize_rules
 
@@ -19,22 +23,29 @@ API_RULE_KEYS = {"portRange": "port_range", "sourceNetwork": "source_network"}  
 GPU_COUNT_PATTERN = re.compile(r"^gpu_(\d+)x_")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 FILESYSTEM_NAME_PATTERN = re.compile(r"^[a-zA-Z]+[0-9a-zA-Z-]*$")
+MAX_NODES = 64  # a sane fleet: beyond it a typo (count: 100000) would launch, and bill, a small data centre
+# CPU architecture of the arm64 types, for catalogues that omit the undeclared `architecture` field (the client then
+# reads x86_64); the live catalogue says arm64 for these (shared/lambda-cloud/NOTES.md).
+ARM64_TYPES = frozenset({"gpu_1x_gh200"})
 
 SCHEMA_DOC = """\
 lambda-sae:target        emulator | lambda (required). emulator refuses a non-loopback API URL.
 lambda-sae:nodeGroups    list of {name, count, placements: [{instanceType, region}], bootTimeoutSeconds?}
-                         placements in preference order; every type of a group must have the same GPU count.
+                         placements in preference order; every type of a group must have the same GPU count;
+                         at most {MAX_NODES} nodes in all.
 lambda-sae:sshKey        {name?, publicKeyPath?, privateKeyPath?}; no publicKeyPath: a key pair is generated
                          (private half a Pulumi secret). privateKeyPath defaults to publicKeyPath minus '.pub'.
 lambda-sae:filesystem    {name, region, deleteOnDestroy: false}; kept on destroy unless deleteOnDestroy is true.
 lambda-sae:training      {config: training/configs/X.yaml, overrides: {key: value}, runName, allowCpu: false,
-                         waitMinutes: 0 (0 = do not wait), masterPort, readyTimeoutSeconds: 900}
+                         waitMinutes: 0 (0 = do not wait), masterPort, readyTimeoutSeconds: 900,
+                         launchTimeoutSeconds: 900 (until every rank has taken its first step),
+                         allowMixedArchitectures: false (placements spanning arm64 and x86_64)}
 lambda-sae:budget        {maxUsdPerHour, maxHours} (both required, > 0)
 lambda-sae:firewall      optional {rules: [{protocol: tcp|udp|icmp|all, portRange: [min, max], sourceNetwork: CIDR,
                          description}]}: a ruleset in the filesystem's region attached to every node (inbound
                          traffic only where a rule allows it); one rule must allow SSH (tcp 22) to the nodes.
 lambda:apiKey (secret)   or LAMBDA_API_KEY; lambda:apiUrl or LAMBDA_API_URL (see lambda_provider/resources/settings.py)
-"""
+""".replace("{MAX_NODES}", str(MAX_NODES))
 
 
 class FleetConfigError(ValueError):
@@ -90,6 +101,8 @@ class TrainingConfig:
     wait_minutes: float = 0.0
     master_port: int = 29500
     ready_timeout_seconds: float = 900.0
+    launch_timeout_seconds: float = 900.0  # from the launch until every rank has taken its first step
+    allow_mixed_architectures: bool = False
 
 
 @dataclass(frozen=True)
@@ -217,7 +230,7 @@ def parse_fleet_config(raw: dict[str, Any], *, api_url: str | None, repo_root: P
                                       "firewall"}):
         r.fail(unknown, "unknown key", "use target, nodeGroups, sshKey, filesystem, training, budget, firewall")
     if not r.problems:
-        _check_world(r, groups, training, repo_root)
+        _check_world(r, groups, training)
     if r.problems:
         raise FleetConfigError(r.problems)
     assert filesystem is not None
@@ -324,21 +337,73 @@ def _ssh_key(r: _Reader, raw: Any) -> SshKeyConfig:
         return SshKeyConfig(name)
     public_path = Path(public).expanduser()
     private = private or (public[:-4] if public.endswith(".pub") else None)
-    if not public_path.is_file():
+    private_path = Path(private).expanduser() if private else None
+    public_ok = public_path.is_file()
+    if not public_ok:
         r.fail("sshKey.publicKeyPath", f"{public_path} does not exist", "create it (ssh-keygen -t ed25519) or "
                "remove sshKey.publicKeyPath to generate a key pair")
-    if private is None:
+    if private_path is None:
         r.fail("sshKey.privateKeyPath", "cannot be derived (publicKeyPath does not end in .pub)",
                "set sshKey.privateKeyPath to the private half")
-    elif not Path(private).expanduser().is_file():
-        r.fail("sshKey.privateKeyPath", f"{Path(private).expanduser()} does not exist",
+    elif not private_path.is_file():
+        r.fail("sshKey.privateKeyPath", f"{private_path} does not exist",
                "point it at the private key of publicKeyPath: the fleet logs in with it")
-    return SshKeyConfig(name, str(public_path), str(Path(private).expanduser()) if private else None)
+    elif public_ok:
+        _check_key_pair(r, public_path, private_path)
+    return SshKeyConfig(name, str(public_path), str(private_path) if private_path else None)
+
+
+def _check_key_pair(r: _Reader, public_path: Path, private_path: Path) -> None:
+    """Both files parse and are halves of one key: Lambda gets the public half, the fleet logs in with the private."""
+    derive = f"ssh-keygen -y -f {private_path} > {public_path}"
+    try:
+        text = public_path.read_text(errors="replace").strip()
+    except OSError as exc:
+        r.fail("sshKey.publicKeyPath", f"cannot read {public_path}: {exc}",
+               f"make it readable: chmod 644 {public_path}")
+        text = ""
+    public_key = None
+    if not text:
+        pass
+    elif "PRIVATE KEY" in text:
+        r.fail("sshKey.publicKeyPath", f"{public_path} holds a private key, which would be uploaded to Lambda",
+               f"point publicKeyPath at the public half (`{derive}` writes it)")
+    else:
+        try:
+            public_key = asyncssh.import_public_key(text)
+        except (asyncssh.KeyImportError, ValueError) as exc:
+            r.fail("sshKey.publicKeyPath", f"{public_path} is not an SSH public key ({exc})",
+                   f"write the public half of your private key there: `{derive}`")
+        else:
+            if len(text.splitlines()) != 1:
+                r.fail("sshKey.publicKeyPath", f"{public_path} is not one OpenSSH `type base64 comment` line, the "
+                       "form Lambda accepts", f"rewrite it in OpenSSH form: `{derive}`")
+                public_key = None
+    try:
+        private_key = asyncssh.read_private_key(str(private_path))
+    except (asyncssh.KeyImportError, ValueError) as exc:
+        if "assphrase" in str(exc):
+            r.fail("sshKey.privateKeyPath", f"{private_path} is passphrase-protected; the fleet logs in unattended "
+                   "and cannot ask for it", f"remove the passphrase (`ssh-keygen -p -N '' -f {private_path}`) or "
+                   "make a key pair without one (ssh-keygen -t ed25519 -N '' -f ~/.ssh/lambda-sae)")
+        else:
+            r.fail("sshKey.privateKeyPath", f"{private_path} is not an SSH private key ({exc})",
+                   "point it at the private half of sshKey.publicKeyPath: the fleet logs in with it")
+        return
+    except OSError as exc:
+        r.fail("sshKey.privateKeyPath", f"cannot read {private_path}: {exc}", f"make it readable: chmod 600 "
+               f"{private_path}")
+        return
+    if public_key is not None and private_key.public_data != public_key.public_data:
+        r.fail("sshKey.privateKeyPath", f"{private_path} (key {private_key.get_fingerprint()}) is not the private "
+               f"half of sshKey.publicKeyPath {public_path} (key {public_key.get_fingerprint()}): the nodes would "
+               "refuse the login", f"point privateKeyPath at the matching private key, or rewrite the public half "
+               f"from this one: `{derive}`")
 
 
 def _training(r: _Reader, raw: Any, repo_root: Path, emulator: bool, max_hours: float) -> TrainingConfig:
     m = r.mapping(raw, "training", {"config", "overrides", "runName", "allowCpu", "waitMinutes", "masterPort",
-                                    "readyTimeoutSeconds"})
+                                    "readyTimeoutSeconds", "launchTimeoutSeconds", "allowMixedArchitectures"})
     config = r.string(m, "config", "training", required=False)
     if config is not None:
         path = repo_root / config
@@ -348,6 +413,8 @@ def _training(r: _Reader, raw: Any, repo_root: Path, emulator: bool, max_hours: 
         elif not path.is_file():
             r.fail("training.config", f"{path} does not exist", "point it at a YAML file, e.g. "
                    "training/configs/tiny-cpu.yaml")
+        else:
+            _check_trainer_file(r, path)
     overrides = m.get("overrides") or {}
     if not isinstance(overrides, dict):
         r.fail("training.overrides", "expected a mapping", "write trainer keys as key: value (see "
@@ -360,9 +427,29 @@ def _training(r: _Reader, raw: Any, repo_root: Path, emulator: bool, max_hours: 
     wait = r.number(m, "waitMinutes", "training", required=False, default=0.0, strict=False)
     port = r.number(m, "masterPort", "training", required=False, default=29500, integer=True, minimum=1024)
     ready = r.number(m, "readyTimeoutSeconds", "training", required=False, default=900.0)
+    launch = r.number(m, "launchTimeoutSeconds", "training", required=False, default=900.0)
+    mixed = r.boolean(m, "allowMixedArchitectures", "training", False)
     if not r.problems:
         _check_trainer_keys(r, repo_root / config if config else None, overrides)
-    return TrainingConfig(config, dict(overrides), run_name, allow_cpu, float(wait), int(port), float(ready))
+    return TrainingConfig(config, dict(overrides), run_name, allow_cpu, float(wait), int(port), float(ready),
+                          float(launch), mixed)
+
+
+def _check_trainer_file(r: _Reader, path: Path) -> None:
+    """The trainer reads training.config as one mapping of its keys; anything else fails here, not on the nodes."""
+    fix = "make it a YAML mapping of trainer keys (key: value lines, see training/configs/tiny-cpu.yaml)"
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        r.fail("training.config", f"{path} is not valid YAML{line}: {getattr(exc, 'problem', None) or exc}", fix)
+        return
+    except (OSError, UnicodeDecodeError) as exc:
+        r.fail("training.config", f"cannot read {path}: {exc}", fix)
+        return
+    if loaded is not None and not isinstance(loaded, dict):
+        r.fail("training.config", f"{path} holds a {type(loaded).__name__}, not a mapping of trainer keys", fix)
 
 
 def _check_trainer_keys(r: _Reader, config_path: Path | None, overrides: dict[str, Any]) -> None:
@@ -375,20 +462,59 @@ def _check_trainer_keys(r: _Reader, config_path: Path | None, overrides: dict[st
                "names it); keys are the fields of training/config.py")
 
 
-def _check_world(r: _Reader, groups: list[NodeGroup], training: TrainingConfig, repo_root: Path) -> None:
-    if not groups:
-        return
+def _check_world(r: _Reader, groups: list[NodeGroup], training: TrainingConfig) -> None:
+    # No batch-size check: the trainer splits a batch unevenly over the ranks when it must.
     nproc = {1 if training.allow_cpu else g.gpus_per_node for g in groups}
     if len(nproc) > 1:
         r.fail("nodeGroups", f"groups have different GPUs per node {sorted(nproc)}",
                "use one GPU count across all groups (one torchrun world)")
-        return
-    world = sum(g.count for g in groups) * next(iter(nproc))
-    batch = training.overrides.get("batch_size")
-    if batch is None and training.config:
-        import yaml
 
-        batch = (yaml.safe_load((repo_root / training.config).read_text()) or {}).get("batch_size")
-    if isinstance(batch, int) and batch % world:
-        r.fail("training.overrides.batch_size", f"{batch} is not divisible by the world size {world}",
-               f"use a multiple of {world}")
+
+def plan_problems(config: FleetConfig, architectures: Mapping[str, str]) -> list[str]:
+    """What the parsed config cannot run as, in `key: problem -- fix` form: too many nodes, a world that would mix
+    CPU architectures. `architectures`: instance type -> `x86_64` | `arm64`, from the live catalogue."""
+    r = _Reader()
+    _check_size(r, config.node_groups)
+    _check_architectures(r, config, architectures)
+    return r.problems
+
+
+def architecture_of(instance_type: str, catalogue_architecture: str | None) -> str:
+    if catalogue_architecture and catalogue_architecture != "x86_64":
+        return catalogue_architecture
+    return "arm64" if instance_type in ARM64_TYPES else "x86_64"  # x86_64 is also what an absent field reads as
+
+
+def _check_size(r: _Reader, groups: tuple[NodeGroup, ...]) -> None:
+    total = sum(g.count for g in groups)
+    if total <= MAX_NODES:
+        return
+    counted = [(f"nodeGroups[{i}].count", g.count) for i, g in enumerate(groups) if g.count]
+    keys = [key for key, _ in counted]
+    detail = " + ".join(f"{key} {count}" for key, count in counted)
+    r.fail(" + ".join(keys), f"{total} nodes in all ({detail}), over the bound of {MAX_NODES} nodes per fleet",
+           f"lower {' / '.join(keys)} to at most {MAX_NODES} nodes in all")
+
+
+def _check_architectures(r: _Reader, config: FleetConfig, architectures: Mapping[str, str]) -> None:
+    if config.training.allow_mixed_architectures:
+        return
+    types_of: dict[str, list[str]] = {}  # arch -> its instance types, in config order
+    spanning = []  # groups whose own placements span architectures
+    for index, group in enumerate(config.node_groups):
+        group_archs = set()
+        for placement in group.placements:
+            arch = architecture_of(placement.instance_type, architectures.get(placement.instance_type))
+            group_archs.add(arch)
+            if placement.instance_type not in types_of.setdefault(arch, []):
+                types_of[arch].append(placement.instance_type)
+        if len(group_archs) > 1:
+            spanning.append(index)
+    if len(types_of) < 2:
+        return
+    key = f"nodeGroups[{spanning[0]}].placements" if len(spanning) == 1 else "nodeGroups"
+    listed = "; ".join(f"{arch}: {', '.join(names)}" for arch, names in sorted(types_of.items()))
+    r.fail(key, f"the acceptable placements span CPU architectures ({listed}), so one torchrun world could mix "
+           "arm64 and x86_64 nodes: each architecture needs its own wheel set, and ranks on different CPUs and GPU "
+           "generations do not compute the same numerics", "list placements of one architecture only, or set "
+           "training.allowMixedArchitectures: true to accept a mixed world")

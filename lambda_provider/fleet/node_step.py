@@ -28,6 +28,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
 from lambda_provider.fleet.remote import (
+    AuthenticationRefused,
     Connection,
     HostKeyMismatch,
     NodeUnreachable,
@@ -169,7 +170,7 @@ class NodeStepProvider(ResourceProvider):
             asyncio.run(_connect_and_run(conn, command, None, _timeout(props), DELETE_CONNECT_TIMEOUT))
         except (NodeUnreachable, OSError, asyncssh.Error):
             return  # the node is gone (terminated or replaced): nothing left to stop
-        except HostKeyMismatch as exc:
+        except (HostKeyMismatch, AuthenticationRefused) as exc:
             pulumi.log.warn(f"node {props.get('node')}: {props.get('step')}: skipped on delete: {exc}")
             return
         # A failing delete script (e.g. a trainer that had to be killed) is not raised: the node is being torn down
@@ -207,7 +208,7 @@ class NodeStepProvider(ResourceProvider):
                                                             float(props.get("connect_timeout_seconds") or 60.0)))
         except NodeUnreachable as exc:
             raise StepFailed(f"node {node}: {step}: node not reachable: {exc}") from None
-        except HostKeyMismatch as exc:
+        except (HostKeyMismatch, AuthenticationRefused) as exc:
             raise StepFailed(f"node {node}: {step}: {exc}") from None
         if result.exit_status != 0:
             raise StepFailed(f"node {node}: {step} failed (exit {result.exit_status}): "

@@ -1,5 +1,5 @@
-"""The Pulumi program body (`__main__.py` calls `main()`): read and validate the stack config, check the budget
-against the live catalogue, build the `GpuFleet`, export its outputs."""
+"""The Pulumi program body (`__main__.py` calls `main()`): read and validate the stack config, check the budget, the
+fleet's size and its CPU architectures against the live catalogue, build the `GpuFleet`, export its outputs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pulumi.runtime
 
 from lambda_provider.client import DEFAULT_BASE_URL, LambdaError
 from lambda_provider.fleet.component import GpuFleet
-from lambda_provider.fleet.config import SCHEMA_DOC, FleetConfig, FleetConfigError, parse_fleet_config
+from lambda_provider.fleet.config import SCHEMA_DOC, FleetConfig, FleetConfigError, parse_fleet_config, plan_problems
 from lambda_provider.fleet.cost import OverBudget, PlanCost, check_budget, plan_cost
 from lambda_provider.resources.settings import settings_from
 
@@ -55,9 +55,18 @@ def priced_plan(config: FleetConfig) -> PlanCost:
         raise pulumi.RunError(f"cannot read the instance catalogue from {api_url()} to price the plan: {exc}") from None
     try:
         cost = plan_cost(config, catalogue)
-        check_budget(config, cost)
-    except (OverBudget, ValueError) as exc:
+    except ValueError as exc:
         raise pulumi.RunError(str(exc)) from None
+    refusals = []
+    try:
+        check_budget(config, cost)
+    except OverBudget as exc:
+        refusals.append(str(exc))  # first: the numbers say most about a plan that cannot run
+    problems = plan_problems(config, {name: item.instance_type.architecture for name, item in catalogue.items()})
+    if problems:
+        refusals.append(str(FleetConfigError(problems)))
+    if refusals:
+        raise pulumi.RunError("\n".join(refusals))
     return cost
 
 

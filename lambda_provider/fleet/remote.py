@@ -25,6 +25,10 @@ class NodeUnreachable(RuntimeError):
     pass
 
 
+class AuthenticationRefused(RuntimeError):
+    """The node answered and refused our key: never retried (it is not a node still booting)."""
+
+
 class HostKeyMismatch(RuntimeError):
     """The node answered with another host key than the one pinned for it: never retried, never logged into."""
 
@@ -61,7 +65,9 @@ class RemoteResult:
 
 
 async def connect(conn: Connection, timeout: float) -> asyncssh.SSHClientConnection:
-    """Retry with backoff (0.5 s doubling to 5 s) until `timeout`: a booting machine refuses or resets for a while."""
+    """Retry with backoff (0.5 s doubling to 5 s) until `timeout`: a booting machine refuses or resets for a while.
+    A node that answers and refuses our key (AuthenticationRefused) or shows another host key than the pinned one
+    (HostKeyMismatch) fails at once: waiting does not change either."""
     deadline = time.monotonic() + timeout
     delay, last_error = 0.5, "no attempt"
     key = conn.client_key()
@@ -79,12 +85,28 @@ async def connect(conn: Connection, timeout: float) -> asyncssh.SSHClientConnect
                 f"({pinned.get_fingerprint()}); not connecting. Either something intercepts the connection, or the "
                 "machine was rebuilt under the same instance: then run `pulumi up --replace` on its ready step "
                 "(URN ending in -ready) to trust the new key") from None
+        except asyncssh.PermissionDenied:
+            raise AuthenticationRefused(refusal(conn, key)) from None
         except (OSError, asyncssh.Error, TimeoutError) as exc:
             last_error = f"{type(exc).__name__}: {exc}"
         if time.monotonic() + delay > deadline:
             raise NodeUnreachable(f"SSH to {conn} did not answer within {timeout:.0f} s (last error: {last_error})")
         await asyncio.sleep(delay)
         delay = min(delay * 2, 5.0)
+
+
+def refusal(conn: Connection, key: asyncssh.SSHKey) -> str:
+    """Why a node that answered refused our key, and the fix: the key Lambda installed is not our key's other half."""
+    if conn.private_key_path:
+        ours = f"the private key sshKey.privateKeyPath {conn.private_key_path} (key {key.get_fingerprint()})"
+        fix = (f"the key registered with Lambda (sshKey.publicKeyPath) and sshKey.privateKeyPath must be a pair: "
+               f"point privateKeyPath at the private half of the registered key (`ssh-keygen -y -f "
+               f"{conn.private_key_path}` must print the public key publicKeyPath holds), then `pulumi up`")
+    else:
+        ours = f"the fleet's generated private key (key {key.get_fingerprint()})"
+        fix = ("the instance was launched with another key than the one in this stack's state: replace the instance "
+               "(`pulumi up --replace <its URN>`, see `pulumi stack --show-urns`)")
+    return f"{conn} refused {ours} for user {conn.user}; not retried. {fix}"
 
 
 def server_host_key(ssh: asyncssh.SSHClientConnection) -> str | None:

@@ -25,6 +25,3 @@ probe="$fs/.fleet-probe-$$"
 { echo ok > "$probe" && rm -f "$probe"; } 2>/dev/null || fail "the filesystem at $FS_MOUNT is not writable"
 echo "@fleet filesystem=$FS_MOUNT"
 """
-
-LOG_TAIL = 'tail -n {lines} "${{LAMBDA_INSTANCE_ROOT:-}}$RUN_PATH/logs/node-$NODE_RANK.log" 2>/dev/null || true'
-SUMMARY = 'cat "${LAMBDA_INSTANCE_ROOT:-}$RUN_PATH/summary.json" 2>/dev/null || true'

@@ -1,151 +1,153 @@
-"""`TrainingRun`: the fleet-level view of a run -- make sure every node's trainer runs (restarting the whole
-torchrun world when part of it died), optionally wait (bounded) for the run to end, and report its status and latest
-metrics read from the shared filesystem. Fails naming the node and the cause, with the tail of that node's log.
+"""`TrainingRun`: the fleet-level run, converged like the machines are.
+
+`check` (preview and up) reads the run from the nodes (bounded; a preview that cannot reach them says so) and decides
+with the change table (training/changes.py) what this update does to the run: nothing, start, resume from the latest
+checkpoint with new values or on a new world, a fresh run in a new run directory, or a refusal with the fix. The
+decision is an input (`action`, `change`: one human line), so `pulumi preview --diff` shows it next to the diff.
+`create`/`update` then do exactly that: stop the trainer everywhere it runs (SIGTERM: it checkpoints), start every
+node's share, and return only once every rank has taken its first step (or fail with the trainer's own error line);
+then the optional bounded wait. `read` (refresh) re-reads the run from every node: state, step, metrics, and which
+node's trainer died and why. Failures name the node and the cause, with that node's log since the launch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
-import re
 import time
+import uuid
+from dataclasses import fields
 from typing import Any
 
-import asyncssh
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
+import yaml
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    ResourceProvider,
+    UpdateResult,
+)
 
-from lambda_provider.fleet.node_step import StepFailed, parse_result, with_environment
-from lambda_provider.fleet.remote import Connection, HostKeyMismatch, NodeUnreachable, connect, run_on
-from lambda_provider.fleet.scripts import LAUNCHER, LOG_TAIL, SUMMARY
+from lambda_provider import progress
+from lambda_provider.fleet.node_step import StepFailed
+from lambda_provider.fleet.run_nodes import Node, cause_of, open_nodes, open_reachable, run_failed
+from lambda_provider.fleet.scripts import LAUNCHER
 from lambda_provider.resources.values import is_unknown
+from training.changes import DONE_STATES, UNKNOWN, RunView, decide
+from training.config import TrainConfig
 
 POLL_SECONDS = 2.0
 EXIT_GRACE_SECONDS = 30.0
-SETTLE_SECONDS = 30.0
-DONE_STATES = ("finished", "stopped")
+VIEW_CONNECT_SECONDS = 8.0
 METRIC_KEYS = ("step", "fvu", "l0", "dead_fraction", "loss", "vectors_per_second")
+SUMMARY_KEYS = ("fvu", "l0", "dead_fraction", "steps", "vectors_per_second", "wall_seconds", "recovery", "world_size",
+                "ce_loss_recovered", "delta_lm_loss")
 
 
-class _Node:
-    def __init__(self, raw: dict[str, Any], ssh: asyncssh.SSHClientConnection) -> None:
-        self.name: str = raw["node"]
-        self.env: dict[str, Any] = raw.get("environment") or {}
-        self.ssh = ssh
-
-    async def sh(self, script: str, timeout: float = 180.0) -> tuple[int, str]:
-        result = await run_on(self.ssh, with_environment(script, self.env), timeout=timeout)
-        return result.exit_status, result.output_tail
-
-    async def status(self) -> dict[str, Any]:
-        code, out = await self.sh(f"{LAUNCHER} status")
-        if code != 0:
-            raise StepFailed(f"node {self.name}: cannot read the trainer status: {out[-500:]}")
-        return parse_result(out)
-
-    async def log_tail(self, lines: int = 25) -> str:
-        _, out = await self.sh(LOG_TAIL.format(lines=lines))
-        return out
+# ------------------------------------------------------------------ reading the run
+async def _statuses(nodes: list[Node]) -> list[dict[str, Any]]:
+    return list(await asyncio.gather(*(n.status() for n in nodes)))
 
 
-KILLED = re.compile(r"Signal \d+ \((?!SIGTERM)SIG\w+\)")  # SIGTERM is how torchrun stops the bystanders
-# What a rank prints when another rank died under it: a symptom, not a cause.
-PEER_LOST = re.compile(r"Connection (closed|reset) by peer|Broken pipe|DistNetworkError|DistBackendError|"
-                       r"ProcessGroup(Gloo|NCCL)|NCCL (error|WARN)|gloo/transport", re.IGNORECASE)
-
-
-async def _settled_tail(node: _Node) -> str:
-    """The node's log tail once its trainer has exited (bounded): when a worker dies, the other ranks fail at once,
-    and torchrun writes which worker died and how (e.g. `Signal 9 (SIGKILL)`) only as it exits."""
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while (await node.status()).get("running") and time.monotonic() < deadline:
-        await asyncio.sleep(0.5)
-    return await node.log_tail()
-
-
-def _first_cause(tails: list[str]) -> int:
-    """Which node's log shows what ended the run: a worker killed by a signal, else an error of its own (not a lost
-    peer), else the head. Every rank of a torchrun world fails when one dies, so the first failure seen is often a
-    bystander's."""
-    for i, tail in enumerate(tails):
-        if KILLED.search(tail):
-            return i
-    for i, tail in enumerate(tails):
-        if re.search(r"Traceback|Error", tail) and not PEER_LOST.search(tail):
-            return i
-    return 0
-
-
-async def _run_failed(nodes: list[_Node], seen_on: _Node, seen: str) -> StepFailed:
-    tails = list(await asyncio.gather(*(_settled_tail(n) for n in nodes)))
-    index = _first_cause(tails)
-    culprit, tail = nodes[index], tails[index]
-    killed = KILLED.search(tail)
-    if killed:
-        cause = f"a trainer worker was killed ({killed.group(0)})"
-    elif culprit is seen_on:
-        cause = seen
-    else:
-        cause = "its trainer failed"
-    also = "" if culprit is seen_on else f"; seen first on node {seen_on.name}: {seen}"
-    return StepFailed(f"node {culprit.name}: {cause}{also}; the run stopped on every node and the next `pulumi up` "
-                      f"restarts it from the last checkpoint\n--- log tail (node {culprit.name}) ---\n{tail}")
-
-
-async def _open(nodes: list[dict[str, Any]], timeout: float) -> list[_Node]:
-    opened = []
-    for raw in nodes:
-        try:
-            ssh = await connect(Connection.from_props(raw["connection"]), timeout)
-        except (NodeUnreachable, HostKeyMismatch) as exc:
-            for node in opened:
-                node.ssh.close()
-            what = "node not reachable: " if isinstance(exc, NodeUnreachable) else ""
-            raise StepFailed(f"node {raw['node']}: training: {what}{exc}") from None
-        opened.append(_Node(raw, ssh))
-    return opened
+async def _view(raws: list[dict[str, Any]], run_dir: str, timeout: float) -> tuple[RunView, dict[str, str]]:
+    """The run in `run_dir` as the nodes show it, and per dead node why (unreachable, or its trainer's cause)."""
+    opened = await open_reachable(raws, run_dir, timeout)
+    try:
+        reachable = [n for n in opened if isinstance(n, Node)]
+        if not reachable or not isinstance(opened[0], Node):
+            return RunView(UNKNOWN, dead=tuple(r["node"] for r in raws)), {
+                raw["node"]: f"not reachable: {reason}" for raw, reason in zip(raws, opened, strict=True)
+                if isinstance(reason, str)}
+        statuses = await _statuses(reachable)
+        head = statuses[0].get("status") or {}
+        state = head.get("state") or statuses[0].get("state") or "none"
+        dead: dict[str, str] = {}
+        for raw, node in zip(raws, opened, strict=True):
+            if isinstance(node, str):
+                dead[raw["node"]] = f"not reachable: {node}"
+        if state not in DONE_STATES:
+            for node, status in zip(reachable, statuses, strict=True):
+                if not status.get("running"):
+                    dead[node.name] = cause_of(await node.launch_log()) if status.get("crashed") or state != "none" \
+                        else "not started"
+        return RunView(state, head.get("step"), head.get("total_steps"), tuple(dead)), dead
+    finally:
+        for node in opened:
+            if isinstance(node, Node):
+                node.close()
 
 
 def _report(status: dict[str, Any], summary: dict[str, Any] | None) -> dict[str, Any]:
     run = status.get("status") or {}
     metrics = run.get("metrics") or {}
-    report = {"state": run.get("state") or status.get("state") or "none", "reason": run.get("reason"),
-              "step": run.get("step"), "total_steps": run.get("total_steps"),
+    state = run.get("state") or status.get("state") or "none"
+    report = {"state": state, "reason": run.get("reason"), "step": run.get("step"),
+              "total_steps": run.get("total_steps"),
               "latest_metrics": {k: metrics.get(k) for k in METRIC_KEYS if k in metrics}}
-    if summary:
-        report["summary"] = {k: summary.get(k) for k in ("fvu", "l0", "dead_fraction", "steps", "vectors_per_second",
-                                                          "wall_seconds", "recovery", "world_size", "ce_loss_recovered",
-                                                          "delta_lm_loss") if k in summary}
+    if summary and state in DONE_STATES:  # a summary.json from before a resume is not this run's
+        report["summary"] = {k: summary.get(k) for k in SUMMARY_KEYS if k in summary}
     if status.get("lingered"):
         report["note"] = (f"the run finished but its processes had not exited {EXIT_GRACE_SECONDS:.0f} s later; "
                           "the fleet stopped them")
     return report
 
 
-async def _summary(head: _Node) -> dict[str, Any] | None:
-    code, out = await head.sh(SUMMARY)
-    try:
-        return json.loads(out) if out.strip() else None
-    except ValueError:
-        return None
+async def _summary(head: Node) -> dict[str, Any] | None:
+    summary = await head.read_json("summary.json")
+    return summary if isinstance(summary, dict) else None
 
 
-async def _ensure_running(nodes: list[_Node]) -> None:
-    statuses = [await n.status() for n in nodes]
-    head_state = statuses[0].get("state")
-    if head_state == "finished" and statuses[0].get("config_same"):
-        return
-    if all(s.get("running") for s in statuses):
-        return
-    # Part of the torchrun world died: the rest cannot continue, so stop them (checkpoint) and start everyone.
-    await _stop_running(nodes, statuses, "could not stop the trainer for a restart")
-    for node in nodes:
+# ------------------------------------------------------------------ changing the run
+async def _stop(nodes: list[Node]) -> None:
+    """SIGTERM every trainer that runs on these nodes (it checkpoints, then exits) and wait for it."""
+    statuses = await _statuses(nodes)
+
+    async def stop(node: Node) -> None:
+        code, out = await node.sh(f"{LAUNCHER} stop", timeout=300)
+        if code != 0:
+            raise StepFailed(f"node {node.name}: could not stop the trainer for a restart: {out[-800:]}")
+
+    await asyncio.gather(*(stop(n) for n, s in zip(nodes, statuses, strict=True) if s.get("running")))
+
+
+async def _start(nodes: list[Node]) -> None:
+    async def start(node: Node) -> None:
         code, out = await node.sh(f"{LAUNCHER} start", timeout=300)
         if code != 0:
             raise StepFailed(f"node {node.name}: training launch failed: {out[-1500:]}")
 
+    await asyncio.gather(*(start(n) for n in nodes))
 
-async def _wait(nodes: list[_Node], wait_seconds: float) -> dict[str, Any]:
+
+async def _launch_health(nodes: list[Node], launch_id: str, world: int, timeout: float) -> None:
+    """Return once every rank of this launch has taken its first step (its heartbeat file); fail with the trainer's
+    own error line when a trainer exits before that, or when the window passes."""
+    head = nodes[0]
+    deadline = time.monotonic() + timeout
+    while True:
+        beats = {b.get("rank") for b in await head.heartbeats() if b.get("launch_id") == launch_id}
+        if len(beats) >= world:
+            return
+        statuses = await _statuses(nodes)
+        for node, status in zip(nodes, statuses, strict=True):
+            if not status.get("running"):
+                if (status.get("status") or {}).get("state") in DONE_STATES and node is head:
+                    return  # nothing left to train (e.g. a resumed run already at its end)
+                raise await run_failed(nodes, node, "the trainer exited before its first step")
+        if time.monotonic() > deadline:
+            missing = sorted(set(range(world)) - beats)
+            raise StepFailed(f"node {head.name}: training: rank(s) {missing} took no step within {timeout:.0f} s of "
+                             "the launch (the trainers keep running); raise training.launchTimeoutSeconds if the "
+                             f"start-up is slow (a model download)\n--- log tail ---\n{await head.launch_log()}")
+        await asyncio.sleep(POLL_SECONDS / 2)
+
+
+async def _wait(nodes: list[Node], wait_seconds: float) -> dict[str, Any]:
     head = nodes[0]
     deadline = time.monotonic() + wait_seconds
     done_since: float | None = None
@@ -154,8 +156,11 @@ async def _wait(nodes: list[_Node], wait_seconds: float) -> dict[str, Any]:
         run = status.get("status") or {}
         state = run.get("state")
         now = time.monotonic()
+        progress.emit("training", node=head.name, state=state, step=run.get("step"),
+                      total_steps=run.get("total_steps"), **{k: (run.get("metrics") or {}).get(k)
+                                                              for k in ("fvu", "vectors_per_second")})
         if state == "failed":
-            raise await _run_failed(nodes, head, f"training failed: {run.get('error') or run.get('reason')}")
+            raise await run_failed(nodes, head, f"training failed: {run.get('error') or run.get('reason')}")
         if state in DONE_STATES:
             # The head writes the SAE, the summary and then this state before its processes tear down (DDP's
             # barrier, torchrun's exit barrier across nodes): the run is done; its exit is waited for only briefly,
@@ -164,88 +169,164 @@ async def _wait(nodes: list[_Node], wait_seconds: float) -> dict[str, Any]:
             if not status.get("running") or wait_seconds <= 0:
                 return status
             if now - done_since > EXIT_GRACE_SECONDS or now > deadline:
-                await _stop_running(nodes, [await n.status() for n in nodes],
-                                    "the run finished but its trainer did not exit, and stopping it failed")
+                await _stop(nodes)
                 return {**status, "running": False, "lingered": True}
         else:
             for node in nodes:
                 node_status = status if node is head else await node.status()
                 if not node_status.get("running") and (await head.status()).get("state") not in DONE_STATES:
-                    raise await _run_failed(nodes, node, "the trainer exited without finishing the run")
+                    raise await run_failed(nodes, node, "the trainer exited without finishing the run")
             if wait_seconds <= 0:
                 return status
             if now > deadline:
                 raise StepFailed(f"node {head.name}: training did not finish within {wait_seconds:.0f} s (state "
                                  f"{state}, step {run.get('step')}/{run.get('total_steps')}); it keeps running\n"
-                                 f"--- log tail ---\n{await head.log_tail()}")
+                                 f"--- log tail ---\n{await head.launch_log(25)}")
         await asyncio.sleep(POLL_SECONDS)
 
 
-async def _stop_running(nodes: list[_Node], statuses: list[dict[str, Any]], failure: str) -> None:
-    """SIGTERM the trainer on the nodes whose status says it runs (it checkpoints, then exits) and wait for it."""
-    for node, status in zip(nodes, statuses, strict=True):
-        if status.get("running"):
-            code, out = await node.sh(f"{LAUNCHER} stop", timeout=300)
-            if code != 0:
-                raise StepFailed(f"node {node.name}: {failure}: {out[-800:]}")
+def trainer_yaml(config: dict[str, Any]) -> str:
+    """The trainer's YAML. Through the engine every integer arrives as a float: integer keys get theirs back."""
+    types = {f.name: str(f.type) for f in fields(TrainConfig)}
+    restored = {k: int(v) if isinstance(v, float) and v.is_integer() and "int" in types.get(k, "")
+                and "float" not in types.get(k, "") else v for k, v in config.items()}
+    return yaml.safe_dump(restored, sort_keys=True)
 
 
-async def _converge(props: dict[str, Any]) -> dict[str, Any]:
-    nodes = await _open(props["nodes"], float(props.get("connect_timeout_seconds") or 60.0))
+def _launch_env(props: dict[str, Any], launch_id: str) -> dict[str, Any]:
+    encoded = base64.b64encode(trainer_yaml(props.get("trainer_config") or {}).encode()).decode()
+    return {"TRAIN_CONFIG_B64": encoded, "FLEET_LAUNCH_ID": launch_id}
+
+
+async def _converge(olds: dict[str, Any] | None, news: dict[str, Any]) -> dict[str, Any]:
+    run_dir, action = news["run_dir"], news.get("action") or "start"
+    timeout = float(news.get("connect_timeout_seconds") or 60.0)
+    launch_id = uuid.uuid4().hex[:12]
+    nodes = await open_nodes(news["nodes"], run_dir, timeout, extra_env=_launch_env(news, launch_id))
     try:
-        await _ensure_running(nodes)
-        status = await _wait(nodes, float(props.get("wait_seconds") or 0))
+        if action != "none":
+            # Stop the trainer wherever one runs: the new world's nodes and the old world's that are still up (a
+            # node being removed or replaced is deleted only after this update).
+            ours = {n.address for n in nodes}
+            leaving = [r for r in (olds or {}).get("nodes") or [] if
+                       ((r.get("connection") or {}).get("host"), (r.get("connection") or {}).get("port")) not in ours]
+            old_nodes = [n for n in await open_reachable(leaving, (olds or {}).get("run_dir") or run_dir, 10.0)
+                         if isinstance(n, Node)]
+            try:
+                await _stop(old_nodes + nodes)
+            finally:
+                for node in old_nodes:
+                    node.close()
+            head_status = await nodes[0].status()
+            finished = ((head_status.get("status") or {}).get("state") in DONE_STATES and action == "start"
+                        and await nodes[0].read_json("fleet-run.json") == _run_record(news))
+            if not finished:
+                await _record_run(nodes[0], news)
+                await _start(nodes)
+                await _launch_health(nodes, launch_id, int(news.get("world_size") or len(nodes)),
+                                     float(news.get("launch_timeout_seconds") or 900.0))
+        status = await _wait(nodes, float(news.get("wait_seconds") or 0))
         return _report(status, await _summary(nodes[0]))
     finally:
         for node in nodes:
-            node.ssh.close()
+            node.close()
+
+
+def _run_record(props: dict[str, Any]) -> dict[str, Any]:
+    return {"trainer_config": props.get("trainer_config"), "world_size": props.get("world_size")}
+
+
+async def _record_run(head: Node, props: dict[str, Any]) -> None:
+    """What the run directory was last launched with: a `start` on a directory whose run finished with exactly this
+    does not train it again (and never rewrites its summary)."""
+    text = base64.b64encode(json.dumps(_run_record(props)).encode()).decode()
+    await head.sh(f'echo {text} | base64 -d > "${{LAMBDA_INSTANCE_ROOT:-}}$RUN_PATH/fleet-run.json"')
 
 
 async def _observe(props: dict[str, Any]) -> dict[str, Any]:
-    nodes = await _open(props["nodes"][:1], 15.0)
+    """For refresh: the run from every node; a dead trainer or node is named with its cause."""
+    view, dead = await _view(props["nodes"], props["run_dir"], 15.0)
+    report: dict[str, Any] = {"state": view.state, "step": view.step, "total_steps": view.total_steps}
+    opened = await open_reachable(props["nodes"][:1], props["run_dir"], 15.0)
+    head = opened[0] if isinstance(opened[0], Node) else None
     try:
-        return _report(await nodes[0].status(), await _summary(nodes[0]))
+        if head is not None:
+            report = _report(await head.status(), await _summary(head))
     finally:
-        nodes[0].ssh.close()
+        if head is not None:
+            head.close()
+    if dead and report.get("state") not in DONE_STATES:
+        report["state"] = "crashed"
+    report["crashed"] = [{"node": node, "cause": cause} for node, cause in dead.items()]
+    return report
 
 
 class TrainingRunProvider(ResourceProvider):
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        if any(is_unknown(news.get(k)) for k in ("trainer_config", "world_size", "run_base")):
+            return CheckResult(news, [])
+        view = RunView()
+        if olds and olds.get("nodes") and olds.get("run_dir") and not is_unknown(olds.get("nodes")):
+            try:
+                view, _ = asyncio.run(_view(olds["nodes"], olds["run_dir"], VIEW_CONNECT_SECONDS))
+            except Exception:  # noqa: BLE001 - a preview that cannot read the nodes decides from the config alone
+                view = RunView()
+        old_inputs = olds if olds and olds.get("run_dir") else None
+        decision = decide(old_inputs, news, view)
+        checked = {**news, "action": decision.action, "change": decision.line, "generation": decision.generation,
+                   "run_dir": decision.run_dir}
+        if decision.action == "refuse":
+            return CheckResult(checked, [CheckFailure("trainer_config", f"training: {decision.refusal}")])
+        return CheckResult(checked, [])
+
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces = ["triggers"] if olds.get("triggers") != news.get("triggers") or is_unknown(
-            news.get("triggers")) else []
-        changed = [k for k in ("nodes", "wait_seconds") if olds.get(k) != news.get(k)]
         old_state = (olds.get("training") or {}).get("state")
-        unfinished = old_state == "error" or (old_state not in DONE_STATES and bool(news.get("wait_seconds")))
-        changed += ["requires"] if olds.get("requires") != news.get("requires") else []
-        return DiffResult(changes=bool(replaces or changed or unfinished), replaces=replaces,
-                          delete_before_replace=True)
+        changed = [k for k in ("wait_seconds", "requires", "launch_timeout_seconds") if olds.get(k) != news.get(k)]
+        acts = news.get("action") not in (None, "none") or bool(news.get("change"))
+        return DiffResult(changes=bool(acts or changed or old_state == "error" or is_unknown(news.get("nodes"))),
+                          replaces=[], delete_before_replace=True)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(f"run/{props['run_dir']}", self._outs(props, self._attempt(props)))
+        return CreateResult(f"run/{props['run_base']}", self._outs(props, self._attempt(None, props)))
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(self._outs(news, self._attempt(news)))
+        return UpdateResult(self._outs(news, self._attempt(olds, news)))
 
     @staticmethod
-    def _attempt(props: dict[str, Any]) -> dict[str, Any]:
+    def _attempt(olds: dict[str, Any] | None, props: dict[str, Any]) -> dict[str, Any]:
         """Failures are recorded (state 'error'), not raised: see lambda_provider/fleet/node_step.py."""
+        base = {"change": props.get("change"), "run_dir": props.get("run_dir")}
         if any(ok is False for ok in props.get("requires") or []):
-            return {"state": "error", "error": None, "skipped": True}
+            return {**base, "state": "error", "error": None, "skipped": True}
         try:
-            return asyncio.run(_converge(props))
+            return {**base, **asyncio.run(_converge(olds, props))}
         except Exception as exc:  # noqa: BLE001
             message = str(exc) if isinstance(exc, StepFailed) else f"training: {type(exc).__name__}: {exc}"
-            return {"state": "error", "error": message}
+            return {**base, "state": "error", "error": message}
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         try:
             report = asyncio.run(_observe(props))
-        except StepFailed:
-            return ReadResult(None, {})  # the head is gone: the run resource goes with it
+        except Exception as exc:  # noqa: BLE001 - the run stays tracked; its state says it could not be read
+            report = {"state": UNKNOWN, "error": None, "crashed": [], "note": f"could not read the run: {exc}"}
+        previous = props.get("training") or {}
+        report = {"change": previous.get("change"), "run_dir": props.get("run_dir"), **report}
         return ReadResult(id_, self._outs(props, report))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        return None  # each node's train step stops its trainer (SIGTERM -> checkpoint)
+        async def stop_all() -> None:
+            nodes = [n for n in await open_reachable(props.get("nodes") or [], props.get("run_dir") or "", 15.0)
+                     if isinstance(n, Node)]
+            try:
+                await _stop(nodes)
+            finally:
+                for node in nodes:
+                    node.close()
+
+        try:
+            asyncio.run(stop_all())
+        except Exception as exc:  # noqa: BLE001 - the nodes are being torn down; a raise would keep this forever
+            pulumi.log.warn(f"training: could not stop every trainer: {exc}")
 
     @staticmethod
     def _outs(props: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
@@ -253,15 +334,22 @@ class TrainingRunProvider(ResourceProvider):
 
 
 class TrainingRun(Resource, module="fleet", name="TrainingRun"):
-    """Type token `pulumi-python:dynamic/fleet:TrainingRun`; output `training` (state, step, latest metrics)."""
+    """Type token `pulumi-python:dynamic/fleet:TrainingRun`; outputs `training` (state, step, latest metrics, change,
+    crashed nodes) and `run_dir` (the run's directory on the filesystem: a fresh run gets `<runName>-2`, ...)."""
 
     training: pulumi.Output[dict[str, Any]]
+    run_dir: pulumi.Output[str]
+    change: pulumi.Output[str]
 
-    def __init__(self, resource_name: str, *, nodes: pulumi.Input[list[Any]], run_dir: str, wait_seconds: float,
-                 triggers: pulumi.Input[list[Any]], requires: list[Any] | None = None,
-                 connect_timeout_seconds: float = 60.0, opts: pulumi.ResourceOptions | None = None) -> None:
-        props = {"nodes": nodes, "run_dir": run_dir, "wait_seconds": wait_seconds, "triggers": triggers,
-                 "requires": requires or [], "connect_timeout_seconds": connect_timeout_seconds, "training": None}
+    def __init__(self, resource_name: str, *, nodes: pulumi.Input[list[Any]], node_ids: pulumi.Input[list[Any]],
+                 run_base: str, trainer_config: dict[str, Any], world_size: int, code_digest: str, master_port: int,
+                 wait_seconds: float, requires: list[Any] | None = None, connect_timeout_seconds: float = 60.0,
+                 launch_timeout_seconds: float = 900.0, opts: pulumi.ResourceOptions | None = None) -> None:
+        props = {"nodes": nodes, "node_ids": node_ids, "run_base": run_base, "trainer_config": trainer_config,
+                 "world_size": world_size, "code_digest": code_digest, "master_port": master_port,
+                 "wait_seconds": wait_seconds, "requires": requires or [],
+                 "connect_timeout_seconds": connect_timeout_seconds, "launch_timeout_seconds": launch_timeout_seconds,
+                 "action": None, "change": None, "generation": None, "run_dir": None, "training": None}
         ours = pulumi.ResourceOptions(additional_secret_outputs=["nodes"])
         super().__init__(TrainingRunProvider(), resource_name, props, pulumi.ResourceOptions.merge(opts, ours))
         self.training.apply(_report_error)
@@ -270,4 +358,4 @@ class TrainingRun(Resource, module="fleet", name="TrainingRun"):
 def _report_error(training: dict[str, Any] | None) -> None:
     """Fail the update (non-zero exit, for pipelines too) once the failed run is recorded in state."""
     if training and training.get("error"):
-        raise pulumi.RunError(training["error"] + "\n(the next `pulumi up` tries again)")
+        raise pulumi.RunError(training["error"])

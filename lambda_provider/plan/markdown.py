@@ -42,6 +42,8 @@ def render_stack(summary: StackSummary) -> str:
     if summary.max_usd_per_hour is not None:
         verdict = "❌ **over budget**" if summary.over_budget else "✅ within budget"
         lines.append(f"**Budget:** ${summary.max_usd_per_hour:.2f}/h: {verdict}")
+    if summary.training_change:
+        lines.append(f"**Training:** {summary.training_change.removeprefix('training: ')}")
     for name in summary.filesystem_deletions:
         lines.append(f"⚠️ **filesystem `{name}` would be deleted** (with any checkpoints on it)")
     for error in summary.errors:

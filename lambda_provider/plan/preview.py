@@ -13,6 +13,7 @@ from typing import Any
 
 INSTANCE_TYPE = "pulumi-python:dynamic/lambda:Instance"
 FILESYSTEM_TYPE = "pulumi-python:dynamic/lambda:Filesystem"
+TRAINING_RUN_TYPE = "pulumi-python:dynamic/fleet:TrainingRun"
 REPLACE_OPS = {"replace", "create-replacement", "delete-replaced", "discard-replaced"}
 BUDGET_CONFIG_KEY = "lambda-sae:budget"
 
@@ -51,6 +52,7 @@ class PreviewPlan:
     changes: tuple[NodeChange, ...]
     change_summary: dict[str, int]
     errors: tuple[str, ...] = ()
+    training_change: str | None = None  # the TrainingRun's decision line (training/changes.py), when it acts
 
     @property
     def instances(self) -> list[NodeChange]:
@@ -99,17 +101,21 @@ def parse_preview(text: str) -> PreviewPlan:
         raise PreviewError("expected the object `pulumi preview --json` prints, with a `steps` list")
     by_urn: dict[str, list[dict[str, Any]]] = {}
     stack = ""
+    training_change = None
     for step in data.get("steps") or []:
         urn = step.get("urn") or ""
         stack = stack or stack_of(urn)
         state = step.get("newState") or step.get("oldState") or {}
         if state.get("type") in (INSTANCE_TYPE, FILESYSTEM_TYPE):
             by_urn.setdefault(urn, []).append(step)
+        elif state.get("type") == TRAINING_RUN_TYPE and step.get("op") != "same":
+            training_change = (step.get("newState") or {}).get("inputs", {}).get("change") or training_change
     changes = tuple(_change(urn, steps) for urn, steps in by_urn.items())
     errors = tuple(d.get("message", "").strip() for d in data.get("diagnostics") or []
                    if d.get("severity") == "error" and d.get("message"))
     return PreviewPlan(stack=stack, config=data.get("config") or {}, changes=changes,
-                       change_summary=data.get("changeSummary") or {}, errors=errors)
+                       change_summary=data.get("changeSummary") or {}, errors=errors,
+                       training_change=training_change)
 
 
 def _change(urn: str, steps: list[dict[str, Any]]) -> NodeChange:

@@ -28,6 +28,7 @@ class StackSummary:
     max_usd_per_hour: float | None
     filesystem_deletions: tuple[str, ...]  # filesystems the change would really delete (not retained)
     errors: tuple[str, ...]
+    training_change: str | None = None
 
     def count(self, change: str) -> int:
         return sum(1 for r in self.rows if r.change == change)
@@ -88,4 +89,5 @@ def summarize(plan: PreviewPlan, catalogue: Catalogue, *, max_hours: float | Non
     return StackSummary(
         stack=plan.stack, rows=tuple(_row(n, catalogue) for n in plan.instances), max_hours=hours,
         max_usd_per_hour=per_hour, filesystem_deletions=deletions, errors=plan.errors,
+        training_change=plan.training_change,
     )

@@ -40,7 +40,7 @@ from lambda_provider.client import (
 )
 from lambda_provider.client.models import TERMINAL_STATUSES, InstanceTypeAvailability
 from lambda_provider.client.models import Instance as InstanceRecord
-from lambda_provider.resources import settings
+from lambda_provider.resources import liveness, settings
 from lambda_provider.resources.busy_retry import retry_while_busy
 from lambda_provider.resources.instance_spec import (
     REPLACE_KEYS,
@@ -57,9 +57,10 @@ log = logging.getLogger("lambda_provider.resources")
 OUTPUT_KEYS = (
     "instance_id", "ip", "private_ip", "ssh_port", "status", "ready", "boot_error", "hostname", "architecture",
     "gpu_description", "gpu_count", "price_cents_per_hour", "instance_type", "region", "file_system_mounts",
-    "requested_spec",
+    "requested_spec", "live_status",
 )
 GONE_FOR_READ = TERMINAL_STATUSES | {"terminating"}
+_RERUN_REPLACES = "Run `pulumi up` again: its diff sees the dead instance and launches a replacement (same placements)."
 
 
 def default_boot_timeout(gpus: int) -> float:
@@ -124,6 +125,7 @@ class InstanceProvider(ResourceProvider):
             in_place.append("ready")  # an unfinished boot: the next update waits for it again
         if as_float(news.get("boot_timeout_seconds")) != as_float(olds.get("boot_timeout_seconds")):
             in_place.append("boot_timeout_seconds")
+        replaces += _liveness_replaces(id_, olds)
         return DiffResult(changes=bool(replaces or in_place), replaces=replaces, delete_before_replace=True)
 
     # ---------------------------------------------------------------- create
@@ -220,10 +222,10 @@ class InstanceProvider(ResourceProvider):
         with cfg.client() as client:
             inst = client.instances.find(id_)
             if inst is None or inst.status in GONE_FOR_READ:
-                status = inst.status if inst else "gone"
-                raise RuntimeError(
-                    f"instance {id_} is {status}: run `pulumi refresh` to drop it from state, then `pulumi up` to "
-                    "launch a replacement")
+                # diff replaces a dead instance; here it died after the diff, or the diff could not read the API.
+                status = inst.status if inst else liveness.GONE
+                raise RuntimeError(f"{liveness.dead_fact(olds, id_, status)}, so it cannot be updated. "
+                                   f"{_RERUN_REPLACES}")
             _terminate_strays(client, olds, keep=id_)
             if news.get("name") and inst.name != news["name"]:
                 client.instances.rename(id_, news["name"])
@@ -232,7 +234,7 @@ class InstanceProvider(ResourceProvider):
             try:
                 return UpdateResult(self._wait_and_describe(client, id_, merged, gpus, cfg))
             except DiedWhileBooting as exc:
-                raise RuntimeError(f"{exc}: run `pulumi refresh` to drop it from state, then `pulumi up`") from None
+                raise RuntimeError(f"{liveness.node_label(olds)}: {exc}. {_RERUN_REPLACES}") from None
             except Exception as exc:  # noqa: BLE001 - keep it tracked and retried, as in create
                 return UpdateResult(self._unfinished_outputs(merged, id_, str(exc)))
 
@@ -240,10 +242,11 @@ class InstanceProvider(ResourceProvider):
         cfg = settings.current()
         with cfg.client() as client:
             deadline = time.monotonic() + cfg.delete_timeout
-            # Conflict: terminate is not yet available right after launch.
-            if not retry_while_busy(lambda: client.instances.terminate([id_]), Conflict, deadline=deadline,
-                                    interval=cfg.poll_interval):
-                return
+            inst = client.instances.find(id_)
+            if inst is None or inst.status == "terminated":
+                return  # ended outside Pulumi (a dead node being replaced): nothing to terminate
+            if inst.status != "terminating" and not _terminate(client, id_, deadline, cfg.poll_interval):
+                return  # gone meanwhile
             remaining = max(1.0, deadline - time.monotonic())
             client.instances.wait(id_, _gone_or_terminated, timeout=remaining, interval=cfg.poll_interval)
 
@@ -271,6 +274,7 @@ class InstanceProvider(ResourceProvider):
             "private_ip": inst.private_ip,
             "ssh_port": inst.ssh_port,
             "status": inst.status,
+            "live_status": inst.status,
             "ready": inst.is_ready,
             "boot_error": boot_error if not inst.is_ready else None,
             "hostname": inst.hostname,
@@ -297,9 +301,26 @@ class InstanceProvider(ResourceProvider):
         except Exception as exc:  # noqa: BLE001 - describing is best effort; the id is what matters
             error = f"{error}; describing it failed too: {exc}"
         outs = {k: v for k, v in props.items() if k != "__provider"}
-        outs.update({"instance_id": instance_id, "status": "unknown", "ready": False, "boot_error": error,
-                     "requested_spec": requested_spec(props), "ssh_port": 22})
+        outs.update({"instance_id": instance_id, "status": "unknown", "live_status": "unknown", "ready": False,
+                     "boot_error": error, "requested_spec": requested_spec(props), "ssh_port": 22})
         return outs
+
+
+def _terminate(client: LambdaClient, instance_id: str, deadline: float, interval: float) -> bool:
+    """Terminate, retrying Conflict (terminate is not yet available right after launch); False if already gone."""
+    return retry_while_busy(lambda: client.instances.terminate([instance_id]), Conflict, deadline=deadline,
+                            interval=interval)
+
+
+def _liveness_replaces(instance_id: str, olds: Mapping[str, Any]) -> list[str]:
+    """[REASON] when Lambda says the instance is dead (the next create launches anew); warns about unhealthy."""
+    status = liveness.live_status(instance_id)
+    if status in liveness.DEAD_STATUSES:
+        log.warning("%s", liveness.dead_reason(olds, instance_id, status))
+        return [liveness.REASON]
+    if status == liveness.UNHEALTHY:
+        log.warning("%s", liveness.unhealthy_warning(olds, instance_id))
+    return []
 
 
 def _terminate_strays(client: LambdaClient, props: Mapping[str, Any], keep: str) -> None:
@@ -359,6 +380,7 @@ class Instance(Resource, module="lambda", name="Instance"):
     private_ip: pulumi.Output[str | None]
     ssh_port: pulumi.Output[int]
     status: pulumi.Output[str]
+    live_status: pulumi.Output[str]
     ready: pulumi.Output[bool]
     boot_error: pulumi.Output[str | None]
     hostname: pulumi.Output[str | None]

@@ -33,6 +33,7 @@ from typing import Any
 from lambda_provider.client import LambdaClient, ReconcilePolicy, RetryPolicy, shared_limiter
 
 CONFIG_NAMESPACE = "lambda"
+PROBE_TIMEOUT, PROBE_ATTEMPTS = 10.0, 3
 
 _KEYS: dict[str, tuple[str, str]] = {  # field -> (config key, env var)
     "api_key": ("apiKey", "LAMBDA_API_KEY"),
@@ -72,6 +73,16 @@ class ProviderSettings:
                               max_delay=max(30.0 * self.retry_base_delay, self.retry_base_delay),
                               rate_limit_budget=self.rate_limit_budget),
             reconcile=ReconcilePolicy(list_interval=self.reconcile_interval),
+        )
+
+    def probe_client(self) -> LambdaClient:
+        """A client for a look-up that must stay short (a diff per node at every preview): few tries, short timeout."""
+        shared_limiter().configure(min_request_interval=self.min_request_interval,
+                                   min_launch_interval=self.min_launch_interval)
+        return LambdaClient(
+            self.api_key, self.api_url, timeout=min(self.request_timeout, PROBE_TIMEOUT),
+            retry=RetryPolicy(attempts=max(1, min(self.retry_attempts, PROBE_ATTEMPTS)),
+                              base_delay=self.retry_base_delay, max_delay=self.retry_base_delay * 2),
         )
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import pytest
 
 from lambda_provider.client.models import InstanceTypeAvailability
-from lambda_provider.fleet.config import FleetConfigError, parse_fleet_config
+from lambda_provider.fleet.config import MAX_NODES, FleetConfig, FleetConfigError, parse_fleet_config, plan_problems
 from lambda_provider.fleet.cost import OverBudget, check_budget, plan_cost
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,11 +82,125 @@ def test_trainer_keys_are_checked_by_the_trainer_itself() -> None:
     assert "training.overrides" in text and "lern_rate" in text
 
 
-def test_batch_must_split_over_the_world() -> None:
+def test_a_batch_that_does_not_split_evenly_over_the_world_is_accepted() -> None:
     raw = dev_config()
     raw["nodeGroups"][0]["count"] = 3
     raw["training"]["overrides"] = {"batch_size": 1024}
-    assert "not divisible by the world size 3" in problems(raw)
+    assert parse_fleet_config(raw, api_url=EMULATOR_URL, repo_root=REPO).node_count == 3
+
+
+def _key_pair(directory: Path, name: str, passphrase: str | None = None) -> tuple[Path, Path]:
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    private, public = directory / name, directory / f"{name}.pub"
+    # Encrypted OpenSSH-format export needs bcrypt; PKCS#8 is encrypted without it and refused the same way.
+    private.write_bytes(key.export_private_key("pkcs8-pem", passphrase) if passphrase else key.export_private_key())
+    public.write_bytes(key.export_public_key())
+    return public, private
+
+
+def _with_key(public: Path, private: Path | None = None) -> dict[str, Any]:
+    ssh_key = {"publicKeyPath": str(public)} | ({"privateKeyPath": str(private)} if private else {})
+    return dev_config(sshKey=ssh_key)
+
+
+def test_a_matching_key_pair_parses(tmp_path: Path) -> None:
+    public, private = _key_pair(tmp_path, "id")
+    config = parse_fleet_config(_with_key(public), api_url=EMULATOR_URL, repo_root=REPO)
+    assert config.ssh_key.private_key_path == str(private)
+
+
+def test_a_public_key_file_that_does_not_parse_names_the_key_and_the_fix(tmp_path: Path) -> None:
+    public, private = _key_pair(tmp_path, "id")
+    public.write_text("ssh-ed25519 not-base64 me@host\n")
+    text = problems(_with_key(public))
+    assert f"sshKey.publicKeyPath: {public} is not an SSH public key" in text
+    assert f"ssh-keygen -y -f {private} > {public}" in text
+
+
+def test_a_private_key_given_as_the_public_key_is_refused(tmp_path: Path) -> None:
+    _, private = _key_pair(tmp_path, "id")
+    text = problems(_with_key(private, private))
+    assert f"sshKey.publicKeyPath: {private} holds a private key" in text
+
+
+def test_a_private_key_file_that_does_not_parse_names_the_key(tmp_path: Path) -> None:
+    public, private = _key_pair(tmp_path, "id")
+    private.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\ngarbage\n-----END OPENSSH PRIVATE KEY-----\n")
+    assert f"sshKey.privateKeyPath: {private} is not an SSH private key" in problems(_with_key(public))
+
+
+def test_a_passphrase_protected_private_key_says_so(tmp_path: Path) -> None:
+    public, private = _key_pair(tmp_path, "id", passphrase="secret")
+    text = problems(_with_key(public))
+    assert f"sshKey.privateKeyPath: {private} is passphrase-protected" in text
+    assert f"ssh-keygen -p -N '' -f {private}" in text
+
+
+def test_halves_of_two_different_keys_are_refused_with_both_fingerprints(tmp_path: Path) -> None:
+    public, _ = _key_pair(tmp_path, "one")
+    _, other = _key_pair(tmp_path, "two")
+    text = problems(_with_key(public, other))
+    assert f"sshKey.privateKeyPath: {other} (key {asyncssh.read_private_key(other).get_fingerprint()}) is not" in text
+    assert f"{public} (key {asyncssh.read_public_key(public).get_fingerprint()})" in text
+    assert f"ssh-keygen -y -f {other} > {public}" in text
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    ("- batch_size: 1024\n- k: 8\n", "holds a list, not a mapping of trainer keys"),
+    ("just words\n", "holds a str, not a mapping of trainer keys"),
+    ("batch_size: [1024\nk: 8\n", "is not valid YAML at line"),
+])
+def test_a_training_config_that_is_not_a_yaml_mapping_names_the_key(tmp_path: Path, content: str,
+                                                                      problem: str) -> None:
+    (tmp_path / "training" / "configs").mkdir(parents=True)
+    (tmp_path / "training" / "configs" / "bad.yaml").write_text(content)
+    raw = dev_config(training={"config": "training/configs/bad.yaml", "allowCpu": True})
+    with pytest.raises(FleetConfigError) as info:
+        parse_fleet_config(raw, api_url=EMULATOR_URL, repo_root=tmp_path)
+    assert f"training.config: {tmp_path / 'training' / 'configs' / 'bad.yaml'} {problem}" in str(info.value)
+
+
+def _parsed(**changes: Any) -> FleetConfig:
+    return parse_fleet_config(dev_config(**changes), api_url=EMULATOR_URL, repo_root=REPO)
+
+
+GH200 = {"instanceType": "gpu_1x_gh200", "region": "us-east-1"}
+A100 = {"instanceType": "gpu_1x_a100_sxm4", "region": "us-east-1"}
+ARCHES = {"gpu_1x_gh200": "arm64", "gpu_1x_a100_sxm4": "x86_64", "gpu_1x_a10": "x86_64"}
+
+
+def test_a_group_whose_placements_span_architectures_is_refused_naming_the_key() -> None:
+    config = _parsed(nodeGroups=[{"name": "gpu", "count": 2, "placements": [GH200, A100]}])
+    [problem] = plan_problems(config, ARCHES)
+    assert problem.startswith("nodeGroups[0].placements: the acceptable placements span CPU architectures "
+                              "(arm64: gpu_1x_gh200; x86_64: gpu_1x_a100_sxm4)")
+    assert "training.allowMixedArchitectures: true" in problem
+
+
+def test_groups_of_different_architectures_are_refused_naming_the_groups() -> None:
+    config = _parsed(nodeGroups=[{"name": "arm", "count": 1, "placements": [GH200]},
+                                 {"name": "x86", "count": 1, "placements": [A100]}])
+    [problem] = plan_problems(config, ARCHES)
+    assert problem.startswith("nodeGroups: the acceptable placements span CPU architectures")
+
+
+def test_mixed_architectures_pass_when_the_stack_allows_them() -> None:
+    training = {"config": "training/configs/tiny-cpu.yaml", "allowCpu": True, "allowMixedArchitectures": True}
+    config = _parsed(nodeGroups=[{"name": "gpu", "count": 2, "placements": [GH200, A100]}], training=training)
+    assert plan_problems(config, ARCHES) == []
+
+
+def test_a_catalogue_without_architectures_still_knows_the_gh200_is_arm64() -> None:
+    config = _parsed(nodeGroups=[{"name": "gpu", "count": 2, "placements": [GH200, A100]}])
+    assert "span CPU architectures" in plan_problems(config, {})[0]
+
+
+def test_a_fleet_over_the_node_bound_names_the_counts_and_the_bound() -> None:
+    config = _parsed(nodeGroups=[{"name": "a", "count": 60, "placements": [A100]},
+                                 {"name": "b", "count": 5, "placements": [A100]}])
+    [problem] = plan_problems(config, ARCHES)
+    assert problem.startswith(f"nodeGroups[0].count + nodeGroups[1].count: 65 nodes in all (nodeGroups[0].count 60 + "
+                              f"nodeGroups[1].count 5), over the bound of {MAX_NODES} nodes per fleet")
 
 
 def test_training_config_must_be_copied_with_training_dir() -> None:

@@ -20,68 +20,10 @@ from typing import Any
 
 import asyncssh
 import pytest
-import yaml
 
-from lambda_provider.emulator.testing import EmulatorHandle, running_emulator
-from tests.pulumi_support import REPO_ROOT, PulumiProject, require_pulumi
-
-PROGRAM = f"""
-from pathlib import Path
-from lambda_provider.fleet.program import main
-main(Path({str(REPO_ROOT)!r}))
-"""
-A10 = {"instanceType": "gpu_1x_a10", "region": "us-east-1"}
-A100 = {"instanceType": "gpu_1x_a100_sxm4", "region": "us-east-1"}
-
-
-def stack_config(placements: list[dict[str, str]], **training: Any) -> dict[str, Any]:
-    train = {"config": "training/configs/tiny-cpu.yaml", "runName": "e2e", "allowCpu": True, "waitMinutes": 4,
-             "readyTimeoutSeconds": 15,
-             "overrides": {"threads": 1, "total_vectors": 150_000, "checkpoint_every": 50, "log_every": 25,
-                           "eval_vectors": 4096, "plot": False}}
-    overrides = training.pop("overrides", {})
-    train.update(training)
-    train["overrides"] = {**train["overrides"], **overrides}
-    return {
-        "target": "emulator",
-        "nodeGroups": [{"name": "node", "count": 2, "placements": placements, "bootTimeoutSeconds": 8}],
-        "filesystem": {"name": "sae-e2e", "region": "us-east-1"},
-        "training": train,
-        "budget": {"maxUsdPerHour": 10, "maxHours": 1},
-    }
-
-
-class Fleet:
-    def __init__(self, project: PulumiProject, emulator: EmulatorHandle) -> None:
-        self.project, self.emulator = project, emulator
-        self.stack_file = project.root / f"Pulumi.{project.stack}.yaml"
-        self.base = yaml.safe_load(self.stack_file.read_text()) or {}
-
-    def configure(self, config: dict[str, Any]) -> None:
-        values = {f"throwaway:{k}": v for k, v in config.items()}
-        values.update({"lambda:minRequestInterval": "0", "lambda:minLaunchInterval": "0",
-                       "lambda:pollInterval": "0.2", "lambda:retryBaseDelay": "0.05", "lambda:deleteTimeout": "60",
-                       "lambda:reconcileInterval": "0.2"})
-        self.stack_file.write_text(yaml.safe_dump({**self.base, "config": values}))
-
-    def up(self) -> str:
-        result = self.up_result()
-        return result.stdout + result.stderr
-
-    def live_instances(self) -> list[dict[str, Any]]:
-        return [i for i in self.emulator.api("GET", "/instances").body["data"]
-                if i["status"] not in ("terminated", "terminating")]
-
-    def up_result(self) -> subprocess.CompletedProcess[str]:
-        return self.project.run("up", "--yes", "--skip-preview", check=False, timeout=400)
-
-    def node_home(self, node: str) -> Path:
-        inst = next(i for i in self.live_instances() if i["name"].endswith(node))
-        return Path(self.emulator.instance_paths(inst["id"])["home"])
-
-    def run_dir(self) -> Path:
-        fs = next(f for f in self.emulator.api("GET", "/file-systems").body["data"] if f["name"] == "sae-e2e")
-        return self.emulator.data_dir / "filesystems" / fs["id"] / "runs" / "e2e"
+from lambda_provider.emulator.testing import running_emulator
+from tests.fleet.fleet_support import A10, A100, PROGRAM, Fleet, assert_clean_up, run_status, stack_config
+from tests.pulumi_support import PulumiProject, require_pulumi
 
 
 @pytest.fixture(scope="module")
@@ -92,13 +34,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Any:
             "LAMBDA_API_URL": emulator.base_url, "LAMBDA_API_KEY": emulator.api_key})
         yield Fleet(project, emulator)
         project.run("destroy", "--yes", check=False, timeout=300)
-
-
-def run_status(run_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run_dir / "status.json").read_text())
-    except (OSError, ValueError):
-        return {}  # not written yet, or caught mid-rename
 
 
 def child_pids(parent: int) -> list[int]:
@@ -144,10 +79,6 @@ def crash_trainer_during_up(fleet: Fleet, node: str, min_step: int) -> tuple[str
             if up.poll() is None:
                 up.kill()
     return output_path.read_text(), code, killed_at
-
-
-def assert_clean_up(output: str) -> None:
-    assert " errored" not in output and "**failed**" not in output, output[-4000:]
 
 
 def test_fleet_lifecycle(fleet: Fleet) -> None:

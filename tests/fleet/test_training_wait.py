@@ -34,7 +34,7 @@ class ScriptedNode:
         self.stopped = True
         return 0, "@fleet stop=clean"
 
-    async def log_tail(self, lines: int = 25) -> str:
+    async def launch_log(self, lines: int = 25) -> str:
         return "step 150/196 | ..."
 
 

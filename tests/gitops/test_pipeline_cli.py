@@ -13,6 +13,7 @@ CAP = {"LAMBDA_SAE_CAP_USD_PER_HOUR": "10"}  # the repository's cap, a CI variab
 def with_gh200_group(count: int) -> dict:
     config = base_config()
     config["nodeGroups"].append({"name": "gh", "count": count, "placements": [GH200]})
+    config["training"]["allowMixedArchitectures"] = True  # arm64 GH200 beside x86_64 A10: a price mix, on purpose
     return config
 
 

@@ -156,3 +156,12 @@ def test_preview_error_shows_the_problems_not_the_schema_after_them() -> None:
              "Schema:\nlambda-sae:target  emulator | lambda")
     assert error_headline(error) == ("error: invalid fleet stack config: budget.maxHours: missing -- set "
                                      "budget.maxHours to a number")
+
+
+def test_the_training_decision_line_is_in_the_pr_table() -> None:
+    line = "training: restart from step 2200 with 3 rank(s) instead of 2 in runs/big"
+    run_type = "pulumi-python:dynamic/fleet:TrainingRun"
+    new = {"urn": urn("training", run_type), "type": run_type, "inputs": {"action": "resume", "change": line}}
+    text = preview({"op": "update", "urn": urn("training", run_type), "oldState": new, "newState": new})
+    summary = summarize(parse_preview(text), CATALOGUE)
+    assert "**Training:** restart from step 2200 with 3 rank(s) instead of 2 in runs/big" in render_stack(summary)

@@ -10,7 +10,14 @@ import torch
 from safetensors.torch import save_file
 
 from training.config import ConfigError
-from training.data import PlantedFeatures, ShardSource, ShuffledStream, make_generator
+from training.data import (
+    PlantedFeatures,
+    ShardSource,
+    ShuffledStream,
+    make_generator,
+    rank_rows,
+    remap_stream_states,
+)
 from training.evaluate import feature_recovery
 from training.sae import SparseAutoencoder
 
@@ -103,3 +110,46 @@ def test_shards_hold_out_their_last_rows_from_the_stream(tmp_path: Path) -> None
     seen = torch.cat([stream.next_batch() for _ in range(27)])  # 1080 vectors = one epoch of the rest
     assert sorted(seen[:, 0].long().tolist()) == list(range(1080)) and stream.state.epoch == 0
     assert ShardSource([str(tmp_path / "a.npy")], None, 5).heldout() is None  # nothing held out unless asked
+
+
+@pytest.mark.parametrize("old_world, new_world", [(2, 3), (3, 1), (3, 2), (1, 4), (4, 4)])
+def test_remapped_positions_cover_every_chunk_from_the_earliest_unfinished_once(old_world: int, new_world: int) -> None:
+    rng = np.random.default_rng(old_world * 10 + new_world)
+    for _ in range(50):
+        states = [{"epoch": int(rng.integers(2, 4)), "window_start": int(rng.integers(0, 6)),
+                   "offset": int(rng.integers(0, 100))} for _ in range(old_world)]
+        epoch, earliest = min((s["epoch"], s["window_start"] * old_world + r) for r, s in enumerate(states))
+        new = remap_stream_states(states, new_world)
+        assert [s["epoch"] for s in new] == [epoch] * new_world
+        assert [s["offset"] for s in new] == [0] * new_world
+        owners: dict[int, list[int]] = {}
+        for rank, state in enumerate(new):
+            for j in range(state["window_start"], 40):
+                owners.setdefault(j * new_world + rank, []).append(rank)
+        assert min(owners) == earliest  # nothing before the earliest unfinished chunk is read again
+        assert all(owners.get(chunk) == [chunk % new_world] for chunk in range(earliest, 30))
+
+
+def test_streams_resumed_on_another_world_skip_no_row(tmp_path: Path) -> None:
+    _write_shards(tmp_path)
+    source = ShardSource([str(tmp_path / "*")], key="acts", seed=2, chunk_rows=100)  # 12 chunks, a window each
+    seen: list[int] = []
+    old = [ShuffledStream(source, batch_rows=50, buffer_rows=100, seed=4, rank=r, world=2) for r in range(2)]
+    for stream in old:
+        seen += [int(v) for _ in range(3) for v in stream.next_batch()[:, 0]]  # 1.5 windows each
+    states = remap_stream_states([stream.state_dict() for stream in old], 3)
+    for rank, state in enumerate(states):
+        stream = ShuffledStream(source, batch_rows=50, buffer_rows=100, seed=4, rank=rank, world=3)
+        stream.load_state_dict(state)
+        batch = stream.next_batch()
+        while stream.state.epoch == 0:  # to the end of the epoch
+            seen += [int(v) for v in batch[:, 0]]
+            batch = stream.next_batch()
+    assert set(seen) == set(range(1200))
+    assert len(seen) - 1200 == 100  # the two half-read windows are read again, nothing else
+
+
+def test_an_uneven_batch_splits_into_rank_shares_that_sum_to_it() -> None:
+    assert [rank_rows(5, 2, r) for r in range(2)] == [3, 2]
+    assert [rank_rows(256, 3, r) for r in range(3)] == [86, 85, 85]
+    assert sum(rank_rows(4097, 7, r) for r in range(7)) == 4097

@@ -1,0 +1,103 @@
+"""A fleet stack for tests: the real `pulumi` CLI runs the project's program against the real emulator, the steps
+log in over real SSH, and the real trainer runs (emulated nodes, torchrun over gloo on loopback)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lambda_provider.emulator.testing import EmulatorHandle
+from tests.pulumi_support import REPO_ROOT, PulumiProject
+
+PROGRAM = f"""
+from pathlib import Path
+from lambda_provider.fleet.program import main
+main(Path({str(REPO_ROOT)!r}))
+"""
+A10 = {"instanceType": "gpu_1x_a10", "region": "us-east-1"}
+A100 = {"instanceType": "gpu_1x_a100_sxm4", "region": "us-east-1"}
+FAST_CLIENT = {"lambda:minRequestInterval": "0", "lambda:minLaunchInterval": "0", "lambda:pollInterval": "0.2",
+               "lambda:retryBaseDelay": "0.05", "lambda:deleteTimeout": "60", "lambda:reconcileInterval": "0.2"}
+
+
+def stack_config(placements: list[dict[str, str]], *, count: int = 2, run_name: str = "e2e",
+                 filesystem: str = "sae-e2e", **training: Any) -> dict[str, Any]:
+    train = {"config": "training/configs/tiny-cpu.yaml", "runName": run_name, "allowCpu": True, "waitMinutes": 4,
+             "readyTimeoutSeconds": 15,
+             "overrides": {"threads": 1, "total_vectors": 150_000, "checkpoint_every": 50, "log_every": 25,
+                           "eval_vectors": 4096, "plot": False}}
+    overrides = training.pop("overrides", {})
+    train.update(training)
+    train["overrides"] = {**train["overrides"], **overrides}
+    return {
+        "target": "emulator",
+        "nodeGroups": [{"name": "node", "count": count, "placements": placements, "bootTimeoutSeconds": 8}],
+        "filesystem": {"name": filesystem, "region": "us-east-1"},
+        "training": train,
+        "budget": {"maxUsdPerHour": 10, "maxHours": 1},
+    }
+
+
+class Fleet:
+    def __init__(self, project: PulumiProject, emulator: EmulatorHandle, filesystem: str = "sae-e2e") -> None:
+        self.project, self.emulator, self.filesystem = project, emulator, filesystem
+        self.stack_file = project.root / f"Pulumi.{project.stack}.yaml"
+        self.base = yaml.safe_load(self.stack_file.read_text()) or {}
+
+    def configure(self, config: dict[str, Any]) -> None:
+        values = {f"throwaway:{k}": v for k, v in config.items()}
+        values.update(FAST_CLIENT)
+        self.stack_file.write_text(yaml.safe_dump({**self.base, "config": values}))
+
+    def up(self) -> str:
+        result = self.up_result()
+        return result.stdout + result.stderr
+
+    def up_result(self) -> subprocess.CompletedProcess[str]:
+        return self.project.run("up", "--yes", "--skip-preview", check=False, timeout=400)
+
+    def preview(self) -> subprocess.CompletedProcess[str]:
+        return self.project.run("preview", "--diff", check=False, timeout=300)
+
+    def live_instances(self) -> list[dict[str, Any]]:
+        return [i for i in self.emulator.api("GET", "/instances").body["data"]
+                if i["status"] not in ("terminated", "terminating")]
+
+    def node_home(self, node: str) -> Path:
+        inst = next(i for i in self.live_instances() if i["name"].endswith(node))
+        return Path(self.emulator.instance_paths(inst["id"])["home"])
+
+    def runs_dir(self) -> Path:
+        fs = next(f for f in self.emulator.api("GET", "/file-systems").body["data"] if f["name"] == self.filesystem)
+        return self.emulator.data_dir / "filesystems" / fs["id"] / "runs"
+
+    def run_dir(self, name: str = "e2e") -> Path:
+        return self.runs_dir() / name
+
+    def kill_trainer(self, node: str) -> None:
+        """SIGKILL every process of `node`'s trainer (torchrun and its workers), as an OOM kill of the box would."""
+        home = str(self.node_home(node) / "lambda-sae")
+        tag = f"FLEET_TRAINER_TAG={home}".encode()
+        for environ in Path("/proc").glob("[0-9]*/environ"):
+            try:
+                if tag in environ.read_bytes().split(b"\0"):
+                    os.kill(int(environ.parent.name), signal.SIGKILL)
+            except (OSError, ValueError):
+                continue
+
+
+def run_status(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}  # not written yet, or caught mid-rename
+
+
+def assert_clean_up(output: str) -> None:
+    assert " errored" not in output and "**failed**" not in output, output[-4000:]
