@@ -22,8 +22,15 @@ T = TypeVar("T")
 log = logging.getLogger("lambda_provider.client")
 
 
-def create_or_adopt(send: Callable[[], T], find: Callable[[], T | None], *, retry: RetryPolicy, what: str,
-                    taken: tuple[type[ApiError], ...] = (), sleep: Callable[[float], None] = time.sleep) -> T:
+def create_or_adopt(
+    send: Callable[[], T],
+    find: Callable[[], T | None],
+    *,
+    retry: RetryPolicy,
+    what: str,
+    taken: tuple[type[ApiError], ...] = (),
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
     """`send()`'s answer, or what `find()` sees after an ambiguous failure or a `taken` refusal.
 
     Raises the last error when every send failed ambiguously and nothing appeared, or at once on a definite refusal.

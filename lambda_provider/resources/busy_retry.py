@@ -27,8 +27,8 @@ def retry_while_busy(call: Callable[[], object], busy: type[LambdaError], *, dea
 
 
 def delete_while_busy(delete: Callable[[LambdaClient], object], busy: type[LambdaError]) -> None:
-    """A provider's delete: retry `busy` (e.g. an instance that used the object still terminates) until the
-    configured delete timeout; an object already gone is fine."""
+    """A provider's delete: retry `busy` (e.g. an instance that used the object still terminates) and API trouble
+    until the configured delete timeout; an object already gone is fine."""
     cfg = settings.current()
     deadline = time.monotonic() + cfg.delete_timeout
     with cfg.client() as client:

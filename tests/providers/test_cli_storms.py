@@ -63,8 +63,9 @@ def test_first_up_succeeds_under_a_storm(api: Api, stack: Stack, storm: dict[str
 
 
 def test_a_failure_past_the_retries_names_the_object_and_the_command(api: Api, stack: Stack) -> None:
-    result, _ = _up_under(api, stack, {"action": "error", "method": "POST", "path": "^/filesystems$",
-                                       "status": 502, "body": "html"})
+    result, _ = _up_under(
+        api, stack, {"action": "error", "method": "POST", "path": "^/filesystems$", "status": 502, "body": "html"}
+    )
     text = result.stdout + result.stderr
     assert result.returncode != 0
     assert "creating filesystem 'data' in us-east-1 failed" in text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from lambda_provider.client import (
@@ -79,6 +81,19 @@ def test_retries_give_up_with_the_typed_error(api: Api) -> None:
     api.add_fault(action="rate_limit", method="GET", path="^/regions$")
     with pytest.raises(RateLimited):
         client.regions.list()
+
+
+def test_429s_are_retried_past_the_attempts_until_the_budget_is_spent(api: Api) -> None:
+    client = api.client(retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02, rate_limit_budget=5.0))
+    storm = api.add_fault(action="rate_limit", method="GET", path="^/regions$", count=8)
+    assert client.regions.list()
+    assert api.fault(storm["id"])["fired"] == 8
+    api.add_fault(action="rate_limit", method="GET", path="^/regions$")  # for good: the budget ends it
+    short = api.client(retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02, rate_limit_budget=0.3))
+    started = time.monotonic()
+    with pytest.raises(RateLimited):
+        short.regions.list()
+    assert time.monotonic() - started < 2.0
 
 
 def test_a_rejected_launch_is_not_retried(api: Api, client: LambdaClient) -> None:

@@ -97,3 +97,12 @@ def test_refresh_drops_a_ruleset_deleted_outside_pulumi(api: Api, engine: Engine
     api.client().firewall.delete_ruleset(engine.state[reg.urn].id)
     assert engine.refresh(reg.urn) == "deleted"
     assert engine.up(reg) == "create" and len(api.client().firewall.list_rulesets()) == 1
+
+
+def test_a_create_whose_answer_is_lost_adopts_the_new_ruleset_not_an_older_twin(api: Api, engine: Engine) -> None:
+    twin = api.client().firewall.create_ruleset("sae-fw", "us-east-1", [])  # same name, listed before our send
+    reg = _ruleset([PING])
+    api.add_fault(action="drop_response", method="POST", path="^/firewall-rulesets$", count=1)
+    assert engine.up(reg) == "create"
+    created = [r.id for r in api.client().firewall.list_rulesets() if r.id != twin.id]
+    assert created == [engine.state[reg.urn].id]

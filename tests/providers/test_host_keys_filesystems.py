@@ -138,3 +138,65 @@ def test_filesystem_delete_retries_while_an_instance_is_terminating(api: Api, en
         client.filesystems.delete(engine.state[reg.urn].id)
     engine.delete(reg.urn)
     assert client.filesystems.list() == []
+
+
+CREATES = {  # resource registration, the POST that creates it, how to list what exists
+    "key": (lambda: _key(name="laptop", public_key=PUBLIC_KEY), "^/ssh-keys$", lambda c: c.ssh_keys.list()),
+    "generated key": (lambda: _key(name="laptop"), "^/ssh-keys$", lambda c: c.ssh_keys.list()),
+    "filesystem": (_fs, "^/filesystems$", lambda c: c.filesystems.list()),
+}
+
+
+@pytest.mark.parametrize("kind", CREATES)
+def test_a_create_whose_answer_is_lost_adopts_what_it_created(api: Api, engine: Engine, kind: str) -> None:
+    make, path, listed = CREATES[kind]
+    rule = api.add_fault(action="drop_response", method="POST", path=path, count=1)  # created, answer never sent
+    reg = make()
+    assert engine.up(reg) == "create"
+    assert api.fault(rule["id"])["fired"] == 1
+    assert [r.id for r in listed(api.client())] == [engine.state[reg.urn].id]
+
+
+@pytest.mark.parametrize("kind", CREATES)
+def test_a_create_refused_by_5xx_is_sent_again(api: Api, engine: Engine, kind: str) -> None:
+    make, path, listed = CREATES[kind]
+    rule = api.add_fault(action="error", method="POST", path=path, status=502, body="html", count=3)
+    reg = make()
+    assert engine.up(reg) == "create"
+    assert api.fault(rule["id"])["fired"] == 3
+    assert [r.id for r in listed(api.client())] == [engine.state[reg.urn].id]
+
+
+def _orphan_of_a_lost_generated_pair(api: Api) -> str:
+    """A key under the generated key's name whose pair was generated for this very resource by a create that was
+    killed before the engine recorded it (comment `pulumi:<project>/<stack>/<resource>`)."""
+    lost = OTHER_KEY.rsplit(" ", 1)[0] + " pulumi:sae/test/key"
+    return api.client().ssh_keys.create("laptop", lost).id
+
+
+def test_a_generated_key_replaces_the_orphan_of_a_lost_pair(api: Api, engine: Engine) -> None:
+    orphan = _orphan_of_a_lost_generated_pair(api)
+    reg = _key(name="laptop")
+    assert engine.up(reg) == "create"
+    out = engine.outputs(reg)
+    private = serialization.load_ssh_private_key(out["private_key"].encode(), password=None)
+    public = private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    assert [(k.id, k.public_key.split()[:2]) for k in api.client().ssh_keys.list()] == [
+        (engine.state[reg.urn].id, public.decode().split()[:2])]
+    assert orphan != engine.state[reg.urn].id
+
+
+def test_a_generated_key_leaves_an_orphan_that_instances_use_and_says_what_to_do(api: Api, engine: Engine) -> None:
+    _orphan_of_a_lost_generated_pair(api)
+    instance_id = api.client().instances.launch(LaunchRequest("us-east-1", "gpu_1x_a10", "laptop"))
+    with pytest.raises(grpc.RpcError, match="instances still use it: terminate the instances launched with this key"):
+        engine.up(_key(name="laptop"))
+    assert [k.name for k in api.client().ssh_keys.list()] == ["laptop"]
+    api.client().instances.terminate([instance_id])
+
+
+def test_a_generated_key_refuses_a_foreign_key_under_its_name(api: Api, engine: Engine) -> None:
+    api.client().ssh_keys.create("laptop", OTHER_KEY)  # no marker of ours: someone else's
+    with pytest.raises(grpc.RpcError, match="already exists in the account with a different public key"):
+        engine.up(_key(name="laptop"))
+    assert [k.public_key for k in api.client().ssh_keys.list()] == [OTHER_KEY]

@@ -85,8 +85,20 @@ def test_error_bodies_map_to_typed_errors(status, body, cls):
 
 def test_non_json_error_bodies_are_classified_by_status():
     html = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
-    err = errors.error_from_response(502, html, "text/html")
-    assert isinstance(err, errors.ServerError) and err.retryable and "502 Bad Gateway" in err.message
+    err = errors.error_from_response(502, html, "text/html", "/instance-operations/launch")
+    assert isinstance(err, errors.ServerError) and err.retryable
     ban = errors.error_from_response(429, b"Sorry, you have been banned you temporarily", "text/plain")
     assert isinstance(ban, errors.RateLimited) and ban.retryable
     assert not errors.error_from_response(400, b"", "").retryable
+
+
+@pytest.mark.parametrize("content_type", ["text/html", "text/plain"])  # an edge may mislabel its page
+def test_an_html_error_page_is_summarised_never_quoted(content_type):
+    page = b"<html><head><title>502 Bad Gateway</title></head><body><center>cloudflare</center></body></html>"
+    err = errors.error_from_response(502, page, content_type, "/ssh-keys")
+    assert str(err) == "HTTP 502 from /ssh-keys (HTML error page)"
+
+
+def test_a_text_error_body_is_kept_with_status_and_path():
+    err = errors.error_from_response(503, b"upstream error 503", "text/plain", "/instances")
+    assert str(err) == "HTTP 503 from /instances: non-JSON error body (text/plain): upstream error 503"
