@@ -434,7 +434,7 @@ def _owner_name(resource_name: str, opts: pulumi.ResourceOptions | None) -> str:
     return f"{parent_name}/{resource_name}" if isinstance(parent_name, str) else resource_name
 
 
-class InstanceNotReady(RuntimeError):
+class InstanceNotReady(pulumi.RunError):
     """Raised in the program when an instance is tracked in state but did not finish booting."""
 
 
