@@ -391,49 +391,52 @@ def _ssh_key(r: _Reader, raw: Any) -> SshKeyConfig:
 def _check_key_pair(r: _Reader, public_path: Path, private_path: Path) -> None:
     """Both files parse and are halves of one key: Lambda gets the public half, the fleet logs in with the private."""
     derive = f"ssh-keygen -y -f {private_path} > {public_path}"
-    try:
-        text = public_path.read_text(errors="replace").strip()
-    except OSError as exc:
-        r.fail("sshKey.publicKeyPath", f"cannot read {public_path}: {exc}",
-               f"make it readable: chmod 644 {public_path}")
-        text = ""
-    public_key = None
-    if not text:
-        pass
-    elif "PRIVATE KEY" in text:
-        r.fail("sshKey.publicKeyPath", f"{public_path} holds a private key, which would be uploaded to Lambda",
-               f"point publicKeyPath at the public half (`{derive}` writes it)")
-    else:
-        try:
-            public_key = asyncssh.import_public_key(text)
-        except (asyncssh.KeyImportError, ValueError) as exc:
-            r.fail("sshKey.publicKeyPath", f"{public_path} is not an SSH public key ({exc})",
-                   f"write the public half of your private key there: `{derive}`")
-        else:
-            if len(text.splitlines()) != 1:
-                r.fail("sshKey.publicKeyPath", f"{public_path} is not one OpenSSH `type base64 comment` line, the "
-                       "form Lambda accepts", f"rewrite it in OpenSSH form: `{derive}`")
-                public_key = None
-    try:
-        private_key = asyncssh.read_private_key(str(private_path))
-    except (asyncssh.KeyImportError, ValueError) as exc:
-        if "assphrase" in str(exc):
-            r.fail("sshKey.privateKeyPath", f"{private_path} is passphrase-protected; the fleet logs in unattended "
-                   "and cannot ask for it", f"remove the passphrase (`ssh-keygen -p -N '' -f {private_path}`) or "
-                   "make a key pair without one (ssh-keygen -t ed25519 -N '' -f ~/.ssh/lambda-sae)")
-        else:
-            r.fail("sshKey.privateKeyPath", f"{private_path} is not an SSH private key ({exc})",
-                   "point it at the private half of sshKey.publicKeyPath: the fleet logs in with it")
-        return
-    except OSError as exc:
-        r.fail("sshKey.privateKeyPath", f"cannot read {private_path}: {exc}", f"make it readable: chmod 600 "
-               f"{private_path}")
-        return
-    if public_key is not None and private_key.public_data != public_key.public_data:
+    public_key = _public_key(r, public_path, derive)
+    private_key = _private_key(r, private_path)
+    if public_key is not None and private_key is not None and private_key.public_data != public_key.public_data:
         r.fail("sshKey.privateKeyPath", f"{private_path} (key {private_key.get_fingerprint()}) is not the private "
                f"half of sshKey.publicKeyPath {public_path} (key {public_key.get_fingerprint()}): the nodes would "
                "refuse the login", f"point privateKeyPath at the matching private key, or rewrite the public half "
                f"from this one: `{derive}`")
+
+
+def _public_key(r: _Reader, path: Path, derive: str) -> asyncssh.SSHKey | None:
+    try:
+        text = path.read_text(errors="replace").strip()
+    except OSError as exc:
+        r.fail("sshKey.publicKeyPath", f"cannot read {path}: {exc}", f"make it readable: chmod 644 {path}")
+        return None
+    if "PRIVATE KEY" in text:
+        r.fail("sshKey.publicKeyPath", f"{path} holds a private key, which would be uploaded to Lambda",
+               f"point publicKeyPath at the public half (`{derive}` writes it)")
+        return None
+    try:
+        key = asyncssh.import_public_key(text)
+    except (asyncssh.KeyImportError, ValueError) as exc:
+        r.fail("sshKey.publicKeyPath", f"{path} is not an SSH public key ({exc})",
+               f"write the public half of your private key there: `{derive}`")
+        return None
+    if len(text.splitlines()) != 1:
+        r.fail("sshKey.publicKeyPath", f"{path} is not one OpenSSH `type base64 comment` line, the form Lambda "
+               "accepts", f"rewrite it in OpenSSH form: `{derive}`")
+        return None
+    return key
+
+
+def _private_key(r: _Reader, path: Path) -> asyncssh.SSHKey | None:
+    try:
+        return asyncssh.read_private_key(str(path))
+    except (asyncssh.KeyImportError, ValueError) as exc:
+        if "assphrase" in str(exc):
+            r.fail("sshKey.privateKeyPath", f"{path} is passphrase-protected; the fleet logs in unattended and "
+                   "cannot ask for it", f"remove the passphrase (`ssh-keygen -p -N '' -f {path}`) or make a key "
+                   "pair without one (ssh-keygen -t ed25519 -N '' -f ~/.ssh/lambda-sae)")
+        else:
+            r.fail("sshKey.privateKeyPath", f"{path} is not an SSH private key ({exc})",
+                   "point it at the private half of sshKey.publicKeyPath: the fleet logs in with it")
+    except OSError as exc:
+        r.fail("sshKey.privateKeyPath", f"cannot read {path}: {exc}", f"make it readable: chmod 600 {path}")
+    return None
 
 
 def _training(r: _Reader, raw: Any, repo_root: Path, emulator: bool, max_hours: float) -> TrainingConfig:
