@@ -14,6 +14,7 @@ def with_gh200_group(count: int) -> dict:
     config = base_config()
     config["nodeGroups"].append({"name": "gh", "count": count, "placements": [GH200]})
     config["training"]["allowMixedArchitectures"] = True  # arm64 GH200 beside x86_64 A10: a price mix, on purpose
+    config["training"]["runName"] = "gh-run"  # a new run for the bigger fleet (nodes added to a finished run refuse)
     return config
 
 
