@@ -7,7 +7,7 @@ import re
 
 from tests.gitops.conftest import A100, API_KEY, FleetStack, base_config
 
-STEPS = ("ready", "setup", "train")
+STEPS = ("ready", "setup")  # the training launch is the fleet-level `training` run
 
 
 def preview_diff(stack: FleetStack) -> str:
@@ -41,20 +41,20 @@ def test_instance_type_change_replaces_the_nodes_and_their_steps(fleet_stack: Fl
     fleet_stack.configure(config)
     out = preview_diff(fleet_stack)
     assert changed(out) == {**node_with_steps("node-0", "replace"), **node_with_steps("node-1", "replace"),
-                            "training": "replace"}, out
+                            "training": "update"}, out
     assert len(re.findall(r'~ instance_type: "gpu_1x_a10" => "gpu_1x_a100_sxm4"', out)) == 2, out
-    assert "+-9 to replace" in out
+    assert "+-6 to replace" in out
 
 
 def test_node_count_change_adds_a_node_and_restarts_training(fleet_stack: FleetStack) -> None:
     config = base_config()
     config["nodeGroups"][0]["count"] = 3
+    config["training"]["runName"] = "three"  # nodes added to a finished run are refused: a new run uses them
     fleet_stack.configure(config)
     out = preview_diff(fleet_stack)
-    assert changed(out) == {**node_with_steps("node-2", "create"), "node-0-train": "replace",
-                            "node-1-train": "replace", "training": "replace"}, out
-    assert re.search(r"~ NNODES\s*: 2 => 3", out), out
-    assert "+ 4 to create" in out and "+-3 to replace" in out
+    assert changed(out) == {**node_with_steps("node-2", "create"), "training": "update"}, out
+    assert re.search(r"~ world_size\s*: 2 => 3", out), out
+    assert "+ 3 to create" in out
 
 
 def test_region_change_replaces_the_filesystem_and_every_node(fleet_stack: FleetStack) -> None:
@@ -65,7 +65,7 @@ def test_region_change_replaces_the_filesystem_and_every_node(fleet_stack: Fleet
     fleet_stack.configure(config)
     out = preview_diff(fleet_stack)
     assert changed(out) == {"filesystem": "replace[retain]", **node_with_steps("node-0", "replace"),
-                            **node_with_steps("node-1", "replace"), "training": "replace"}, out
+                            **node_with_steps("node-1", "replace"), "training": "update"}, out
     moves = re.findall(r'~ region\s*: "us-east-3" => "us-west-1"', out)
     assert len(moves) == 4, "the filesystem, both nodes' placements and the `filesystem` stack output"
 
@@ -90,7 +90,7 @@ def test_adding_a_firewall_creates_the_ruleset_and_relaunches_the_nodes(fleet_st
     out = preview_diff(fleet_stack)
     # Lambda attaches rulesets only at launch: the nodes (and what runs on them) are replaced.
     assert changed(out) == {"firewall": "create", **node_with_steps("node-0", "replace"),
-                            **node_with_steps("node-1", "replace"), "training": "replace"}, out
+                            **node_with_steps("node-1", "replace"), "training": "update"}, out
     assert '"203.0.113.7/32"' in out, "the rule as the API will store it"
 
 
@@ -99,8 +99,8 @@ def test_training_config_change_updates_the_launch_in_place(fleet_stack: FleetSt
     config["training"]["overrides"]["total_vectors"] = 40960
     fleet_stack.configure(config)
     out = preview_diff(fleet_stack)
-    assert changed(out) == {"node-0-train": "update", "node-1-train": "update", "training": "update"}, out
-    assert "~ 3 to update" in out
+    assert changed(out) == {"training": "update"}, out
+    assert "~ 1 to update" in out
 
 
 def test_training_config_change_shows_the_trainer_key(fleet_stack: FleetStack) -> None:
