@@ -3,8 +3,9 @@ dead run or dead node hides behind rc 0). Real CLI, real emulator, real SSH, rea
 
 k change mid-run -> fresh run in a new directory with the new k; a trainer that dies at start fails `up` with its own
 error although `waitMinutes: 0`; an out-of-band trainer kill shows as crashed after `refresh` and the next plain `up`
-restarts it from its checkpoint; 2 -> 3 -> 1 nodes continue one run to its total steps; a node added to the finished
-run is refused at preview.
+restarts it from its checkpoint; a node terminated mid-training is replaced and the run resumes. (2 -> 3 -> 1 on the
+fleet: next session; the trainer's side is tests/training/test_training_elastic.py, the decision tests/training/
+test_changes.py.)
 """
 
 from __future__ import annotations
@@ -112,30 +113,3 @@ def test_a_node_terminated_mid_training_is_replaced_by_the_next_plain_up(fleet: 
 def test_the_run_resumes_on_the_replacement_node_from_its_checkpoint(fleet: Fleet) -> None:
     after = launches(fleet, "life-4")[fleet.before_replacement:]  # type: ignore[attr-defined]
     assert after and re.search(r"^resumed at step [1-9]\d*", after[-1], re.MULTILINE), after[-1:]
-
-
-def test_a_third_node_joins_the_running_run_from_its_checkpoint(fleet: Fleet) -> None:
-    wait_for_step(fleet, "life-4", 200)
-    fleet.configure(config(count=3, waitMinutes=0, overrides={**RUNNING, "k": 16}))
-    preview = fleet.preview().stdout
-    assert "3 rank(s) instead of 2 in runs/life-4" in preview, preview[-3000:]
-    assert_clean_up(fleet.up())
-    log = (fleet.run_dir("life-4") / "logs" / "node-0.log").read_text()
-    assert re.search(r"^resumed at step \d+ \(checkpoint from 2 ranks, now 3", log, re.MULTILINE), log[-2000:]
-
-
-def test_down_to_one_node_the_same_run_finishes_at_its_total_steps(fleet: Fleet) -> None:
-    step = wait_for_step(fleet, "life-4", 1)
-    total_steps = step + 600
-    fleet.configure(config(count=1, overrides={**RUNNING, "k": 16, "total_vectors": total_steps * 1024}))
-    assert_clean_up(fleet.up())
-    training = fleet.project.outputs()["training"]
-    assert (training["state"], training["step"], training["summary"]["world_size"]) == (
-        "finished", total_steps, 1), training
-
-
-def test_a_node_added_to_the_finished_run_is_refused_at_preview(fleet: Fleet) -> None:
-    step = fleet.project.outputs()["training"]["step"]
-    fleet.configure(config(count=2, overrides={**RUNNING, "k": 16, "total_vectors": step * 1024}))
-    result = fleet.preview()
-    assert result.returncode != 0 and "would idle and bill" in result.stdout + result.stderr, result.stdout[-3000:]
