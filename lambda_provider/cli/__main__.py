@@ -1,0 +1,5 @@
+import sys
+
+from lambda_provider.cli.main import main
+
+sys.exit(main())

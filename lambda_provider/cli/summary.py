@@ -1,0 +1,54 @@
+"""The few lines `up` ends with instead of Pulumi's Outputs block: nodes with their ssh command, cost now and
+planned, expiry, training state and metrics."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from lambda_provider.cli.format import duration, money, number
+
+METRICS = ("step", "fvu", "l0", "dead_fraction", "vectors_per_second")
+
+
+def _hours_since(iso: str | None, now: datetime) -> float | None:
+    try:
+        return max(0.0, (now - datetime.fromisoformat(str(iso))).total_seconds() / 3600.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def summary_lines(stack: str, out: dict[str, Any], now: datetime | None = None) -> list[str]:
+    now = now or datetime.now(UTC)
+    lines = [f"Fleet '{stack}' ({out.get('target')}):"]
+    for node in out.get("nodes") or []:
+        lines.append(
+            f"  {node.get('node', ''):<10} {node.get('type', ''):<18} {node.get('region', ''):<10} "
+            f"{node.get('ip') or '-':<15} {node.get('ssh', '')}"
+        )
+    hourly = float(out.get("hourly_cost_usd") or 0.0)
+    cost = f"  cost: {money(hourly)}/h now"
+    hours = _hours_since(out.get("created_at"), now)
+    if hours is not None:
+        cost += f", {money(hourly * hours)} spent so far ({duration(hours * 3600)} up)"
+    cost += f", {money(float(out.get('projected_cost_usd') or 0.0))} planned over {out.get('max_hours')} h"
+    lines.append(cost)
+    if out.get("expires_at"):
+        lines.append(f"  expires {out.get('expires_at')} (created {out.get('created_at')})")
+    training = out.get("training") or {}
+    if training:
+        state = f"  training: {training.get('state')}"
+        if training.get("reason"):
+            state += f" ({training['reason']})"
+        state += f" at step {training.get('step')}/{training.get('total_steps')}"
+        lines.append(state)
+        metrics = training.get("latest_metrics") or {}
+        shown = [f"{key} {number(metrics[key])}" for key in METRICS if metrics.get(key) is not None]
+        if shown:
+            lines.append("  metrics: " + ", ".join(shown))
+        for key in ("change", "note"):
+            if training.get(key):
+                lines.append(f"  {key}: {training[key]}")
+        for crash in training.get("crashed") or []:
+            lines.append(f"  crashed: {crash.get('node')}: {crash.get('cause')}")
+    return lines
