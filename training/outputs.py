@@ -1,9 +1,11 @@
 """Files a run leaves in its out_dir (rank 0 only): metrics.jsonl, status.json, summary.json, sae.safetensors +
-sae_config.json, training_curves.png."""
+sae_config.json, training_curves.png, and SHA256SUMS over the exported ones (`sha256sum -c` format)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,29 @@ from safetensors.torch import load_file, save_file
 
 from training.checkpoint import write_json_atomic
 from training.sae import SparseAutoencoder
+
+SUMS_FILE = "SHA256SUMS"
+# What a finished (or stopped) run exports, in this order; status.json keeps changing and checkpoints/ are the
+# optimizer's, so neither is summed.
+EXPORTED_FILES = ("sae.safetensors", "sae_config.json", "summary.json", "metrics.jsonl", "training_curves.png")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def parse_sums(text: str) -> dict[str, str]:
+    """`<hex>  <name>` lines (sha256sum's text mode; a `*` before the name is binary mode) -> {name: hex}."""
+    sums = {}
+    for line in text.splitlines():
+        digest, _, name = line.strip().partition(" ")
+        if digest and name:
+            sums[name.strip().lstrip("*")] = digest.lower()
+    return sums
 
 
 class RunOutputs:
@@ -24,8 +49,11 @@ class RunOutputs:
         """On resume, drop metric lines logged after the checkpoint so the file matches the replayed run."""
         if not self.metrics_path.is_file():
             return
-        kept = [line for line in self.metrics_path.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
+        kept = [
+            line
+            for line in self.metrics_path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step
+        ]
         self.metrics_path.write_text("".join(line + "\n" for line in kept))
 
     def append_metrics(self, record: dict[str, Any]) -> None:
@@ -37,13 +65,25 @@ class RunOutputs:
             return []
         return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
 
-    def write_status(self, state: str, step: int, total_steps: int, metrics: dict[str, Any] | None = None,
-                     reason: str | None = None) -> None:
-        write_json_atomic(self.out_dir / "status.json", {
-            "state": state, "step": step, "total_steps": total_steps, "reason": reason, "metrics": metrics or {}})
+    def write_status(
+        self, state: str, step: int, total_steps: int, metrics: dict[str, Any] | None = None, reason: str | None = None
+    ) -> None:
+        write_json_atomic(
+            self.out_dir / "status.json",
+            {"state": state, "step": step, "total_steps": total_steps, "reason": reason, "metrics": metrics or {}},
+        )
 
     def write_summary(self, summary: dict[str, Any]) -> None:
+        """The run's last export (after the SAE and the plot): the sums are written here, over every exported file."""
         write_json_atomic(self.out_dir / "summary.json", summary)
+        self.write_sums()
+
+    def write_sums(self) -> None:
+        names = [name for name in EXPORTED_FILES if (self.out_dir / name).is_file()]
+        lines = "".join(f"{file_sha256(self.out_dir / name)}  {name}\n" for name in names)
+        tmp = self.out_dir / f".{SUMS_FILE}.tmp{os.getpid()}"
+        tmp.write_text(lines)
+        tmp.replace(self.out_dir / SUMS_FILE)
 
     def export_sae(self, sae: SparseAutoencoder, sae_config: dict[str, Any]) -> None:
         tmp = self.out_dir / ".sae.safetensors.tmp"
@@ -85,19 +125,28 @@ def load_sae(path: str | Path, device: torch.device | str = "cpu") -> SparseAuto
     config_path = weights_path.parent / "sae_config.json"
     for needed in (weights_path, config_path):
         if not needed.is_file():
-            raise FileNotFoundError(f"{needed}: not found; give a run's out_dir (or its sae.safetensors) after the run "
-                                    "finished or stopped")
+            raise FileNotFoundError(
+                f"{needed}: not found; give a run's out_dir (or its sae.safetensors) after the run finished or stopped"
+            )
     config = json.loads(config_path.read_text())
     weights = load_file(str(weights_path))
     candidates = (config.get("train_config") or {}).get("batchtopk_candidates", 4)
-    sae = SparseAutoencoder(config["d_in"], config["d_sae"], config["k"], config["architecture"],
-                            batchtopk_candidates=candidates, device=device)
+    sae = SparseAutoencoder(
+        config["d_in"],
+        config["d_sae"],
+        config["k"],
+        config["architecture"],
+        batchtopk_candidates=candidates,
+        device=device,
+    )
     with torch.no_grad():
         for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
             target = getattr(sae, name)
             if weights[name].shape != target.shape:
-                raise ValueError(f"{weights_path}: {name} is {tuple(weights[name].shape)}, sae_config.json says "
-                                 f"{tuple(target.shape)}")
+                raise ValueError(
+                    f"{weights_path}: {name} is {tuple(weights[name].shape)}, sae_config.json says "
+                    f"{tuple(target.shape)}"
+                )
             target.copy_(weights[name])
         if "threshold" in weights:
             sae.threshold.copy_(weights["threshold"].reshape(()))

@@ -9,8 +9,8 @@ requirements.txt and well maintained.
 A session runs `$SHELL -c <command>` (or an interactive `$SHELL -i` without a PTY) as the local user, in its own
 process group, with cwd and HOME = the instance's home. When the connection drops, the session's process group
 gets SIGHUP like under sshd, so `nohup`/`setsid` children keep running; terminate kills them all.
-SFTP and scp are served with the instance root as "/" (so `/home/ubuntu/x` and `/lambda/nfs/<fs>/x` are the
-instance's paths); relative paths start in the home directory.
+SFTP and scp (both protocols) are served with the instance root as "/" (so `/home/ubuntu/x` and
+`/lambda/nfs/<fs>/x` are the instance's paths); relative paths start in the home directory.
 """
 
 from __future__ import annotations
@@ -109,6 +109,13 @@ class _InstanceSFTPServer(asyncssh.SFTPServer):
         if not path.startswith(b"/"):
             path = posixpath.join(b"/home/ubuntu", path)
         return posixpath.normpath(path) if path != b"/" else path
+
+    def exit(self) -> None:
+        # asyncssh closes an SFTP channel without an exit status; OpenSSH's ssh then exits non-zero and so does
+        # `scp` (SFTP mode, its default since 9.0) after a successful copy. sshd's sftp-server exits 0.
+        with contextlib.suppress(asyncssh.Error, OSError):
+            self.channel.exit(0)
+        super().exit()
 
 
 class _InstanceSSHServer(asyncssh.SSHServer):

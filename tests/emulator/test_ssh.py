@@ -1,9 +1,11 @@
-"""SSH endpoints: the registered key only, per-instance home, fake nvidia-smi, detached processes, SFTP."""
+"""SSH endpoints: the registered key only, per-instance home, fake nvidia-smi, detached processes, SFTP, scp."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -102,8 +104,8 @@ def test_detached_process_survives_disconnect_and_dies_on_terminate(
 
 
 ATTACHED_COMMAND = (
-    "exec python3 -c 'import os, time; open(\"attached.tmp\", \"w\").write(str(os.getpid())); "
-    "os.replace(\"attached.tmp\", \"attached.pid\"); time.sleep(600)'"
+    'exec python3 -c \'import os, time; open("attached.tmp", "w").write(str(os.getpid())); '
+    'os.replace("attached.tmp", "attached.pid"); time.sleep(600)\''
 )
 
 
@@ -152,3 +154,68 @@ def test_sftp_uses_instance_paths(gh200: tuple[dict, asyncssh.SSHKey], api: Chec
     paths = api.emu.instance_paths(record["id"])
     assert Path(os.path.join(paths["home"], "config.yaml")).read_text() == "lr: 0.001\n"
     assert Path(os.path.join(paths["filesystems"]["ckpt"], "from-sftp")).read_text() == "ok"
+
+
+def _openssh_options(key: asyncssh.SSHKey, tmp_path: Path) -> list[str]:
+    key_path = tmp_path / "id_ed25519"
+    key.write_private_key(str(key_path))
+    key_path.chmod(0o600)
+    return [
+        "-i",
+        str(key_path),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+    ]
+
+
+@pytest.mark.skipif(shutil.which("scp") is None, reason="OpenSSH's scp is not installed")
+@pytest.mark.parametrize("protocol", [[], ["-O"]], ids=["sftp", "legacy-scp"])
+def test_scp_exits_0_both_ways(
+    gh200: tuple[dict, asyncssh.SSHKey], api: CheckedApi, tmp_path: Path, protocol: list[str]
+) -> None:
+    record, key = gh200
+    scp = ["scp", *protocol, *_openssh_options(key, tmp_path), "-P", str(record["ssh_port"])]
+    (tmp_path / "up.txt").write_text("up\n")
+    upload = subprocess.run(
+        [*scp, str(tmp_path / "up.txt"), f"ubuntu@{record['ip']}:/lambda/nfs/ckpt/up.txt"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    download = subprocess.run(
+        [*scp, f"ubuntu@{record['ip']}:/lambda/nfs/ckpt/up.txt", str(tmp_path / "down.txt")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert upload.returncode == 0, upload.stderr
+    assert download.returncode == 0, download.stderr
+    assert (tmp_path / "down.txt").read_text() == "up\n"
+
+
+@pytest.mark.skipif(shutil.which("sftp") is None, reason="OpenSSH's sftp is not installed")
+def test_sftp_batch_exits_0(gh200: tuple[dict, asyncssh.SSHKey], tmp_path: Path) -> None:
+    record, key = gh200
+    (tmp_path / "batch").write_text(f"put {tmp_path / 'batch'} copied\nget copied {tmp_path / 'back'}\n")
+    done = subprocess.run(
+        [
+            "sftp",
+            *_openssh_options(key, tmp_path),
+            "-P",
+            str(record["ssh_port"]),
+            "-b",
+            str(tmp_path / "batch"),
+            f"ubuntu@{record['ip']}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "back").read_text() == (tmp_path / "batch").read_text()

@@ -1,0 +1,103 @@
+"""`lambda-sae pull [DIR] [--checkpoints]`: download the run's exported SAE, its config, metrics, summary and curves
+(SFTP from the head, host key pinned), verify them against the SHA256SUMS the trainer wrote, say how to load it.
+The optimizer checkpoints stay on the filesystem unless asked for."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import posixpath
+import shlex
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from lambda_provider.cli import nodes
+from lambda_provider.cli.workspace import WorkspaceError
+from training.outputs import EXPORTED_FILES, SUMS_FILE, file_sha256, parse_sums
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir", nargs="?", help="where to put the files (default: results/<stack>-<run name>)")
+    parser.add_argument("--checkpoints", action="store_true", help="also the optimizer checkpoints (large)")
+
+
+def verify(local: Path, sums: dict[str, str]) -> list[str]:
+    """Problems with `local` against `sums` (empty: every summed file is there with its sum)."""
+    problems = []
+    for name, digest in sums.items():
+        path = local / name
+        if not path.is_file():
+            problems.append(f"{name}: listed in {SUMS_FILE} but not downloaded")
+        elif file_sha256(path) != digest:
+            problems.append(f"{name}: sha256 {file_sha256(path)[:12]}... differs from {SUMS_FILE}'s {digest[:12]}...")
+    return problems
+
+
+async def _read_json(sftp: asyncssh.SFTPClient, path: str) -> dict[str, Any]:
+    try:
+        async with sftp.open(path, "rb") as handle:
+            return json.loads(await handle.read())
+    except (asyncssh.SFTPError, ValueError):
+        return {}
+
+
+def run(args: argparse.Namespace) -> int:
+    fleet = nodes.load(args.stack)
+    head = fleet.node(None)
+    run_dir = fleet.run_dir
+    local = Path(args.dir or f"results/{fleet.stack}-{posixpath.basename(run_dir)}")
+
+    async def download(ssh: asyncssh.SSHClientConnection) -> dict[str, str]:
+        async with ssh.start_sftp_client() as sftp:
+            remote = posixpath.join(run_dir, SUMS_FILE)
+            if not await sftp.isfile(remote):
+                status = await _read_json(sftp, posixpath.join(run_dir, "status.json"))
+                state = (
+                    f"{status.get('state', 'not started')}, step {status.get('step', '?')}/"
+                    f"{status.get('total_steps', '?')}"
+                    if status
+                    else "no status.json: not started"
+                )
+                raise WorkspaceError(
+                    f"node {head.node}: no {SUMS_FILE} in {run_dir}: the run has not exported its SAE yet ({state}); "
+                    f"pull again once `lambda-sae status --stack {fleet.stack}` shows it finished or stopped"
+                )
+            local.mkdir(parents=True, exist_ok=True)
+            await sftp.get(remote, str(local / SUMS_FILE))
+            sums = parse_sums((local / SUMS_FILE).read_text())
+            for name in dict.fromkeys([*sums, *EXPORTED_FILES, "status.json"]):
+                path = posixpath.join(run_dir, name)
+                if await sftp.isfile(path):
+                    await sftp.get(path, str(local / name))
+            if args.checkpoints and await sftp.isdir(posixpath.join(run_dir, "checkpoints")):
+                await sftp.get(posixpath.join(run_dir, "checkpoints"), str(local), recurse=True)
+            return sums
+
+    sums = nodes.on_node(fleet, head, download)
+    problems = verify(local, sums)
+    if problems:
+        print(
+            f"lambda-sae pull: {local} does not match the run's {SUMS_FILE}:\n  "
+            + "\n  ".join(problems)
+            + f"\n  run `lambda-sae pull {shlex.quote(str(local))} --stack {fleet.stack}` again (a run still "
+            "exporting rewrites its files)"
+        )
+        return 1
+    print(f"pulled {run_dir} from {head.node} into {local}/ ({len(sums)} files, sha256 verified against {SUMS_FILE}):")
+    for path in sorted(p for p in local.iterdir() if p.is_file()):
+        mark = "sha256 ok" if path.name in sums else ""
+        print(f"  {path.name:<22} {path.stat().st_size:>12,} B  {mark}".rstrip())
+    if args.checkpoints:
+        print("  checkpoints/           (optimizer state, not summed)")
+    else:
+        print(
+            f"  checkpoints/ (optimizer state, large) not pulled: `lambda-sae pull {shlex.quote(str(local))} "
+            f"--checkpoints --stack {fleet.stack}`"
+        )
+    print(
+        f"load it:\n  from training.outputs import load_sae\n  sae = load_sae({str(local)!r})\n"
+        "  codes = sae.codes(activations)  # [n, d_sae] latent activations"
+    )
+    return 0
