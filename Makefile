@@ -14,11 +14,12 @@ export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
 WITH_TOOLS = PATH="$$(cat .toolchain):$(CURDIR)/.venv/bin:$$PATH"
 CLI = $(WITH_TOOLS) python -m lambda_provider.cli
 
-.PHONY: help setup up destroy test lint
+.PHONY: help setup up destroy test test-fast lint
 help:
 	@echo "make up       set up, start the local Lambda emulator, lambda-sae up the '$(STACK)' stack (live view)"
 	@echo "make test     set up and run the whole test suite"
 	@echo "make destroy  lambda-sae destroy the '$(STACK)' stack and check that nothing is left billing"
+	@echo "make test-fast  the unit tier (no emulator, no pulumi), under 30 s"
 	@echo "make lint     ruff check and ruff format --check"
 	@echo "more verbs:   .venv/bin/python -m lambda_provider.cli --help (the lambda-sae command of pip install -e .)"
 
@@ -34,6 +35,9 @@ destroy: setup
 
 test: setup
 	$(WITH_TOOLS) LAMBDA_SAE_REQUIRE_PULUMI=1 python -m pytest -q tests
+
+test-fast: setup
+	$(WITH_TOOLS) python -m pytest -q -m unit tests
 
 lint: setup
 	.venv/bin/ruff check .

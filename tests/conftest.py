@@ -13,6 +13,11 @@ from collections.abc import Iterator
 import pytest
 
 from lambda_provider.emulator.testing import EmulatorHandle, running_emulator
+from tests.tiers import (  # noqa: F401 (the unit tier: tests/tiers.py)
+    pytest_collection_modifyitems,
+    pytest_ignore_collect,
+    unit_stays_unit,
+)
 
 EMULATOR_TIME_SCALE = 0.003
 

@@ -1,4 +1,4 @@
-"""The codebase stays ruff clean (DEVELOPERS.md): checked by the suite so CI enforces it."""
+"""The codebase stays ruff clean (pyproject.toml [tool.ruff]): checked by the suite so CI enforces it."""
 
 import subprocess
 import sys

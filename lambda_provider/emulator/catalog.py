@@ -17,7 +17,8 @@ DEFAULT_CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
 _IMAGE_NAMESPACE = uuid.UUID("6f1b8a52-57a4-4a0c-9a38-3b0a1c8f2a10")
 _IMAGE_TIMESTAMP = "2025-07-07T15:20:25.091000+00:00"
 
-# Boot times by GPU count where a type gives none (NOTES §4.1: 1 GPU 3-5 min, multi-GPU 10-15 min, 8x 15-25 min).
+# Boot times by GPU count where a type gives none (../shared/lambda-cloud/NOTES.md §4.1: 1 GPU 3-5 min, multi-GPU 10-15
+# min, 8x 15-25 min).
 _DEFAULT_ACTIVE_SECONDS = {0: 180.0, 1: 244.0, 2: 600.0, 4: 720.0, 8: 900.0}
 _DEFAULT_IP_SECONDS = 71.0
 
@@ -50,7 +51,8 @@ class InstanceTypeSpec:
     quota: int | None
 
     def to_api(self) -> dict[str, Any]:
-        """The `InstanceType` object; `architecture` is undeclared in the spec but returned live (NOTES §3.1)."""
+        """The `InstanceType` object; `architecture` is undeclared in the spec but returned live
+        (../shared/lambda-cloud/NOTES.md §3.1)."""
         return {
             "name": self.name,
             "description": self.description,
@@ -211,7 +213,8 @@ def _build_images(raw_images: list[dict[str, Any]], regions: dict[str, str]) -> 
             key = f"{body['family']}/{body['version']}/{body['architecture']}"
             images.append(
                 ImageSpec(
-                    # One id per image build shared by all regions, as in the recorded /images (NOTES §3.7).
+                    # One id per image build shared by all regions, as in the recorded /images
+                    # (../shared/lambda-cloud/NOTES.md §3.7).
                     id=str(uuid.uuid5(_IMAGE_NAMESPACE, key)),
                     family=str(body["family"]),
                     name=str(body["name"]),

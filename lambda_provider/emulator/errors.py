@@ -1,4 +1,4 @@
-"""API errors with the codes, statuses and default texts of the spec (NOTES.md §5.1)."""
+"""API errors with the codes, statuses and default texts of the spec (../shared/lambda-cloud/NOTES.md §5.1)."""
 
 from __future__ import annotations
 
@@ -88,7 +88,8 @@ def conflict() -> ApiError:
 
 
 def rate_limited() -> ApiError:
-    # Status 429 is documented; the body is not (NOTES §5.1). We send the usual envelope with our own code.
+    # Status 429 is documented; the body is not (../shared/lambda-cloud/NOTES.md §5.1). We send the usual envelope with
+    # our own code.
     return ApiError(
         429, "global/rate-limited", "Too many requests.", "Slow down: about 1 request/s, 1 launch per 12 s."
     )

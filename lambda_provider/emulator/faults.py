@@ -141,7 +141,7 @@ class FaultInjector:
 def fault_body(rule: FaultRule) -> tuple[bytes, str]:
     """Body and content type of an injected error."""
     if rule.body == "html":
-        # The edge answers HTML (NOTES §1 "Edge errors"), e.g. the Cloudflare ban page on 429.
+        # The edge answers HTML (../shared/lambda-cloud/NOTES.md §1 "Edge errors"), e.g. the Cloudflare ban page on 429.
         text = (
             "<html><head><title>Access denied</title></head><body><h1>Error 1015</h1>"
             "<p>You are being rate limited. The owner of this website has banned you temporarily.</p></body></html>"

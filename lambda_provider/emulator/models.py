@@ -184,8 +184,8 @@ class CloudState:
         with self._lock:
             existing = self._all("ssh_keys", account.id)
             if any(k["name"] == name for k in existing):
-                # Live text contains "name must be unique" (NOTES §3.5); code UNCONFIRMED, the spec allows only
-                # invalid-parameters on this endpoint.
+                # Live text contains "name must be unique" (../shared/lambda-cloud/NOTES.md §3.5); code UNCONFIRMED, the
+                # spec allows only invalid-parameters on this endpoint.
                 raise errors.invalid_parameters(
                     "SSH key name must be unique.", "Choose another name or delete the existing key first."
                 )
@@ -205,8 +205,8 @@ class CloudState:
                 for i in self._all("instances", account.id)
             )
             if in_use:
-                # Live: HTTP 400 "Key is currently in use, cannot delete" (NOTES §3.5); code not captured live,
-                # the spec allows only invalid-parameters here.
+                # Live: HTTP 400 "Key is currently in use, cannot delete" (../shared/lambda-cloud/NOTES.md §3.5); code
+                # not captured live, the spec allows only invalid-parameters here.
                 raise errors.invalid_parameters(
                     "Key is currently in use, cannot delete", "Terminate the instances using this key first."
                 )
@@ -214,7 +214,8 @@ class CloudState:
 
     @staticmethod
     def _ssh_key_api(doc: dict[str, Any], account: Account) -> dict[str, Any]:
-        # `workspace_id` is undeclared in the spec but returned live since June 2026 (NOTES §3.5).
+        # `workspace_id` is undeclared in the spec but returned live since June 2026 (../shared/lambda-cloud/NOTES.md
+        # §3.5).
         return {
             "id": doc["id"],
             "name": doc["name"],
@@ -254,7 +255,8 @@ class CloudState:
             if fs is None:
                 raise errors.filesystem_not_found()
             if self._filesystem_in_use(fs_id):
-                # `terminating` counts as in use (NOTES §3.6): callers must retry after termination.
+                # `terminating` counts as in use (../shared/lambda-cloud/NOTES.md §3.6): callers must retry after
+                # termination.
                 raise errors.ApiError(
                     400,
                     "filesystems/filesystem-in-use",
@@ -329,7 +331,8 @@ class CloudState:
 
     # ----------------------------------------------------------------- launch
     def launch(self, account: Account, body: dict[str, Any], now: float) -> dict[str, Any]:
-        """Validate in the live order (NOTES §3.3), then reserve capacity and insert a booting instance."""
+        """Validate in the live order (../shared/lambda-cloud/NOTES.md §3.3), then reserve capacity and insert a
+        booting instance."""
         with self._lock:
             region = validation.string_field(body, "region_name", required=True)
             type_name = validation.string_field(body, "instance_type_name", required=True)
@@ -375,7 +378,8 @@ class CloudState:
                 "region": region,
                 "type": type_name,
                 "ssh_key_name": key["name"],
-                "public_key": key["public_key"],  # keys added later are not pushed to instances (NOTES §3.5)
+                # keys added later are not pushed to instances (../shared/lambda-cloud/NOTES.md §3.5)
+                "public_key": key["public_key"],
                 "file_system_ids": [m["file_system_id"] for m in mounts],
                 "mounts": mounts,
                 "hostname": hostname,
@@ -416,8 +420,8 @@ class CloudState:
         for fs_name in fs_names:
             fs = next((f for f in filesystems if f["name"] == fs_name and f["region"] == region), None)
             if fs is None:
-                # Live 2026-08-24: object-does-not-exist with this text, not file-system-in-wrong-region (NOTES §3.3);
-                # the live status was not recorded, we use 400.
+                # Live 2026-08-24: object-does-not-exist with this text, not file-system-in-wrong-region
+                # (../shared/lambda-cloud/NOTES.md §3.3); the live status was not recorded, we use 400.
                 raise errors.launch_resource_not_found(
                     f"Filesystem with name '{fs_name}' does not exist in region '{region}', "
                     "or you do not have permission to access it.",
@@ -448,7 +452,8 @@ class CloudState:
                 f"Image {image} does not exist in region '{region}'.", "Pick an image from GET /images for this region."
             )
         if match.architecture != spec.architecture:
-            # UNCONFIRMED live text; an x86 image cannot boot a Grace (arm64) machine (NOTES §6.3).
+            # UNCONFIRMED live text; an x86 image cannot boot a Grace (arm64) machine (../shared/lambda-cloud/NOTES.md
+            # §6.3).
             raise errors.invalid_parameters(
                 f"Image architecture {match.architecture} does not match "
                 f"instance type architecture {spec.architecture}.",
@@ -532,7 +537,7 @@ class CloudState:
         body["status"] = status
         body["ssh_key_names"] = [doc["ssh_key_name"]]
         body["file_system_names"] = [m["name"] for m in doc["mounts"]]
-        if doc["mounts"]:  # omitted when nothing is mounted, as live (NOTES §3.6)
+        if doc["mounts"]:  # omitted when nothing is mounted, as live (../shared/lambda-cloud/NOTES.md §3.6)
             body["file_system_mounts"] = [
                 {"mount_point": m["mount_point"], "file_system_id": m["file_system_id"]} for m in doc["mounts"]
             ]

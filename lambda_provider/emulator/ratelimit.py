@@ -1,4 +1,5 @@
-"""Per-account rate limits of the real API (NOTES §2): ~1 request/s overall, 1 launch per 12 s, both x time_scale."""
+"""Per-account rate limits of the real API (../shared/lambda-cloud/NOTES.md §2): ~1 request/s overall, 1 launch per
+12 s, both x time_scale."""
 
 from __future__ import annotations
 

@@ -140,7 +140,8 @@ def add_ssh_key(app: EmulatorApp, account: Account, match: re.Match[str], body: 
     assert name is not None
     private_pem = None
     if public_key is None:
-        # Server-side generation returns an RSA PEM private key, as the spec's example (NOTES §3.5).
+        # Server-side generation returns an RSA PEM private key, as the spec's example (../shared/lambda-cloud/NOTES.md
+        # §3.5).
         key = asyncssh.generate_private_key("ssh-rsa", key_size=2048)
         private_pem = key.export_private_key("pkcs1-pem").decode()
         public_key = key.export_public_key("openssh").decode().strip()
@@ -165,7 +166,8 @@ def delete_ssh_key(app: EmulatorApp, account: Account, match: re.Match[str], bod
 
 
 # ---------------------------------------------------------------------------------------------- filesystems
-# The list is spelled /file-systems, create and delete /filesystems (NOTES §3.6); POST /file-systems is a 405.
+# The list is spelled /file-systems, create and delete /filesystems (../shared/lambda-cloud/NOTES.md §3.6); POST
+# /file-systems is a 405.
 @route("GET", "/file-systems")
 def list_filesystems(app: EmulatorApp, account: Account, match: re.Match[str], body: Any) -> Any:
     sizes = {fs_id: app.layout.filesystem_bytes_used(fs_id) for fs_id in app.state.filesystem_ids(account)}

@@ -200,7 +200,7 @@ class EmulatorApp:
         key = _api_key_from_header(header)
         account = self.state.account_for_key(key) if key else None
         if account is None and header and header.startswith("Basic "):
-            # The securityScheme also allows the raw key after "Basic " (NOTES §1).
+            # The securityScheme also allows the raw key after "Basic " (../shared/lambda-cloud/NOTES.md §1).
             account = self.state.account_for_key(header[len("Basic ") :].strip())
         if account is None:
             raise errors.invalid_api_key()
@@ -264,7 +264,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ApiError as exc:
             self._send_json(exc.status, exc.body())
         except MethodNotAllowed as exc:
-            # Body of the live 405 is UNCONFIRMED (NOTES §5.1); this is the Starlette default of FastAPI backends.
+            # Body of the live 405 is UNCONFIRMED (../shared/lambda-cloud/NOTES.md §5.1); this is the Starlette default
+            # of FastAPI backends.
             self._send_json(405, {"detail": "Method Not Allowed"}, {"Allow": ", ".join(exc.allowed)})
         except Exception:
             log.error("unhandled error on %s %s:\n%s", method, self.path, traceback.format_exc())

@@ -81,7 +81,8 @@ def check_tags(tags: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 
 def check_quantity(body: dict[str, Any]) -> None:
-    """`quantity` left the spec, but the live server accepts 1 and rejects more (NOTES §0 #7)."""
+    """`quantity` left the spec, but the live server accepts 1 and rejects more (../shared/lambda-cloud/NOTES.md §0
+    #7)."""
     quantity = body.get("quantity")
     if quantity is None:
         return

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from lambda_provider.client import LambdaClient, LambdaError
 from lambda_provider.client.models import InstanceTypeAvailability
+from lambda_provider.domain import worst_case_price
 from lambda_provider.resources.placement import NoCapacity, Placement, choose
 
 Catalogue = Mapping[str, InstanceTypeAvailability]
@@ -39,8 +40,9 @@ def price_of(catalogue: Catalogue, instance_type: str | None) -> int | None:
 
 def worst_price(catalogue: Catalogue, placements: Sequence[Placement]) -> int | None:
     """The most expensive acceptable type (what the fleet's budget check assumes)."""
-    prices = [p for p in (price_of(catalogue, o.instance_type) for o in placements) if p is not None]
-    return max(prices) if prices else None
+    prices = {o.instance_type: p for o in placements if (p := price_of(catalogue, o.instance_type)) is not None}
+    worst = worst_case_price(prices, prices)
+    return worst[0] if worst else None
 
 
 def alternates(catalogue: Catalogue, placements: Sequence[Placement]) -> list[str]:
@@ -48,10 +50,18 @@ def alternates(catalogue: Catalogue, placements: Sequence[Placement]) -> list[st
     wanted = [catalogue[p.instance_type] for p in placements if p.instance_type in catalogue]
     found = [f"{i.name} in {r.name}" for i in wanted for r in i.regions_with_capacity]
     gpus = {i.instance_type.specs.gpus for i in wanted}
-    similar = sorted((i for i in catalogue.values() if i.instance_type.specs.gpus in gpus and i not in wanted
-                      and i.regions_with_capacity), key=lambda i: i.instance_type.price_cents_per_hour)
-    found += [f"{i.name} in {i.regions_with_capacity[0].name} (${i.instance_type.price_cents_per_hour / 100:.2f}/h)"
-              for i in similar]
+    similar = sorted(
+        (
+            i
+            for i in catalogue.values()
+            if i.instance_type.specs.gpus in gpus and i not in wanted and i.regions_with_capacity
+        ),
+        key=lambda i: i.instance_type.price_cents_per_hour,
+    )
+    found += [
+        f"{i.name} in {i.regions_with_capacity[0].name} (${i.instance_type.price_cents_per_hour / 100:.2f}/h)"
+        for i in similar
+    ]
     return list(dict.fromkeys(found))[:MAX_ALTERNATES]
 
 

@@ -11,11 +11,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from lambda_provider.domain import StackBudget, stack_budget
+
 INSTANCE_TYPE = "pulumi-python:dynamic/lambda:Instance"
 FILESYSTEM_TYPE = "pulumi-python:dynamic/lambda:Filesystem"
 TRAINING_RUN_TYPE = "pulumi-python:dynamic/fleet:TrainingRun"
 REPLACE_OPS = {"replace", "create-replacement", "delete-replaced", "discard-replaced"}
-BUDGET_CONFIG_KEY = "lambda-sae:budget"
 
 
 class PreviewError(ValueError):
@@ -62,15 +63,9 @@ class PreviewPlan:
     def filesystems(self) -> list[NodeChange]:
         return [c for c in self.changes if c.resource_type == FILESYSTEM_TYPE]
 
-    def budget(self) -> dict[str, Any]:
-        """The stack's `lambda-sae:budget` config ({maxUsdPerHour, maxHours}), {} when absent or secret."""
-        raw = self.config.get(BUDGET_CONFIG_KEY)
-        if isinstance(raw, str):
-            try:
-                raw = json.loads(raw)
-            except ValueError:
-                return {}
-        return raw if isinstance(raw, dict) else {}
+    def budget(self) -> StackBudget:
+        """The stack's `lambda-sae:budget` config; None values when absent or secret."""
+        return stack_budget(self.config)
 
 
 def stack_of(urn: str) -> str:
@@ -111,11 +106,19 @@ def parse_preview(text: str) -> PreviewPlan:
         elif state.get("type") == TRAINING_RUN_TYPE and step.get("op") != "same":
             training_change = (step.get("newState") or {}).get("inputs", {}).get("change") or training_change
     changes = tuple(_change(urn, steps) for urn, steps in by_urn.items())
-    errors = tuple(d.get("message", "").strip() for d in data.get("diagnostics") or []
-                   if d.get("severity") == "error" and d.get("message"))
-    return PreviewPlan(stack=stack, config=data.get("config") or {}, changes=changes,
-                       change_summary=data.get("changeSummary") or {}, errors=errors,
-                       training_change=training_change)
+    errors = tuple(
+        d.get("message", "").strip()
+        for d in data.get("diagnostics") or []
+        if d.get("severity") == "error" and d.get("message")
+    )
+    return PreviewPlan(
+        stack=stack,
+        config=data.get("config") or {},
+        changes=changes,
+        change_summary=data.get("changeSummary") or {},
+        errors=errors,
+        training_change=training_change,
+    )
 
 
 def _change(urn: str, steps: list[dict[str, Any]]) -> NodeChange:
@@ -123,10 +126,15 @@ def _change(urn: str, steps: list[dict[str, Any]]) -> NodeChange:
     new = next((s["newState"] for s in reversed(steps) if s.get("newState")), {}) or {}
     reasons = tuple(dict.fromkeys(r for s in steps for r in (s.get("replaceReasons") or [])))
     return NodeChange(
-        urn=urn, resource_type=(new or old).get("type", ""), change=_fold([s.get("op", "") for s in steps]),
-        old_inputs=_clean(old.get("inputs")), old_outputs=_clean(old.get("outputs")),
-        new_inputs=_clean(new.get("inputs")), old_retain_on_delete=bool(old.get("retainOnDelete")),
-        old_protect=bool(old.get("protect")), replace_reasons=reasons,
+        urn=urn,
+        resource_type=(new or old).get("type", ""),
+        change=_fold([s.get("op", "") for s in steps]),
+        old_inputs=_clean(old.get("inputs")),
+        old_outputs=_clean(old.get("outputs")),
+        new_inputs=_clean(new.get("inputs")),
+        old_retain_on_delete=bool(old.get("retainOnDelete")),
+        old_protect=bool(old.get("protect")),
+        replace_reasons=reasons,
     )
 
 

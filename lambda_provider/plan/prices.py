@@ -11,7 +11,8 @@ import yaml
 
 from lambda_provider.plan.capacity import fetch_catalogue
 
-# Public list prices (NOTES §6) as the emulator's catalogue carries them: used only when no API key is at hand.
+# Public list prices (../shared/lambda-cloud/NOTES.md §6) as the emulator's catalogue carries them: used only when no
+# API key is at hand.
 LIST_PRICES_FILE = Path(__file__).resolve().parents[1] / "emulator" / "catalog.yaml"
 
 

@@ -50,13 +50,6 @@ class StackSummary:
         return self.max_usd_per_hour is not None and self.usd_per_hour_after > self.max_usd_per_hour + 1e-9
 
 
-def _number(value: object) -> float | None:
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-
-
 def _row(node: NodeChange, catalogue: Catalogue) -> NodeRow:
     old_type = node.old_outputs.get("instance_type") or ""
     old_region = node.old_outputs.get("region") or ""
@@ -76,18 +69,22 @@ def _row(node: NodeChange, catalogue: Catalogue) -> NodeRow:
     return NodeRow(node.change, node.name, itype, region, capacity.text, before, capacity.price_cents_per_hour)
 
 
-def summarize(plan: PreviewPlan, catalogue: Catalogue, *, max_hours: float | None = None,
-              cap_usd_per_hour: float | None = None) -> StackSummary:
+def summarize(
+    plan: PreviewPlan, catalogue: Catalogue, *, max_hours: float | None = None, cap_usd_per_hour: float | None = None
+) -> StackSummary:
     """`cap_usd_per_hour`: the repository's cap; the verdict uses the lower of it and the stack's budget."""
     budget = plan.budget()
-    hours = max_hours if max_hours is not None else _number(budget.get("maxHours"))
-    per_hour = _number(budget.get("maxUsdPerHour"))
-    if cap_usd_per_hour is not None and (per_hour is None or cap_usd_per_hour < per_hour):
-        per_hour = cap_usd_per_hour
-    deletions = tuple(f.name for f in plan.filesystems
-                      if f.change in ("removed", "replaced") and not f.old_retain_on_delete)
+    hours = max_hours if max_hours is not None else budget.max_hours
+    per_hour, _ = budget.capped(cap_usd_per_hour)
+    deletions = tuple(
+        f.name for f in plan.filesystems if f.change in ("removed", "replaced") and not f.old_retain_on_delete
+    )
     return StackSummary(
-        stack=plan.stack, rows=tuple(_row(n, catalogue) for n in plan.instances), max_hours=hours,
-        max_usd_per_hour=per_hour, filesystem_deletions=deletions, errors=plan.errors,
+        stack=plan.stack,
+        rows=tuple(_row(n, catalogue) for n in plan.instances),
+        max_hours=hours,
+        max_usd_per_hour=per_hour,
+        filesystem_deletions=deletions,
+        errors=plan.errors,
         training_change=plan.training_change,
     )

@@ -18,8 +18,7 @@ from pathlib import Path
 
 from pulumi_cli import stack_config
 
-BUDGET_KEY = "lambda-sae:budget"
-CAP_VARIABLE = "LAMBDA_SAE_CAP_USD_PER_HOUR"
+from lambda_provider.domain import BUDGET_CONFIG_KEY, CAP_VARIABLE, stack_budget
 
 
 def cap_from_env() -> float | None:
@@ -33,18 +32,15 @@ def cap_from_env() -> float | None:
 
 
 def policy_config(config: dict, allow_filesystem_deletion: list[str], cap_usd_per_hour: float | None = None) -> dict:
-    budget = config.get(BUDGET_KEY)
-    if isinstance(budget, str):
-        budget = json.loads(budget)
-    if not isinstance(budget, dict) or "maxUsdPerHour" not in budget or "maxHours" not in budget:
-        raise SystemExit(f"the stack has no {BUDGET_KEY} with maxUsdPerHour and maxHours; set them, e.g. "
-                         f"`pulumi config set --path {BUDGET_KEY}.maxUsdPerHour 10`")
-    per_hour, source = float(budget["maxUsdPerHour"]), f"{BUDGET_KEY}.maxUsdPerHour"
-    if cap_usd_per_hour is not None and cap_usd_per_hour < per_hour:
-        per_hour, source = cap_usd_per_hour, f"the repository cap {CAP_VARIABLE}"
+    budget = stack_budget(config)
+    if budget.max_usd_per_hour is None or budget.max_hours is None:
+        raise SystemExit(
+            f"the stack has no {BUDGET_CONFIG_KEY} with maxUsdPerHour and maxHours; set them, e.g. "
+            f"`pulumi config set --path {BUDGET_CONFIG_KEY}.maxUsdPerHour 10`"
+        )
+    per_hour, source = budget.capped(cap_usd_per_hour)
     return {
-        "fleet-budget": {"max_usd_per_hour": per_hour, "max_hours": float(budget["maxHours"]),
-                         "budget_source": source},
+        "fleet-budget": {"max_usd_per_hour": per_hour, "max_hours": budget.max_hours, "budget_source": source},
         "filesystem-keeps-checkpoints": {"allow_filesystem_deletion": allow_filesystem_deletion},
     }
 
@@ -57,8 +53,9 @@ def main() -> int:
     parser.add_argument("--allow-filesystem-deletion", nargs="*", default=[])
     args = parser.parse_args()
     cap = args.cap_usd_per_hour if args.cap_usd_per_hour is not None else cap_from_env()
-    json.dump(policy_config(stack_config(args.stack, args.cwd), args.allow_filesystem_deletion, cap), sys.stdout,
-              indent=2)
+    json.dump(
+        policy_config(stack_config(args.stack, args.cwd), args.allow_filesystem_deletion, cap), sys.stdout, indent=2
+    )
     return 0
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -10,7 +9,8 @@ import pytest
 from lambda_provider.emulator.catalog import load_catalog
 
 from .conftest import CheckedApi
-from .contract import RECORDED_DIR, validate_component, validate_response
+from .contract import recorded as _recorded
+from .contract import validate_component, validate_response
 
 RECORDED = {
     "images_response.json": ("GET", "/api/v1/images"),
@@ -23,10 +23,6 @@ RECORDED = {
     "start_response.json": ("POST", "/api/v1/instance-operations/launch"),
     "stop_response.json": ("POST", "/api/v1/instance-operations/terminate"),
 }
-
-
-def _recorded(name: str) -> Any:
-    return json.loads((RECORDED_DIR / name).read_text())
 
 
 @pytest.mark.parametrize("name", sorted(RECORDED))

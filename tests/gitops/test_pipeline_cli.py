@@ -3,11 +3,23 @@ pack, the emulator over loopback. Each test changes the deployed fleet's config 
 
 from __future__ import annotations
 
+import subprocess
+
 from tests.gitops.conftest import API_KEY, GH200, FleetStack, base_config
 from tests.pulumi_support import REPO_ROOT
 
 POLICY = REPO_ROOT / "policy"
 CAP = {"LAMBDA_SAE_CAP_USD_PER_HOUR": "10"}  # the repository's cap, a CI variable
+
+
+def policy_preview(fleet_stack: FleetStack, *allow_filesystem_deletion: str) -> subprocess.CompletedProcess[str]:
+    """`pulumi preview` with the pack and the config policy_config.py writes, as the PR workflow runs it."""
+    allow = ["--allow-filesystem-deletion", *allow_filesystem_deletion] if allow_filesystem_deletion else []
+    policy_config = fleet_stack.script("policy_config.py", "--stack", "dev", *allow, check=True, env=CAP).stdout
+    (fleet_stack.project.root / "policy-config.json").write_text(policy_config)
+    return fleet_stack.project.run(
+        "preview", "--policy-pack", str(POLICY), "--policy-pack-config", "policy-config.json", check=False, timeout=180
+    )
 
 
 def with_gh200_group(count: int) -> dict:
@@ -50,8 +62,9 @@ def test_the_program_refuses_a_plan_over_the_stack_budget(fleet_stack: FleetStac
     comment = fleet_stack.script("pr_preview.py", "--stack", "dev", "--policy-pack", str(POLICY))
     assert comment.returncode == 1
     assert "preview blocked" in comment.stdout
-    assert "❌ preview error: error: the plan costs up to $11.74/h, over budget.maxUsdPerHour $10.00/h" in \
-        comment.stdout, comment.stdout
+    assert (
+        "❌ preview error: error: the plan costs up to $11.74/h, over budget.maxUsdPerHour $10.00/h" in comment.stdout
+    ), comment.stdout
     assert len(fleet_stack.live_instances()) == 2, "nothing launched"
 
 
@@ -60,10 +73,7 @@ def test_policy_pack_blocks_a_pr_that_raises_its_own_budget_past_the_cap(fleet_s
     config["budget"]["maxUsdPerHour"] = 20  # the program accepts 11.74 $/h; the repository cap (10 $/h) does not
     fleet_stack.configure(config)
 
-    policy_config = fleet_stack.script("policy_config.py", "--stack", "dev", check=True, env=CAP).stdout
-    (fleet_stack.project.root / "policy-config.json").write_text(policy_config)
-    result = fleet_stack.project.run("preview", "--policy-pack", str(POLICY), "--policy-pack-config",
-                                     "policy-config.json", check=False, timeout=180)
+    result = policy_preview(fleet_stack)
     out = result.stdout + result.stderr
     assert result.returncode != 0, out
     assert "[mandatory]  fleet-budget" in out
@@ -83,10 +93,31 @@ def test_policy_pack_blocks_a_pr_that_raises_its_own_budget_past_the_cap(fleet_s
 
 def test_policy_pack_passes_the_fleet_as_deployed(fleet_stack: FleetStack) -> None:
     """The fleet's instances carry owner project/stack/resource and its filesystem is retained: no violation."""
-    policy_config = fleet_stack.script("policy_config.py", "--stack", "dev", check=True, env=CAP).stdout
-    (fleet_stack.project.root / "policy-config.json").write_text(policy_config)
-    result = fleet_stack.project.run("preview", "--policy-pack", str(POLICY), "--policy-pack-config",
-                                     "policy-config.json", check=False, timeout=180)
+    result = policy_preview(fleet_stack)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     assert "✅ lambda-sae@v0.0.1" in out and "mandatory" not in out, out
+
+
+def test_policy_pack_blocks_a_filesystem_deleted_on_destroy(fleet_stack: FleetStack) -> None:
+    config = base_config()
+    config["filesystem"]["deleteOnDestroy"] = True
+    fleet_stack.configure(config)
+
+    result = policy_preview(fleet_stack)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "[mandatory]  filesystem-keeps-checkpoints" in out, out
+    assert "filesystem sae-gitops would be deleted on destroy" in out, out
+    assert '"allow_filesystem_deletion": ["sae-gitops"]' in out, out
+
+
+def test_policy_pack_lets_an_allowed_filesystem_deletion_through(fleet_stack: FleetStack) -> None:
+    config = base_config()
+    config["filesystem"]["deleteOnDestroy"] = True
+    fleet_stack.configure(config)
+
+    result = policy_preview(fleet_stack, "sae-gitops")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "mandatory" not in out, out

@@ -8,13 +8,11 @@ import pytest
 
 from lambda_provider.client import errors
 from lambda_provider.client.models import Image, Instance, InstanceTypeAvailability, SshKey
-from tests.emulator.contract import RECORDED_DIR
-
-pytestmark = pytest.mark.skipif(not RECORDED_DIR.is_dir(), reason=f"recorded responses not found at {RECORDED_DIR}")
+from tests.emulator.contract import recorded  # skips without ../shared/, fails under CI=true
 
 
 def _data(name: str):
-    return json.loads((RECORDED_DIR / name).read_text())["data"]
+    return recorded(name)["data"]
 
 
 def test_instance_record_decodes_with_unknown_fields_kept():
@@ -40,7 +38,7 @@ def test_instance_tags_decode_to_a_mapping():
 
 def test_instance_types_both_recordings_decode():
     live = {k: InstanceTypeAvailability.from_api(k, v)
-            for k, v in json.loads((RECORDED_DIR / "instance_types_2026-08-20.json").read_text()).items()}
+            for k, v in recorded("instance_types_2026-08-20.json").items()}
     assert live["gpu_1x_a10"].instance_type.architecture == "x86_64"
     assert live["gpu_1x_a10"].regions_with_capacity == ()  # the trimmed recording has no capacity key
     older = {k: InstanceTypeAvailability.from_api(k, v) for k, v in _data("instance_types_response.json").items()}
