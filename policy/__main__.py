@@ -20,12 +20,14 @@ from lambda_provider.plan.policies import (  # noqa: E402
 )
 from lambda_provider.plan.prices import price_table  # noqa: E402
 
-BUDGET_SCHEMA = PolicyConfigSchema(properties={
-    "max_usd_per_hour": {"type": "number"},
-    "max_hours": {"type": "number"},
-    "prices_cents_per_hour": {"type": "object"},
-    "budget_source": {"type": "string"},
-})
+BUDGET_SCHEMA = PolicyConfigSchema(
+    properties={
+        "max_usd_per_hour": {"type": "number"},
+        "max_hours": {"type": "number"},
+        "prices_cents_per_hour": {"type": "object"},
+        "budget_source": {"type": "string"},
+    }
+)
 
 PolicyPack(
     name="lambda-sae",

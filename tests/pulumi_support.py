@@ -48,8 +48,10 @@ def pulumi_path() -> str | None:
 def require_pulumi() -> str:
     path = pulumi_path()
     if path is None:
-        tool_missing(f"the pulumi CLI {PULUMI_VERSION} is not on PATH: run `make test` (it builds the toolchain "
-                     "with scripts/install-pulumi) or put its bin directory on PATH")
+        tool_missing(
+            f"the pulumi CLI {PULUMI_VERSION} is not on PATH: run `make test` (it builds the toolchain "
+            "with scripts/install-pulumi) or put its bin directory on PATH"
+        )
     return path
 
 
@@ -63,8 +65,14 @@ class PulumiProject:
 
     @classmethod
     def create(
-        cls, root: Path, program: str, *, name: str = "throwaway", files: dict[str, str] | None = None,
-        stack: str = "test", env: dict[str, str] | None = None,
+        cls,
+        root: Path,
+        program: str,
+        *,
+        name: str = "throwaway",
+        files: dict[str, str] | None = None,
+        stack: str = "test",
+        env: dict[str, str] | None = None,
     ) -> PulumiProject:
         require_pulumi()
         root.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 def test_ruff_clean() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--output-format", "concise", str(REPO_ROOT)],
-        capture_output=True, text=True, cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
     )
     assert result.returncode == 0, f"ruff found problems:\n{result.stdout}{result.stderr}"

@@ -19,6 +19,7 @@ import pytest
 
 UNIT_FILES = frozenset(
     {
+        "tests/cli/test_summary.py",
         "tests/emulator/test_contract_spec.py",
         "tests/fleet/test_config.py",
         "tests/fleet/test_failure_attribution.py",

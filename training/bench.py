@@ -65,15 +65,34 @@ def dense_step_flops(d_in: int, n_latents: int) -> int:
 def run_ours(total_vectors: int, threads: int, work_dir: Path) -> dict[str, Any]:
     out_dir = work_dir / f"ours_{total_vectors}"
     shutil.rmtree(out_dir, ignore_errors=True)
-    cfg = build_config(None, dict(SHAPE, total_vectors=total_vectors, threads=threads, out_dir=str(out_dir),
-                                  log_every=32, checkpoint_every=10**9, plot=False, seed=DATA_SEED))
+    cfg = build_config(
+        None,
+        dict(
+            SHAPE,
+            total_vectors=total_vectors,
+            threads=threads,
+            out_dir=str(out_dir),
+            log_every=32,
+            checkpoint_every=10**9,
+            plot=False,
+            seed=DATA_SEED,
+        ),
+    )
     trainer = Trainer(cfg)
     trainer._log = lambda line: None  # keep the benchmark's own table readable
     summary = trainer.run().summary
-    return {"impl": "ours", "lr": summary["lr"], "vectors": summary["vectors"],
-            "vectors_per_second": summary["vectors_per_second"], "fvu": summary["fvu"], "l0": summary["l0"],
-            "dead_fraction": summary["dead_fraction"], "recovery": summary["recovery"],
-            "recovery_at_init": summary["recovery_at_init"], "decode_impl": summary["decode_impl"]}
+    return {
+        "impl": "ours",
+        "lr": summary["lr"],
+        "vectors": summary["vectors"],
+        "vectors_per_second": summary["vectors_per_second"],
+        "fvu": summary["fvu"],
+        "l0": summary["l0"],
+        "dead_fraction": summary["dead_fraction"],
+        "recovery": summary["recovery"],
+        "recovery_at_init": summary["recovery_at_init"],
+        "decode_impl": summary["decode_impl"],
+    }
 
 
 # --- SAELens ---
@@ -82,7 +101,7 @@ def _epochs(pool: torch.Tensor, batch: int, seed: int) -> Iterator[torch.Tensor]
     while True:
         order = torch.randperm(len(pool), generator=make_generator(seed, PURPOSE_SHUFFLE, epoch))
         for start in range(0, len(pool) - batch + 1, batch):
-            yield pool[order[start:start + batch]]
+            yield pool[order[start : start + batch]]
         epoch += 1
 
 
@@ -104,15 +123,19 @@ class _TimedIterator:
 def _eval_saelens(sae: Any, vectors: torch.Tensor, dictionary: torch.Tensor) -> dict[str, float]:
     sq_err, l0, fired = 0.0, 0, torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
     for start in range(0, len(vectors), 8192):
-        x = vectors[start:start + 8192]
+        x = vectors[start : start + 8192]
         acts = sae.encode(x)
         sq_err += float((sae.decode(acts) - x).pow(2).sum())
         active = acts > 0
         l0 += int(active.sum())
         fired |= active.any(dim=0)
     total = float((vectors - vectors.mean(0)).pow(2).sum())
-    return {"fvu": sq_err / total, "l0": l0 / len(vectors), "dead_fraction": 1 - float(fired.float().mean()),
-            "recovery": feature_recovery(sae.W_dec.detach(), dictionary)}
+    return {
+        "fvu": sq_err / total,
+        "l0": l0 / len(vectors),
+        "dead_fraction": 1 - float(fired.float().mean()),
+        "recovery": feature_recovery(sae.W_dec.detach(), dictionary),
+    }
 
 
 def run_saelens(total_vectors: int, lr: float, source: SyntheticSource, eval_vectors: torch.Tensor) -> dict[str, Any]:
@@ -122,24 +145,38 @@ def run_saelens(total_vectors: int, lr: float, source: SyntheticSource, eval_vec
 
     d_in, n_latents = SHAPE["d_in"], SHAPE["d_in"] * SHAPE["expansion_factor"]
     torch.manual_seed(SAELENS_INIT_SEED)
-    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=n_latents, k=SHAPE["k"], dtype="float32",
-                                                device="cpu"))
+    sae = TopKTrainingSAE(
+        TopKTrainingSAEConfig(d_in=d_in, d_sae=n_latents, k=SHAPE["k"], dtype="float32", device="cpu")
+    )
     init_recovery = feature_recovery(sae.W_dec.detach(), source.planted.dictionary)
     batches = _TimedIterator(_epochs(source.pool, SHAPE["batch_size"], DATA_SEED + 1))
-    trainer_cfg = SAETrainerConfig(total_training_samples=total_vectors, train_batch_size_samples=SHAPE["batch_size"],
-                                   lr=lr, lr_end=lr / 10, device="cpu", logger=LoggingConfig(log_to_wandb=False))
+    trainer_cfg = SAETrainerConfig(
+        total_training_samples=total_vectors,
+        train_batch_size_samples=SHAPE["batch_size"],
+        lr=lr,
+        lr_end=lr / 10,
+        device="cpu",
+        logger=LoggingConfig(log_to_wandb=False),
+    )
     SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=batches).fit()
     stamps = batches.stamps
     skip = max(1, int(len(stamps) * THROUGHPUT_WARMUP_FRACTION))
     rate = (len(stamps) - 1 - skip) * SHAPE["batch_size"] / (stamps[-1] - stamps[skip])
-    return {"impl": "saelens", "lr": lr, "vectors": len(stamps) * SHAPE["batch_size"], "vectors_per_second": rate,
-            "recovery_at_init": init_recovery, "decode_impl": "dense",
-            **_eval_saelens(sae, eval_vectors, source.planted.dictionary)}
+    return {
+        "impl": "saelens",
+        "lr": lr,
+        "vectors": len(stamps) * SHAPE["batch_size"],
+        "vectors_per_second": rate,
+        "recovery_at_init": init_recovery,
+        "decode_impl": "dense",
+        **_eval_saelens(sae, eval_vectors, source.planted.dictionary),
+    }
 
 
 # --- interleaved speed check ---
-def interleaved_speed(source: SyntheticSource, threads: int, work_dir: Path, rounds: int = 5,
-                      steps: int = 6) -> dict[str, float]:
+def interleaved_speed(
+    source: SyntheticSource, threads: int, work_dir: Path, rounds: int = 5, steps: int = 6
+) -> dict[str, float]:
     """Alternate short timed bursts of our step and SAELens's step on the same batches; medians of each.
 
     The host is shared, so load changes over minutes; alternating makes the ratio fair to both."""
@@ -147,18 +184,35 @@ def interleaved_speed(source: SyntheticSource, threads: int, work_dir: Path, rou
     from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.training.sae_trainer import SAETrainer, SAETrainerConfig
 
-    cfg = build_config(None, dict(SHAPE, total_vectors=2**24, threads=threads, out_dir=str(work_dir / "speed"),
-                                  plot=False, seed=DATA_SEED))
+    cfg = build_config(
+        None,
+        dict(SHAPE, total_vectors=2**24, threads=threads, out_dir=str(work_dir / "speed"), plot=False, seed=DATA_SEED),
+    )
     ours = Trainer(cfg)
     ours._initialise_or_resume()
     torch.manual_seed(SAELENS_INIT_SEED)
-    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=SHAPE["d_in"], d_sae=SHAPE["d_in"] * SHAPE["expansion_factor"],
-                                                k=SHAPE["k"], dtype="float32", device="cpu"))
-    theirs = SAETrainer(cfg=SAETrainerConfig(total_training_samples=2**24, train_batch_size_samples=SHAPE["batch_size"],
-                                             lr=3e-3, lr_end=3e-4, device="cpu",
-                                             logger=LoggingConfig(log_to_wandb=False)),
-                        sae=sae, data_provider=iter(()))
-    batches = [source.pool[i * SHAPE["batch_size"]:(i + 1) * SHAPE["batch_size"]] for i in range(steps)]
+    sae = TopKTrainingSAE(
+        TopKTrainingSAEConfig(
+            d_in=SHAPE["d_in"],
+            d_sae=SHAPE["d_in"] * SHAPE["expansion_factor"],
+            k=SHAPE["k"],
+            dtype="float32",
+            device="cpu",
+        )
+    )
+    theirs = SAETrainer(
+        cfg=SAETrainerConfig(
+            total_training_samples=2**24,
+            train_batch_size_samples=SHAPE["batch_size"],
+            lr=3e-3,
+            lr_end=3e-4,
+            device="cpu",
+            logger=LoggingConfig(log_to_wandb=False),
+        ),
+        sae=sae,
+        data_provider=iter(()),
+    )
+    batches = [source.pool[i * SHAPE["batch_size"] : (i + 1) * SHAPE["batch_size"]] for i in range(steps)]
 
     def ours_step(x: torch.Tensor) -> None:
         ours._train_step(ours.sae, x)
@@ -182,20 +236,30 @@ def interleaved_speed(source: SyntheticSource, threads: int, work_dir: Path, rou
 # --- report ---
 def print_table(rows: list[dict[str, Any]], peak: float) -> None:
     d_in, n = SHAPE["d_in"], SHAPE["d_in"] * SHAPE["expansion_factor"]
-    header = (f"{'size':>6} {'impl':<8} {'lr':>8} {'vectors/s':>10} {'ratio':>6} {'FVU':>7} {'L0':>6} {'dead':>7} "
-              f"{'recovery':>9} {'rec@init':>9} {'%peak':>6}")
+    header = (
+        f"{'size':>6} {'impl':<8} {'lr':>8} {'vectors/s':>10} {'ratio':>6} {'FVU':>7} {'L0':>6} {'dead':>7} "
+        f"{'recovery':>9} {'rec@init':>9} {'%peak':>6}"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
         ratio = row.get("ratio")
-        frac = row["vectors_per_second"] * (sparse_step_flops(d_in, n, SHAPE["k"]) if row["impl"] == "ours" else
-                                            dense_step_flops(d_in, n)) / 1e9 / peak
-        print(f"{_size(row['vectors']):>6} {row['impl']:<8} {row['lr']:>8.2g} {row['vectors_per_second']:>10,.0f} "
-              f"{(f'{ratio:.2f}x' if ratio else ''):>6} {row['fvu']:>7.4f} {row['l0']:>6.1f} "
-              f"{row['dead_fraction']:>7.2%} {row['recovery']:>9.4f} {row['recovery_at_init']:>9.4f} {frac:>6.1%}")
-    print(f"fp32 matmul peak on this CPU: {peak:.1f} GFLOP/s. %peak counts ours as a sparse step "
-          f"({sparse_step_flops(d_in, n, SHAPE['k']) / 1e6:.2f} MFLOP/vector) and SAELens as a dense step "
-          f"({dense_step_flops(d_in, n) / 1e6:.2f} MFLOP/vector).")
+        frac = (
+            row["vectors_per_second"]
+            * (sparse_step_flops(d_in, n, SHAPE["k"]) if row["impl"] == "ours" else dense_step_flops(d_in, n))
+            / 1e9
+            / peak
+        )
+        print(
+            f"{_size(row['vectors']):>6} {row['impl']:<8} {row['lr']:>8.2g} {row['vectors_per_second']:>10,.0f} "
+            f"{(f'{ratio:.2f}x' if ratio else ''):>6} {row['fvu']:>7.4f} {row['l0']:>6.1f} "
+            f"{row['dead_fraction']:>7.2%} {row['recovery']:>9.4f} {row['recovery_at_init']:>9.4f} {frac:>6.1%}"
+        )
+    print(
+        f"fp32 matmul peak on this CPU: {peak:.1f} GFLOP/s. %peak counts ours as a sparse step "
+        f"({sparse_step_flops(d_in, n, SHAPE['k']) / 1e6:.2f} MFLOP/vector) and SAELens as a dense step "
+        f"({dense_step_flops(d_in, n) / 1e6:.2f} MFLOP/vector)."
+    )
 
 
 def _size(vectors: int) -> str:
@@ -203,12 +267,16 @@ def _size(vectors: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m training.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="1M,4M", help="training vectors per run, e.g. 1M,4M or 64k")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--saelens-lrs", default="3e-3",
-                        help="SAELens learning rates; with several, the best FVU at the smallest size is used for all")
+    parser.add_argument(
+        "--saelens-lrs",
+        default="3e-3",
+        help="SAELens learning rates; with several, the best FVU at the smallest size is used for all",
+    )
     parser.add_argument("--skip-saelens", action="store_true")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
@@ -251,15 +319,20 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work_dir, ignore_errors=True)
     print()
     if speed:
-        print(f"interleaved speed check (5 alternating bursts of 6 steps, medians): ours {speed['ours']:,.0f} "
-              f"vectors/s, SAELens {speed['saelens']:,.0f} vectors/s, ratio {speed['ratio']:.2f}x")
+        print(
+            f"interleaved speed check (5 alternating bursts of 6 steps, medians): ours {speed['ours']:,.0f} "
+            f"vectors/s, SAELens {speed['saelens']:,.0f} vectors/s, ratio {speed['ratio']:.2f}x"
+        )
     if sweep:
-        print("SAELens learning-rate sweep (smallest size): " + ", ".join(
-            f"lr {r['lr']:g} FVU {r['fvu']:.4f} dead {r['dead_fraction']:.1%}" for r in sweep))
+        print(
+            "SAELens learning-rate sweep (smallest size): "
+            + ", ".join(f"lr {r['lr']:g} FVU {r['fvu']:.4f} dead {r['dead_fraction']:.1%}" for r in sweep)
+        )
     print_table(rows, peak)
     if args.json:
-        Path(args.json).write_text(json.dumps({"peak_gflops": peak, "rows": rows, "sweep": sweep, "speed": speed},
-                                              indent=2))
+        Path(args.json).write_text(
+            json.dumps({"peak_gflops": peak, "rows": rows, "sweep": sweep, "speed": speed}, indent=2)
+        )
     return 0
 
 

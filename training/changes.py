@@ -20,15 +20,43 @@ from typing import Any
 from training.config import TrainConfig
 
 NO_RESTART = frozenset({"log_every", "plot"})
-FRESH = frozenset({
-    # the SAE's shape and what it is
-    "d_in", "expansion_factor", "n_latents", "k", "architecture", "batchtopk_candidates", "b_dec_init",
-    # the data and its order (stream positions in a checkpoint mean nothing under another order)
-    "data_source", "seed", "data_seed", "init_seed", "shuffle_seed", "shuffle_buffer", "batch_size", "eval_vectors",
-    "synthetic_features", "synthetic_active", "synthetic_zipf", "synthetic_noise", "synthetic_offset_norm",
-    "synthetic_pool", "shard_paths", "shard_key", "hf_model", "hf_model_config", "hf_layer", "hf_tokens",
-    "hf_text_files", "hf_context", "hf_batch_sequences", "hf_skip_first_token",
-})
+FRESH = frozenset(
+    {
+        # the SAE's shape and what it is
+        "d_in",
+        "expansion_factor",
+        "n_latents",
+        "k",
+        "architecture",
+        "batchtopk_candidates",
+        "b_dec_init",
+        # the data and its order (stream positions in a checkpoint mean nothing under another order)
+        "data_source",
+        "seed",
+        "data_seed",
+        "init_seed",
+        "shuffle_seed",
+        "shuffle_buffer",
+        "batch_size",
+        "eval_vectors",
+        "synthetic_features",
+        "synthetic_active",
+        "synthetic_zipf",
+        "synthetic_noise",
+        "synthetic_offset_norm",
+        "synthetic_pool",
+        "shard_paths",
+        "shard_key",
+        "hf_model",
+        "hf_model_config",
+        "hf_layer",
+        "hf_tokens",
+        "hf_text_files",
+        "hf_context",
+        "hf_batch_sequences",
+        "hf_skip_first_token",
+    }
+)
 RESUME = frozenset(f.name for f in fields(TrainConfig)) - NO_RESTART - FRESH - {"out_dir"}
 DONE_STATES = ("finished", "stopped")
 # A run stopped by a signal (a preemption's SIGTERM, the fleet's own restart) is interrupted, not done: it resumes.
@@ -38,6 +66,7 @@ INTERRUPTED_REASONS = ("sigterm", "peer_stopped")
 def is_done(state: str | None, reason: str | None) -> bool:
     """The run ended for good: finished, or stopped by its own limit (max_hours, stop_after_steps)."""
     return state == "finished" or (state == "stopped" and reason not in INTERRUPTED_REASONS)
+
 
 # What the nodes report about the run in the current run directory (read over SSH before planning).
 UNKNOWN = "unknown"  # the nodes could not be read (e.g. no SSH from where the preview runs)
@@ -76,13 +105,15 @@ def changed_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def _values(keys: list[str], config: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={config.get(k)!r}" if not isinstance(config.get(k), (int, float)) else
-                     f"{k}={config.get(k):g}" for k in keys)
+    return ", ".join(
+        f"{k}={config.get(k)!r}" if not isinstance(config.get(k), (int, float)) else f"{k}={config.get(k):g}"
+        for k in keys
+    )
 
 
 def _short(run_dir: str) -> str:
     marker = "/runs/"
-    return run_dir[run_dir.index(marker) + 1:] if marker in run_dir else run_dir
+    return run_dir[run_dir.index(marker) + 1 :] if marker in run_dir else run_dir
 
 
 def decide(old: dict[str, Any] | None, new: dict[str, Any], view: RunView) -> Decision:
@@ -93,8 +124,12 @@ def decide(old: dict[str, Any] | None, new: dict[str, Any], view: RunView) -> De
         generation = 1
         run_dir = run_dir_for(base, generation)
         what = "start the run" if not old else "start a new run (training.runName changed; the old one is kept)"
-        return Decision("start", f"training: {what} in {_short(run_dir)} (it resumes from a checkpoint already "
-                        "there)", generation, run_dir)
+        return Decision(
+            "start",
+            f"training: {what} in {_short(run_dir)} (it resumes from a checkpoint already there)",
+            generation,
+            run_dir,
+        )
     generation = int(old.get("generation") or 1)
     run_dir = run_dir_for(base, generation)
     old_cfg, new_cfg = old.get("trainer_config") or {}, new.get("trainer_config") or {}
@@ -113,8 +148,13 @@ def decide(old: dict[str, Any] | None, new: dict[str, Any], view: RunView) -> De
         generation += 1
         new_dir = run_dir_for(base, generation)
         why = f"{', '.join(fresh)} {'changes' if len(fresh) == 1 else 'change'} the SAE or its data"
-        return Decision("fresh", f"training: fresh run with {_values(fresh, new_cfg)} in {_short(new_dir)} ({why}; "
-                        f"{_short(run_dir)} is kept)", generation, new_dir)
+        return Decision(
+            "fresh",
+            f"training: fresh run with {_values(fresh, new_cfg)} in {_short(new_dir)} ({why}; "
+            f"{_short(run_dir)} is kept)",
+            generation,
+            new_dir,
+        )
 
     reasons = []
     if resume:
@@ -132,39 +172,72 @@ def decide(old: dict[str, Any] | None, new: dict[str, Any], view: RunView) -> De
         steps = view.total_steps
         grows = _total_steps(new_cfg) > (view.step or 0) and "total_vectors" in resume
         if grows:
-            return Decision("resume", f"training: continue the {view.state} run from {at} to step "
-                            f"{_total_steps(new_cfg)} with {'; '.join(reasons)} in {_short(run_dir)}",
-                            generation, run_dir)
+            return Decision(
+                "resume",
+                f"training: continue the {view.state} run from {at} to step "
+                f"{_total_steps(new_cfg)} with {'; '.join(reasons)} in {_short(run_dir)}",
+                generation,
+                run_dir,
+            )
         if world_changed and (new_world or 0) > (old_world or 0):
-            return Decision("refuse", "", generation, run_dir, refusal=(
-                f"the run in {_short(run_dir)} is {view.state} (step {view.step}/{steps}): the added node(s) would "
-                "idle and bill. Either raise training.overrides.total_vectors to continue the run on the bigger "
-                "fleet, start a new run (a new training.runName or a trainer key that changes the SAE), or keep "
-                "the node count"))
+            return Decision(
+                "refuse",
+                "",
+                generation,
+                run_dir,
+                refusal=(
+                    f"the run in {_short(run_dir)} is {view.state} (step {view.step}/{steps}): the added node(s) would "
+                    "idle and bill. Either raise training.overrides.total_vectors to continue the run on the bigger "
+                    "fleet, start a new run (a new training.runName or a trainer key that changes the SAE), or keep "
+                    "the node count"
+                ),
+            )
         if resume or code_changed:
-            return Decision("refuse", "", generation, run_dir, refusal=(
-                f"the run in {_short(run_dir)} is {view.state} (step {view.step}/{steps}), so "
-                f"{'; '.join(reasons)} would not take effect. Raise training.overrides.total_vectors to continue it "
-                "with the new values, set a new training.runName for a new run, or revert the change"))
+            return Decision(
+                "refuse",
+                "",
+                generation,
+                run_dir,
+                refusal=(
+                    f"the run in {_short(run_dir)} is {view.state} (step {view.step}/{steps}), so "
+                    f"{'; '.join(reasons)} would not take effect. Raise training.overrides.total_vectors to "
+                    "continue it with the new values, set a new training.runName for a new run, or revert the change"
+                ),
+            )
         note = f"; {_values(quiet, new_cfg)} applies when the trainer next starts" if quiet else ""
         if world_changed or nodes_changed:
-            return Decision("none", f"training: no change: the run is {view.state} (node changes do not touch "
-                            f"it){note}", generation, run_dir)
-        return Decision("none", f"training: no change (the run is {view.state}){note}" if quiet else "",
-                        generation, run_dir)
+            return Decision(
+                "none",
+                f"training: no change: the run is {view.state} (node changes do not touch it){note}",
+                generation,
+                run_dir,
+            )
+        return Decision(
+            "none", f"training: no change (the run is {view.state}){note}" if quiet else "", generation, run_dir
+        )
 
     if reasons:
-        return Decision("resume", f"training: restart from {at} with {'; '.join(reasons)} in {_short(run_dir)}",
-                        generation, run_dir)
+        return Decision(
+            "resume", f"training: restart from {at} with {'; '.join(reasons)} in {_short(run_dir)}", generation, run_dir
+        )
     if view.dead:
-        return Decision("resume", f"training: restart from {at} in {_short(run_dir)} (the trainer is not running "
-                        f"on {', '.join(view.dead)})", generation, run_dir)
+        return Decision(
+            "resume",
+            f"training: restart from {at} in {_short(run_dir)} (the trainer is not running on {', '.join(view.dead)})",
+            generation,
+            run_dir,
+        )
     if view.state in ("failed", "none", "stopped"):
-        return Decision("resume", f"training: restart from {at} in {_short(run_dir)} (the run is {view.state})",
-                        generation, run_dir)
+        return Decision(
+            "resume", f"training: restart from {at} in {_short(run_dir)} (the run is {view.state})", generation, run_dir
+        )
     if quiet:
-        return Decision("none", f"training: no restart; {_values(quiet, new_cfg)} applies when the trainer next "
-                        "starts", generation, run_dir)
+        return Decision(
+            "none",
+            f"training: no restart; {_values(quiet, new_cfg)} applies when the trainer next starts",
+            generation,
+            run_dir,
+        )
     return Decision("none", "", generation, run_dir)
 
 

@@ -138,24 +138,55 @@ class TrainConfig:
         _choice(self, "b_dec_init", B_DEC_INITS)
         _choice(self, "device", DEVICES)
         _choice(self, "precision", PRECISIONS)
-        for key in ("expansion_factor", "k", "batch_size", "total_vectors", "log_every", "checkpoint_every",
-                    "keep_checkpoints", "batchtopk_candidates", "synthetic_features", "synthetic_pool",
-                    "shuffle_buffer", "hf_context", "hf_batch_sequences"):
+        for key in (
+            "expansion_factor",
+            "k",
+            "batch_size",
+            "total_vectors",
+            "log_every",
+            "checkpoint_every",
+            "keep_checkpoints",
+            "batchtopk_candidates",
+            "synthetic_features",
+            "synthetic_pool",
+            "shuffle_buffer",
+            "hf_context",
+            "hf_batch_sequences",
+        ):
             _positive(self, key)
-        for key in ("lr", "lr_base", "adam_eps", "max_hours", "synthetic_active", "n_latents", "k_aux",
-                    "d_in", "dead_window_vectors", "threads", "stop_after_steps"):
+        for key in (
+            "lr",
+            "lr_base",
+            "adam_eps",
+            "max_hours",
+            "synthetic_active",
+            "n_latents",
+            "k_aux",
+            "d_in",
+            "dead_window_vectors",
+            "threads",
+            "stop_after_steps",
+        ):
             if getattr(self, key) is not None:
                 _positive(self, key)
-        for key in ("auxk_alpha", "synthetic_noise", "synthetic_offset_norm", "synthetic_zipf",
-                    "plateau_patience", "plateau_min_delta", "eval_vectors"):
+        for key in (
+            "auxk_alpha",
+            "synthetic_noise",
+            "synthetic_offset_norm",
+            "synthetic_zipf",
+            "plateau_patience",
+            "plateau_min_delta",
+            "eval_vectors",
+        ):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}: must be >= 0, got {getattr(self, key)!r}")
         for key in ("adam_beta1", "adam_beta2"):
             if not 0 <= getattr(self, key) < 1:
                 raise ConfigError(f"{key}: must be in [0, 1), got {getattr(self, key)!r}")
         if not 0 < self.decay_start <= 1:
-            raise ConfigError(f"decay_start: must be in (0, 1] (fraction of steps before lr decay), got "
-                              f"{self.decay_start!r}")
+            raise ConfigError(
+                f"decay_start: must be in (0, 1] (fraction of steps before lr decay), got {self.decay_start!r}"
+            )
         if self.warmup_steps is not None and self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps: must be >= 0, got {self.warmup_steps!r}")
         if self.d_in is not None:
@@ -166,17 +197,25 @@ class TrainConfig:
             raise ConfigError("shard_paths: data_source 'shards' needs at least one file or glob in shard_paths")
         if self.data_source == "hf":
             if (self.hf_model is None) == (self.hf_model_config is None):
-                raise ConfigError("hf_model: data_source 'hf' needs exactly one of hf_model (name or path) or "
-                                  "hf_model_config (a config dict for a randomly initialised model)")
+                raise ConfigError(
+                    "hf_model: data_source 'hf' needs exactly one of hf_model (name or path) or "
+                    "hf_model_config (a config dict for a randomly initialised model)"
+                )
             if not self.hf_layer:
-                raise ConfigError("hf_layer: data_source 'hf' needs the dotted name of the hooked module, "
-                                  "e.g. model.layers.16 or transformer.h.1")
+                raise ConfigError(
+                    "hf_layer: data_source 'hf' needs the dotted name of the hooked module, "
+                    "e.g. model.layers.16 or transformer.h.1"
+                )
             if (self.hf_tokens is None) == (not self.hf_text_files):
-                raise ConfigError("hf_tokens: data_source 'hf' needs exactly one of hf_tokens (token-id file) or "
-                                  "hf_text_files (text tokenised with hf_model's tokenizer)")
+                raise ConfigError(
+                    "hf_tokens: data_source 'hf' needs exactly one of hf_tokens (token-id file) or "
+                    "hf_text_files (text tokenised with hf_model's tokenizer)"
+                )
             if self.hf_text_files and self.hf_model is None:
-                raise ConfigError("hf_text_files: tokenising text needs hf_model (its tokenizer); "
-                                  "give hf_tokens instead when using hf_model_config")
+                raise ConfigError(
+                    "hf_text_files: tokenising text needs hf_model (its tokenizer); "
+                    "give hf_tokens instead when using hf_model_config"
+                )
         return self
 
 

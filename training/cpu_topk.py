@@ -33,7 +33,8 @@ MIN_PARALLEL_ELEMENTS = 1 << 16  # below this, one thread: handing rows to the p
 
 def _cache_dir() -> Path:
     root = os.environ.get("LAMBDA_SAE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lambda-sae")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lambda-sae"
+    )
     return Path(root) / "kernels"
 
 
@@ -42,8 +43,13 @@ def _compile(compiler: str, flags: list[str], target: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=target.name, suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
-        subprocess.run([compiler, *flags, "-shared", "-fPIC", "-o", tmp, str(SOURCE)], check=True,
-                       capture_output=True, text=True, timeout=120)
+        subprocess.run(
+            [compiler, *flags, "-shared", "-fPIC", "-o", tmp, str(SOURCE)],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         os.replace(tmp, target)  # atomic: concurrent ranks never load a half-written library
     finally:
         if os.path.exists(tmp):
@@ -59,8 +65,17 @@ def _library() -> ctypes.CDLL | None:
         return None
     errors = []
     for flags in FLAG_SETS:
-        key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), compiler.encode(), " ".join(flags).encode(),
-                                         platform.node().encode(), platform.machine().encode()])).hexdigest()[:16]
+        key = hashlib.sha256(
+            b"\0".join(
+                [
+                    SOURCE.read_bytes(),
+                    compiler.encode(),
+                    " ".join(flags).encode(),
+                    platform.node().encode(),
+                    platform.machine().encode(),
+                ]
+            )
+        ).hexdigest()[:16]
         target = _cache_dir() / f"cpu_topk-{key}.so"
         try:
             if not target.exists():
@@ -70,8 +85,16 @@ def _library() -> ctypes.CDLL | None:
             errors.append(f"{' '.join(flags)}: {getattr(exc, 'stderr', None) or exc}")
             continue
         lib.topk_rows.restype = None
-        lib.topk_rows.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64,
-                                  ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+        lib.topk_rows.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_int64,
+            ctypes.c_int64,
+            ctypes.c_int64,
+            ctypes.c_int64,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         return lib
     print(f"training: native top-k unavailable, using torch.topk ({'; '.join(errors)[:500]})", file=sys.stderr)
     return None
@@ -87,8 +110,14 @@ def available() -> bool:
 
 
 def supports(pre: Tensor, k: int) -> bool:
-    return (pre.device.type == "cpu" and pre.dtype == torch.float32 and pre.dim() == 2 and 1 <= k <= MAX_K
-            and k <= pre.shape[1] < 2**31 and available())
+    return (
+        pre.device.type == "cpu"
+        and pre.dtype == torch.float32
+        and pre.dim() == 2
+        and 1 <= k <= MAX_K
+        and k <= pre.shape[1] < 2**31
+        and available()
+    )
 
 
 def topk(pre: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -102,8 +131,10 @@ def topk(pre: Tensor, k: int) -> tuple[Tensor, Tensor]:
     workers = max(1, min(torch.get_num_threads(), rows)) if pre.numel() >= MIN_PARALLEL_ELEMENTS else 1
     scratch = torch.empty(workers, 32 * k, dtype=torch.uint8)  # per worker: 4k float32 values + 4k int32 indices
     bounds = [rows * w // workers for w in range(workers + 1)]
-    calls = [(pre.data_ptr(), bounds[w], bounds[w + 1], width, k, vals.data_ptr(), idx.data_ptr(),
-              scratch[w].data_ptr()) for w in range(workers)]
+    calls = [
+        (pre.data_ptr(), bounds[w], bounds[w + 1], width, k, vals.data_ptr(), idx.data_ptr(), scratch[w].data_ptr())
+        for w in range(workers)
+    ]
     if workers == 1:
         lib.topk_rows(*calls[0])
     else:

@@ -48,8 +48,9 @@ class PlantedFeatures:
     """Unit-norm ground-truth directions with Zipf-like firing rates, ~`active` firing per vector, a constant
     offset and isotropic noise: x = offset + sum_i a_i f_i + noise, a_i ~ U(0.5, 1.5) when feature i fires."""
 
-    def __init__(self, d_in: int, n_features: int, active: float, zipf: float, noise: float, offset_norm: float,
-                 seed: int) -> None:
+    def __init__(
+        self, d_in: int, n_features: int, active: float, zipf: float, noise: float, offset_norm: float, seed: int
+    ) -> None:
         gen = make_generator(seed, PURPOSE_DICTIONARY)
         dictionary = torch.randn(n_features, d_in, generator=gen)
         self.dictionary = dictionary / dictionary.norm(dim=1, keepdim=True)
@@ -67,9 +68,10 @@ class PlantedFeatures:
             row_ids, feat_ids = fires.nonzero(as_tuple=True)
             coefs = 0.5 + torch.rand(len(feat_ids), generator=gen)
             offsets = torch.searchsorted(row_ids, torch.arange(m))
-            signal = torch.nn.functional.embedding_bag(feat_ids, self.dictionary, offsets,
-                                                       per_sample_weights=coefs, mode="sum")
-            out[start:start + m] = signal + self.offset + self.noise * torch.randn(m, self.d_in, generator=gen)
+            signal = torch.nn.functional.embedding_bag(
+                feat_ids, self.dictionary, offsets, per_sample_weights=coefs, mode="sum"
+            )
+            out[start : start + m] = signal + self.offset + self.noise * torch.randn(m, self.d_in, generator=gen)
         return out
 
 
@@ -85,7 +87,7 @@ class SyntheticSource:
         return math.ceil(len(self.pool) / self.chunk_rows)
 
     def chunk(self, epoch: int, index: int) -> Tensor:
-        return self.pool[index * self.chunk_rows:(index + 1) * self.chunk_rows]
+        return self.pool[index * self.chunk_rows : (index + 1) * self.chunk_rows]
 
 
 # --- activation shards on disk ---
@@ -132,8 +134,9 @@ class ShardSource:
     the slice order is re-shuffled every epoch. The last `holdout_rows` rows (by path order; at most a tenth of the
     data) are held out: never streamed, returned by `heldout()` for the final metrics."""
 
-    def __init__(self, patterns: list[str], key: str | None, seed: int, chunk_rows: int = 65536,
-                 holdout_rows: int = 0) -> None:
+    def __init__(
+        self, patterns: list[str], key: str | None, seed: int, chunk_rows: int = 65536, holdout_rows: int = 0
+    ) -> None:
         paths: list[str] = []
         for pattern in patterns:
             matched = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
@@ -160,8 +163,11 @@ class ShardSource:
             if take:
                 self.heldout_slices.insert(0, ShardSlice(path, rows - take, rows))
                 train_rows[path], need = rows - take, need - take
-        self.slices = [ShardSlice(path, s, min(train_rows[path], s + chunk_rows))
-                       for path, _ in sizes for s in range(0, train_rows[path], chunk_rows)]
+        self.slices = [
+            ShardSlice(path, s, min(train_rows[path], s + chunk_rows))
+            for path, _ in sizes
+            for s in range(0, train_rows[path], chunk_rows)
+        ]
         self._cache: tuple[str, Any] | None = None
 
     def num_chunks(self, epoch: int) -> int:
@@ -183,8 +189,8 @@ class ShardSource:
         shape = _shard_shape(view)
         if len(shape) > 2:  # [..., d_in]: flatten leading dims (needs a full read)
             flat = torch.as_tensor(np.asarray(view[:])).reshape(-1, shape[-1])
-            return flat[piece.start:piece.stop].float()
-        rows = view[piece.start:piece.stop]
+            return flat[piece.start : piece.stop].float()
+        rows = view[piece.start : piece.stop]
         return torch.as_tensor(np.array(rows) if isinstance(rows, np.ndarray) else rows).float()
 
 
@@ -243,9 +249,11 @@ class HFActivationSource:
         self.holdout_windows = min(math.ceil(cfg.eval_vectors / per_window), total_windows // 10)
         self.n_windows = total_windows - self.holdout_windows  # the windows training streams
         if self.n_windows < self.per_chunk:
-            raise ConfigError(f"hf_tokens: {len(tokens)} tokens make {total_windows} windows of hf_context="
-                              f"{self.context} ({self.holdout_windows} held out); need at least "
-                              f"hf_batch_sequences={self.per_chunk} to train on")
+            raise ConfigError(
+                f"hf_tokens: {len(tokens)} tokens make {total_windows} windows of hf_context="
+                f"{self.context} ({self.holdout_windows} held out); need at least "
+                f"hf_batch_sequences={self.per_chunk} to train on"
+            )
         self.tokens, self.device, self.seed = tokens, device, seed
         hidden = getattr(self.model.config, "hidden_size", None) or self.model.config.n_embd
         self.d_in = int(hidden)
@@ -255,11 +263,11 @@ class HFActivationSource:
 
     def chunk(self, epoch: int, index: int) -> Tensor:
         order = torch.randperm(self.n_windows, generator=make_generator(self.seed, PURPOSE_SHUFFLE, epoch))
-        return self._activations(order[index * self.per_chunk:(index + 1) * self.per_chunk].tolist())
+        return self._activations(order[index * self.per_chunk : (index + 1) * self.per_chunk].tolist())
 
     def heldout(self) -> Tensor | None:
         held = self._heldout_indices()
-        parts = [self._activations(held[i:i + self.per_chunk]) for i in range(0, len(held), self.per_chunk)]
+        parts = [self._activations(held[i : i + self.per_chunk]) for i in range(0, len(held), self.per_chunk)]
         return torch.cat(parts) if parts else None
 
     def heldout_windows(self) -> Tensor:
@@ -271,14 +279,15 @@ class HFActivationSource:
         (see `evaluate.spliced_lm_loss`); empty when nothing is held out."""
         if not self.holdout_windows:
             return {}
-        return spliced_lm_loss(self.model, self.module, self.heldout_windows(), reconstruct, self.skip_first,
-                               self.per_chunk)
+        return spliced_lm_loss(
+            self.model, self.module, self.heldout_windows(), reconstruct, self.skip_first, self.per_chunk
+        )
 
     def _heldout_indices(self) -> list[int]:
         return list(range(self.n_windows, self.n_windows + self.holdout_windows))
 
     def _window(self, index: int) -> Tensor:
-        ids = np.asarray(self.tokens[index * self.context:(index + 1) * self.context]).astype(np.int64)
+        ids = np.asarray(self.tokens[index * self.context : (index + 1) * self.context]).astype(np.int64)
         return torch.as_tensor(ids, device=self.device)
 
     @torch.no_grad()
@@ -315,8 +324,9 @@ class ShuffledStream:
     """Batches of `batch_rows` drawn from shuffled windows of about `buffer_rows` vectors (rows left over at the
     end of a window, fewer than a batch, are dropped so that a state is just three integers)."""
 
-    def __init__(self, source: ChunkSource, batch_rows: int, buffer_rows: int, seed: int, rank: int = 0,
-                 world: int = 1) -> None:
+    def __init__(
+        self, source: ChunkSource, batch_rows: int, buffer_rows: int, seed: int, rank: int = 0, world: int = 1
+    ) -> None:
         self.source, self.batch_rows, self.buffer_rows = source, batch_rows, max(buffer_rows, batch_rows)
         self.seed, self.rank, self.world = seed, rank, world
         self.state = StreamState()
@@ -344,11 +354,15 @@ class ShuffledStream:
                 return
             if not mine:
                 chunks = self.source.num_chunks(self.state.epoch)
-                raise ConfigError(f"data: {chunks} chunk(s) for {self.world} ranks (a rank reads whole chunks), so "
-                                  f"rank {self.rank} gets none; run on at most {chunks} ranks or give it more data")
+                raise ConfigError(
+                    f"data: {chunks} chunk(s) for {self.world} ranks (a rank reads whole chunks), so "
+                    f"rank {self.rank} gets none; run on at most {chunks} ranks or give it more data"
+                )
             if self.state.window_start == 0:
-                raise ConfigError(f"batch_size: this rank's data ({rows} vectors per epoch) is smaller than one "
-                                  f"batch ({self.batch_rows}); lower batch_size or add data")
+                raise ConfigError(
+                    f"batch_size: this rank's data ({rows} vectors per epoch) is smaller than one "
+                    f"batch ({self.batch_rows}); lower batch_size or add data"
+                )
             self.state = StreamState(epoch=self.state.epoch + 1)
         raise RuntimeError("data stream produced no batch")
 
@@ -360,7 +374,7 @@ class ShuffledStream:
             self.state = StreamState(self.state.epoch, self._window_end, 0)
             self._load_window()
         assert self._window is not None
-        batch = self._window.index_select(0, self._order[self.state.offset:self.state.offset + self.batch_rows])
+        batch = self._window.index_select(0, self._order[self.state.offset : self.state.offset + self.batch_rows])
         self.state.offset += self.batch_rows
         return batch
 
@@ -389,8 +403,9 @@ def remap_stream_states(states: list[dict[str, int]], world: int) -> list[dict[s
     old_world = len(states)
     epoch, position = min((s["epoch"], s["window_start"] * old_world + rank) for rank, s in enumerate(states))
     # ceil((position - rank) / world): the first j with j * world + rank >= position (never negative: rank < world)
-    return [{"epoch": epoch, "window_start": (position - rank + world - 1) // world, "offset": 0}
-            for rank in range(world)]
+    return [
+        {"epoch": epoch, "window_start": (position - rank + world - 1) // world, "offset": 0} for rank in range(world)
+    ]
 
 
 def build_source(cfg: TrainConfig, device: torch.device) -> ChunkSource:
@@ -398,8 +413,15 @@ def build_source(cfg: TrainConfig, device: torch.device) -> ChunkSource:
     if cfg.data_source == "synthetic":
         if cfg.d_in is None:
             raise ConfigError("d_in: the synthetic source needs d_in (the activation width to plant features in)")
-        planted = PlantedFeatures(cfg.d_in, cfg.synthetic_features, cfg.synthetic_active, cfg.synthetic_zipf,
-                                  cfg.synthetic_noise, cfg.synthetic_offset_norm, data_seed)
+        planted = PlantedFeatures(
+            cfg.d_in,
+            cfg.synthetic_features,
+            cfg.synthetic_active,
+            cfg.synthetic_zipf,
+            cfg.synthetic_noise,
+            cfg.synthetic_offset_norm,
+            data_seed,
+        )
         return SyntheticSource(planted, pool_vectors=cfg.synthetic_pool)
     if cfg.data_source == "shards":
         return ShardSource(cfg.shard_paths, cfg.shard_key, shuffle_seed, holdout_rows=cfg.eval_vectors)

@@ -23,7 +23,7 @@ def evaluate(sae: SparseAutoencoder, vectors: Tensor, batch_rows: int = 8192) ->
     was_training = sae.training
     sae.eval()
     for start in range(0, len(vectors), batch_rows):
-        x = vectors[start:start + batch_rows].to(device)
+        x = vectors[start : start + batch_rows].to(device)
         vals, idx, _, _ = sae.encode(x, inference=True)
         recon = sae.decode(vals, idx)
         sq_err += float((recon.float() - x).pow(2).sum())
@@ -32,8 +32,11 @@ def evaluate(sae: SparseAutoencoder, vectors: Tensor, batch_rows: int = 8192) ->
         fired[idx[active]] = True
     sae.train(was_training)
     total_var = float((vectors - vectors.mean(0)).pow(2).sum())
-    return {"fvu": sq_err / max(total_var, 1e-12), "l0": l0_sum / len(vectors),
-            "dead_fraction": 1.0 - float(fired.float().mean())}
+    return {
+        "fvu": sq_err / max(total_var, 1e-12),
+        "l0": l0_sum / len(vectors),
+        "dead_fraction": 1.0 - float(fired.float().mean()),
+    }
 
 
 @torch.no_grad()
@@ -48,17 +51,25 @@ def feature_recovery(decoder_rows: Tensor, true_features: Tensor) -> float:
 
 def reconstruction_of(sae: SparseAutoencoder) -> Callable[[Tensor], Tensor]:
     """x -> the SAE's reconstruction of x (inference encode, fp32), in x's dtype."""
+
     def reconstruct(x: Tensor) -> Tensor:
         flat = x.reshape(-1, x.shape[-1]).float()
         vals, idx, _, _ = sae.encode(flat, inference=True)
         return sae.decode(vals, idx).float().reshape(x.shape).to(x.dtype)
+
     return reconstruct
 
 
 @torch.no_grad()
-def spliced_lm_loss(model: nn.Module, module: nn.Module, windows: Tensor, reconstruct: Callable[[Tensor], Tensor],
-                    skip_first: bool, batch_sequences: int = 8,
-                    max_logit_elements: int = 1 << 28) -> dict[str, float | None]:
+def spliced_lm_loss(
+    model: nn.Module,
+    module: nn.Module,
+    windows: Tensor,
+    reconstruct: Callable[[Tensor], Tensor],
+    skip_first: bool,
+    batch_sequences: int = 8,
+    max_logit_elements: int = 1 << 28,
+) -> dict[str, float | None]:
     """The LM's next-token loss on `windows` [n, context] clean, with `module`'s output replaced by its
     reconstruction, and with it zeroed (the floor). `ce_loss_recovered` = (CE_zero - CE_sae) / (CE_zero - CE_clean)
     (SAELens's ce_loss_score, dictionary_learning's frac_recovered); `delta_lm_loss` = CE_sae - CE_clean (Gao et al.'s
@@ -92,7 +103,7 @@ def spliced_lm_loss(model: nn.Module, module: nn.Module, windows: Tensor, recons
         vocab = int(getattr(getattr(model, "config", None), "vocab_size", 0) or 1)
         per_batch = max(1, min(batch_sequences, max_logit_elements // (windows.shape[1] * vocab)))
         for first in range(0, len(windows), per_batch):
-            ids = windows[first:first + per_batch]
+            ids = windows[first : first + per_batch]
             targets = ids[:, 1:].reshape(-1)
             clean = log_probs(ids, None)
             sums["clean"] += float(F.nll_loss(clean, targets, reduction="sum"))
@@ -106,6 +117,11 @@ def spliced_lm_loss(model: nn.Module, module: nn.Module, windows: Tensor, recons
         handle.remove()
         model.train(was_training)
     clean, sae, zero = (sums[k] / tokens for k in ("clean", "sae", "zero"))
-    return {"ce_loss_clean": clean, "ce_loss_with_sae": sae, "ce_loss_zero_ablation": zero,
-            "ce_loss_recovered": (zero - sae) / (zero - clean) if zero != clean else None,
-            "delta_lm_loss": sae - clean, "kl_with_sae": sums["kl"] / tokens}
+    return {
+        "ce_loss_clean": clean,
+        "ce_loss_with_sae": sae,
+        "ce_loss_zero_ablation": zero,
+        "ce_loss_recovered": (zero - sae) / (zero - clean) if zero != clean else None,
+        "delta_lm_loss": sae - clean,
+        "kl_with_sae": sums["kl"] / tokens,
+    }

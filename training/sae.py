@@ -72,8 +72,13 @@ class ActiveLatents:
         values = coef.reshape(-1)[order] if coef is not None else torch.zeros(len(order), device=order.device)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-            z_t = torch.sparse_csr_tensor(crow, rows, values, (self.n_latents, self.idx.shape[0]),  # type: ignore
-                                          check_invariants=False)
+            z_t = torch.sparse_csr_tensor(
+                crow,
+                rows,
+                values,
+                (self.n_latents, self.idx.shape[0]),  # type: ignore
+                check_invariants=False,
+            )
         return z_t, order
 
     def _use_csr(self, dense: Tensor) -> bool:
@@ -121,9 +126,19 @@ class SparseEncode(torch.autograd.Function):
     latent-sorted pattern."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, b_dec: Tensor, w_enc: Tensor, b_enc: Tensor, k: int, batch_k: int | None,
-                dead_cols: Tensor | None, k_aux: int, active: ActiveLatents,
-                aux_active: ActiveLatents) -> tuple[Tensor, Tensor]:
+    def forward(
+        ctx,
+        x: Tensor,
+        b_dec: Tensor,
+        w_enc: Tensor,
+        b_enc: Tensor,
+        k: int,
+        batch_k: int | None,
+        dead_cols: Tensor | None,
+        k_aux: int,
+        active: ActiveLatents,
+        aux_active: ActiveLatents,
+    ) -> tuple[Tensor, Tensor]:
         x_c = x - b_dec
         pre = F.linear(x_c, w_enc, b_enc)
         vals, idx = exact_topk(pre, k)
@@ -161,8 +176,10 @@ class SparseEncode(torch.autograd.Function):
         grad_b_dec = -(grad_b_enc @ w_enc.float()) if ctx.needs_input_grad[1] else None
         grad_x = None
         if ctx.needs_input_grad[0]:
-            grad_x = sum(F.embedding_bag(active.idx, w_enc, per_sample_weights=g.to(w_enc.dtype), mode="sum")
-                         for active, g in parts)
+            grad_x = sum(
+                F.embedding_bag(active.idx, w_enc, per_sample_weights=g.to(w_enc.dtype), mode="sum")
+                for active, g in parts
+            )
         return grad_x, grad_b_dec, grad_w_enc, grad_b_enc, None, None, None, None, None, None
 
 
@@ -201,9 +218,17 @@ def fvu_of(x: Tensor, recon: Tensor) -> Tensor:
 
 
 class SparseAutoencoder(nn.Module):
-    def __init__(self, d_in: int, n_latents: int, k: int, architecture: str = "topk", batchtopk_candidates: int = 4,
-                 decode_impl: str = "sparse", generator: torch.Generator | None = None,
-                 device: torch.device | str | None = None) -> None:
+    def __init__(
+        self,
+        d_in: int,
+        n_latents: int,
+        k: int,
+        architecture: str = "topk",
+        batchtopk_candidates: int = 4,
+        decode_impl: str = "sparse",
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
         super().__init__()
         self.d_in, self.n_latents, self.k = d_in, n_latents, k
         self.architecture = architecture
@@ -224,21 +249,33 @@ class SparseAutoencoder(nn.Module):
             return min(self.n_latents, self.k * self.batchtopk_candidates)
         return self.k
 
-    def _encode(self, x: Tensor, dead_cols: Tensor | None, k_aux: int,
-                inference: bool) -> tuple[Tensor, ActiveLatents, Tensor, ActiveLatents]:
+    def _encode(
+        self, x: Tensor, dead_cols: Tensor | None, k_aux: int, inference: bool
+    ) -> tuple[Tensor, ActiveLatents, Tensor, ActiveLatents]:
         active, aux_active = ActiveLatents(self.n_latents), ActiveLatents(self.n_latents)
         if self.architecture == "batchtopk" and inference and float(self.threshold) > 0:
-            vals, aux_vals = SparseEncode.apply(x, self.b_dec, self.W_enc, self.b_enc, self._row_k(), None, None, 0,
-                                                active, aux_active)
+            vals, aux_vals = SparseEncode.apply(
+                x, self.b_dec, self.W_enc, self.b_enc, self._row_k(), None, None, 0, active, aux_active
+            )
             return torch.where(vals > self.threshold, vals, torch.zeros_like(vals)), active, aux_vals, aux_active
         batch_k = self.k * x.shape[0] if self.architecture == "batchtopk" and not inference else None
-        vals, aux_vals = SparseEncode.apply(x, self.b_dec, self.W_enc, self.b_enc,
-                                            self._row_k() if batch_k is not None else self.k, batch_k, dead_cols,
-                                            k_aux, active, aux_active)
+        vals, aux_vals = SparseEncode.apply(
+            x,
+            self.b_dec,
+            self.W_enc,
+            self.b_enc,
+            self._row_k() if batch_k is not None else self.k,
+            batch_k,
+            dead_cols,
+            k_aux,
+            active,
+            aux_active,
+        )
         return vals, active, aux_vals, aux_active
 
-    def encode(self, x: Tensor, dead_cols: Tensor | None = None, k_aux: int = 0,
-               inference: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def encode(
+        self, x: Tensor, dead_cols: Tensor | None = None, k_aux: int = 0, inference: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(vals, idx) of the active latents per row, then the same for the AuxK latents (empty without dead_cols)."""
         vals, active, aux_vals, aux_active = self._encode(x, dead_cols, k_aux, inference)
         return vals, active.idx, aux_vals, aux_active.idx  # type: ignore[return-value]
@@ -251,8 +288,14 @@ class SparseAutoencoder(nn.Module):
             out = SparseDecode.apply(vals, self.W_dec, active)
         return out + self.b_dec if with_bias else out
 
-    def forward(self, x: Tensor, dead_mask: Tensor | None = None, k_aux: int = 0, auxk_alpha: float = 0.0,
-                inference: bool = False) -> ForwardOutput:
+    def forward(
+        self,
+        x: Tensor,
+        dead_mask: Tensor | None = None,
+        k_aux: int = 0,
+        auxk_alpha: float = 0.0,
+        inference: bool = False,
+    ) -> ForwardOutput:
         dead_cols = None
         if dead_mask is not None and auxk_alpha > 0 and k_aux > 0:
             dead_cols = dead_mask.nonzero().squeeze(1)
@@ -270,8 +313,14 @@ class SparseAutoencoder(nn.Module):
             if kept.numel():
                 with torch.no_grad():
                     self.threshold.lerp_(kept.min().to(self.threshold.dtype), 0.01)
-        return ForwardOutput(recon=recon, vals=vals, idx=active.idx, fvu=fvu, auxk=auxk,  # type: ignore[arg-type]
-                             loss=loss)
+        return ForwardOutput(
+            recon=recon,
+            vals=vals,
+            idx=active.idx,
+            fvu=fvu,
+            auxk=auxk,  # type: ignore[arg-type]
+            loss=loss,
+        )
 
     # --- decoder constraint ---
     @torch.no_grad()
@@ -307,8 +356,10 @@ class SparseAutoencoder(nn.Module):
 
     def export_state(self) -> dict[str, Tensor]:
         """Weights in the published layout: W_enc [d_sae, d_in], b_enc, W_dec [d_sae, d_in], b_dec (fp32)."""
-        out = {name: getattr(self, name).detach().float().cpu().contiguous()
-               for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
+        out = {
+            name: getattr(self, name).detach().float().cpu().contiguous()
+            for name in ("W_enc", "b_enc", "W_dec", "b_dec")
+        }
         if self.architecture == "batchtopk":
             out["threshold"] = self.threshold.detach().float().cpu().reshape(1)
         return out

@@ -29,16 +29,22 @@ def _record_failure(out_dir: Path, error: str, finished_before: bool, trained: b
     if not out_dir.is_dir():
         return
     if finished_before and not trained:
-        write_json_atomic(out_dir / "relaunch-error.json", {
-            "error": error, "time": datetime.now(UTC).isoformat(timespec="seconds"),
-            "launch_id": os.environ.get("FLEET_LAUNCH_ID") or None})
+        write_json_atomic(
+            out_dir / "relaunch-error.json",
+            {
+                "error": error,
+                "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                "launch_id": os.environ.get("FLEET_LAUNCH_ID") or None,
+            },
+        )
     else:
         write_json_atomic(out_dir / "status.json", {"state": "failed", "error": error})
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", help="YAML file of config keys (see training/config.py)")
     args, rest = parser.parse_known_args(argv)
     try:

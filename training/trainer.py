@@ -96,9 +96,11 @@ class Distributed:
 
 # BatchTopK's threshold buffer is each rank's own running estimate: equal at init, never broadcast per forward.
 # torch 2.15 renamed the switch (the old one warns on every start); older torch on a node only knows the old name.
-RANK_LOCAL_BUFFERS = ({"forward_sync_buffers": False}
-                      if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
-                      else {"broadcast_buffers": False})
+RANK_LOCAL_BUFFERS = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+    else {"broadcast_buffers": False}
+)
 
 
 def tune_cpu_allocator() -> None:
@@ -138,19 +140,24 @@ def centred_total(v: torch.Tensor) -> torch.Tensor:
     return (v - v.mean(0)).pow(2).sum().clamp_min(1e-12)
 
 
-def global_batch_weights(x: torch.Tensor, residual: torch.Tensor, batch_size: int,
-                         dist: Distributed) -> torch.Tensor:
+def global_batch_weights(x: torch.Tensor, residual: torch.Tensor, batch_size: int, dist: Distributed) -> torch.Tensor:
     """[w_fvu, w_auxk]: the mean over ranks of w * (this rank's FVU, AuxK) is the FVU (AuxK) of the whole global
     batch, however unevenly its rows are split, and so is DDP's gradient average of w_fvu * fvu + auxk_alpha *
     w_auxk * auxk. FVU is a ratio to the batch's variance, so a rank's weight is its share of the global batch's
     variance (about its share of rows, but not exactly: a weight by rows alone is wrong on small shares) times the
     world size, as DDP and all_reduce_mean average over ranks."""
-    moments = torch.cat([x.double().sum(0), x.double().pow(2).sum().reshape(1),
-                         residual.double().sum(0), residual.double().pow(2).sum().reshape(1)])
+    moments = torch.cat(
+        [
+            x.double().sum(0),
+            x.double().pow(2).sum().reshape(1),
+            residual.double().sum(0),
+            residual.double().pow(2).sum().reshape(1),
+        ]
+    )
     dist.all_reduce_sum(moments)
     d = x.shape[1]
     total_x = (moments[d] - moments[:d].pow(2).sum() / batch_size).clamp_min(1e-12)
-    total_r = (moments[2 * d + 1] - moments[d + 1:2 * d + 1].pow(2).sum() / batch_size).clamp_min(1e-12)
+    total_r = (moments[2 * d + 1] - moments[d + 1 : 2 * d + 1].pow(2).sum() / batch_size).clamp_min(1e-12)
     shares = torch.stack([centred_total(x).double() / total_x, centred_total(residual).double() / total_r])
     return shares.float() * dist.world
 
@@ -175,19 +182,22 @@ class Trainer:
         self.cfg = cfg
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        self.dist = Distributed("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and
-                                                                     torch.cuda.is_available()) else "cpu")
+        self.dist = Distributed(
+            "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+        )
         self.device = resolve_device(cfg, self.dist.local_rank)
         if self.device.type == "cpu":
             tune_cpu_allocator()
         use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
-        self.autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext())
+        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
         self.precision = "bf16" if use_bf16 else "fp32"
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
         if cfg.batch_size < self.dist.world:
-            raise ConfigError(f"batch_size: {cfg.batch_size} gives a rank no rows; raise it to at least the number "
-                              f"of ranks ({self.dist.world})")
+            raise ConfigError(
+                f"batch_size: {cfg.batch_size} gives a rank no rows; raise it to at least the number "
+                f"of ranks ({self.dist.world})"
+            )
         self.out_dir = Path(cfg.out_dir)
         # A finished run that this process relaunches keeps its status.json and summary.json until a step is taken
         # (a relaunch that fails first, or has nothing to train, leaves them as they were). Rank 0's reading counts.
@@ -202,16 +212,33 @@ class Trainer:
             raise ConfigError(f"d_in: config says {cfg.d_in} but the data has width {self.source.d_in}")
         cfg.validate()
         _, init_seed, shuffle_seed = cfg.seeds()
-        self.stream = ShuffledStream(self.source, rank_rows(cfg.batch_size, self.dist.world, self.dist.rank),
-                                     cfg.shuffle_buffer, shuffle_seed, self.dist.rank, self.dist.world)
-        self.sae = SparseAutoencoder(cfg.d_in, cfg.resolved_n_latents(), cfg.k, cfg.architecture,
-                                     cfg.batchtopk_candidates, "sparse" if cfg.decode_impl == "auto" else
-                                     cfg.decode_impl, generator=make_generator(init_seed, PURPOSE_INIT),
-                                     device=self.device)
+        self.stream = ShuffledStream(
+            self.source,
+            rank_rows(cfg.batch_size, self.dist.world, self.dist.rank),
+            cfg.shuffle_buffer,
+            shuffle_seed,
+            self.dist.rank,
+            self.dist.world,
+        )
+        self.sae = SparseAutoencoder(
+            cfg.d_in,
+            cfg.resolved_n_latents(),
+            cfg.k,
+            cfg.architecture,
+            cfg.batchtopk_candidates,
+            "sparse" if cfg.decode_impl == "auto" else cfg.decode_impl,
+            generator=make_generator(init_seed, PURPOSE_INIT),
+            device=self.device,
+        )
         self.total_steps = cfg.total_steps()
         fused = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
-        self.optimizer = torch.optim.Adam(self.sae.parameters(), lr=cfg.resolved_lr(),
-                                          betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps, **fused)
+        self.optimizer = torch.optim.Adam(
+            self.sae.parameters(),
+            lr=cfg.resolved_lr(),
+            betas=(cfg.adam_beta1, cfg.adam_beta2),
+            eps=cfg.adam_eps,
+            **fused,
+        )
         self.vectors_since_fired = torch.zeros(self.sae.n_latents, dtype=torch.long, device=self.device)
         self.step = 0
         self.steps_here = 0  # optimizer steps completed by this process (not counting the resumed ones)
@@ -240,11 +267,18 @@ class Trainer:
     def _state(self) -> dict[str, Any]:
         streams = self.dist.gather(self.stream.state_dict())
         return {
-            "step": self.step, "config": self.cfg.to_dict(), "model": self.sae.state_dict(),
-            "decode_impl": self.sae.decode_impl, "optimizer": self.optimizer.state_dict(),
-            "vectors_since_fired": self.vectors_since_fired.cpu(), "streams": streams, "world": self.dist.world,
-            "train_seconds": self.train_seconds, "best_fvu": self.best_fvu,
-            "intervals_without_gain": self.intervals_without_gain, "torch_rng": torch.get_rng_state(),
+            "step": self.step,
+            "config": self.cfg.to_dict(),
+            "model": self.sae.state_dict(),
+            "decode_impl": self.sae.decode_impl,
+            "optimizer": self.optimizer.state_dict(),
+            "vectors_since_fired": self.vectors_since_fired.cpu(),
+            "streams": streams,
+            "world": self.dist.world,
+            "train_seconds": self.train_seconds,
+            "best_fvu": self.best_fvu,
+            "intervals_without_gain": self.intervals_without_gain,
+            "torch_rng": torch.get_rng_state(),
             "init_recovery": self.init_recovery,
         }
 
@@ -274,8 +308,9 @@ class Trainer:
 
     # --- the step ---
     def _set_lr(self) -> float:
-        lr = self.cfg.resolved_lr() * lr_factor(self.step, self.total_steps, self.cfg.resolved_warmup(),
-                                                self.cfg.decay_start)
+        lr = self.cfg.resolved_lr() * lr_factor(
+            self.step, self.total_steps, self.cfg.resolved_warmup(), self.cfg.decay_start
+        )
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr
@@ -284,8 +319,9 @@ class Trainer:
         cfg = self.cfg
         dead = self.vectors_since_fired >= cfg.resolved_dead_window()
         with self.autocast:
-            out = model(x, dead_mask=dead if bool(dead.any()) else None, k_aux=cfg.resolved_k_aux(),
-                        auxk_alpha=cfg.auxk_alpha)
+            out = model(
+                x, dead_mask=dead if bool(dead.any()) else None, k_aux=cfg.resolved_k_aux(), auxk_alpha=cfg.auxk_alpha
+            )
         if self.dist.enabled:  # weigh each rank by its share of the global batch (see global_batch_weights)
             w = global_batch_weights(x, (x - out.recon).detach(), cfg.batch_size, self.dist)
             fvu, auxk = w[0] * out.fvu, w[1] * out.auxk
@@ -320,10 +356,12 @@ class Trainer:
                 self.outputs.truncate_metrics_after(self.step)
             if not self.was_finished:
                 self.outputs.write_status("running", self.step, self.total_steps)
-            self._log(f"{_start_line(self.step, resumed_from, self.dist.world)}: d_in={cfg.d_in} "
-                      f"n_latents={self.sae.n_latents} k={cfg.k} {cfg.architecture} decode={self.sae.decode_impl} "
-                      f"{self.precision} on {self.device} x{self.dist.world} lr={cfg.resolved_lr():.3g} "
-                      f"steps={self.total_steps}")
+            self._log(
+                f"{_start_line(self.step, resumed_from, self.dist.world)}: d_in={cfg.d_in} "
+                f"n_latents={self.sae.n_latents} k={cfg.k} {cfg.architecture} decode={self.sae.decode_impl} "
+                f"{self.precision} on {self.device} x{self.dist.world} lr={cfg.resolved_lr():.3g} "
+                f"steps={self.total_steps}"
+            )
         model = self.wrapped_model()
         previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
@@ -343,15 +381,18 @@ class Trainer:
         """The module the step runs: the SAE itself, or under DDP the SAE wrapped for gradient averaging."""
         if not self.dist.enabled:
             return self.sae
-        return DistributedDataParallel(self.sae, device_ids=[self.device.index] if self.device.type == "cuda"
-                                       else None, **RANK_LOCAL_BUFFERS)
+        return DistributedDataParallel(
+            self.sae, device_ids=[self.device.index] if self.device.type == "cuda" else None, **RANK_LOCAL_BUFFERS
+        )
 
     def _already_finished(self) -> RunResult:
         """A relaunch of a finished run with no step left: its files stay as they are."""
         summary = (read_json(self.out_dir / "summary.json") or {}) if self.dist.is_main else {}
         if self.dist.is_main:
-            self._log(f"already finished at step {self.step}/{self.total_steps}: nothing to train (status.json and "
-                      "summary.json kept)")
+            self._log(
+                f"already finished at step {self.step}/{self.total_steps}: nothing to train (status.json and "
+                "summary.json kept)"
+            )
         self.dist.close()
         return RunResult("finished", self.previous_status.get("reason") or "completed", self.step, summary)
 
@@ -365,10 +406,18 @@ class Trainer:
         rank of this launch is up (the fleet waits for every rank's file with its launch id)."""
         ranks = self.out_dir / "ranks"
         ranks.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(ranks / f"rank-{self.dist.rank}.json", {
-            "rank": self.dist.rank, "world_size": self.dist.world, "step": self.step,
-            "launch_id": os.environ.get("FLEET_LAUNCH_ID") or None, "pid": os.getpid(),
-            "host": socket.gethostname(), "time": datetime.now(UTC).isoformat(timespec="seconds")})
+        write_json_atomic(
+            ranks / f"rank-{self.dist.rank}.json",
+            {
+                "rank": self.dist.rank,
+                "world_size": self.dist.world,
+                "step": self.step,
+                "launch_id": os.environ.get("FLEET_LAUNCH_ID") or None,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        )
 
     def _on_sigterm(self, _signum: int, _frame: Any) -> None:
         self.stop_signal = "sigterm"
@@ -437,15 +486,26 @@ class Trainer:
     def _record(self, means: list[float], lr: float, vectors_per_second: float) -> dict[str, Any]:
         loss, fvu, auxk, l0, dead = means
         remaining = (self.total_steps - self.step) * self.cfg.batch_size / max(vectors_per_second, 1e-9)
-        record = {"step": self.step, "vectors": self.step * self.cfg.batch_size, "loss": loss, "fvu": fvu,
-                  "auxk": auxk, "l0": l0, "dead_fraction": dead, "lr": lr,
-                  "vectors_per_second": vectors_per_second, "eta_seconds": remaining,
-                  "train_seconds": self.train_seconds}
+        record = {
+            "step": self.step,
+            "vectors": self.step * self.cfg.batch_size,
+            "loss": loss,
+            "fvu": fvu,
+            "auxk": auxk,
+            "l0": l0,
+            "dead_fraction": dead,
+            "lr": lr,
+            "vectors_per_second": vectors_per_second,
+            "eta_seconds": remaining,
+            "train_seconds": self.train_seconds,
+        }
         if self.outputs is not None:
             self.outputs.append_metrics(record)
             self.outputs.write_status("running", self.step, self.total_steps, record)
-            self._log(f"step {self.step}/{self.total_steps} | {vectors_per_second:,.0f} vec/s | loss {loss:.4f} | "
-                      f"FVU {fvu:.4f} | L0 {l0:.1f} | dead {dead:.2%} | lr {lr:.2e} | ETA {_duration(remaining)}")
+            self._log(
+                f"step {self.step}/{self.total_steps} | {vectors_per_second:,.0f} vec/s | loss {loss:.4f} | "
+                f"FVU {fvu:.4f} | L0 {l0:.1f} | dead {dead:.2%} | lr {lr:.2e} | ETA {_duration(remaining)}"
+            )
         return record
 
     def _log(self, line: str) -> None:
@@ -466,15 +526,28 @@ class Trainer:
         history = self.outputs.read_metrics()
         last = history[-1] if history else {}
         summary: dict[str, Any] = {
-            "state": state, "reason": reason, "steps": self.step, "total_steps": self.total_steps,
+            "state": state,
+            "reason": reason,
+            "steps": self.step,
+            "total_steps": self.total_steps,
             "vectors": self.step * self.cfg.batch_size,
-            "vectors_per_second": (self.steady_vectors / self.steady_seconds if self.steady_seconds > 0
-                                   else last.get("vectors_per_second")),
-            "wall_seconds": self.train_seconds, "fvu": last.get("fvu"), "l0": last.get("l0"),
-            "dead_fraction": last.get("dead_fraction"), "metrics_source": "last log interval (training batches)",
-            "decode_impl": self.sae.decode_impl, "precision": self.precision, "device": str(self.device),
-            "world_size": self.dist.world, "lr": self.cfg.resolved_lr(), "n_latents": self.sae.n_latents,
-            "d_in": self.cfg.d_in, "k": self.cfg.k, "architecture": self.cfg.architecture,
+            "vectors_per_second": (
+                self.steady_vectors / self.steady_seconds if self.steady_seconds > 0 else last.get("vectors_per_second")
+            ),
+            "wall_seconds": self.train_seconds,
+            "fvu": last.get("fvu"),
+            "l0": last.get("l0"),
+            "dead_fraction": last.get("dead_fraction"),
+            "metrics_source": "last log interval (training batches)",
+            "decode_impl": self.sae.decode_impl,
+            "precision": self.precision,
+            "device": str(self.device),
+            "world_size": self.dist.world,
+            "lr": self.cfg.resolved_lr(),
+            "n_latents": self.sae.n_latents,
+            "d_in": self.cfg.d_in,
+            "k": self.cfg.k,
+            "architecture": self.cfg.architecture,
         }
         if isinstance(self.source, (ShardSource, HFActivationSource)):
             held_out = self.source.heldout()  # read (or computed) only now
@@ -494,17 +567,27 @@ class Trainer:
             self.outputs.plot()
         self.outputs.write_summary(summary)
         self.outputs.write_status(state, self.step, self.total_steps, last, reason)
-        self._log(f"{state} ({reason}) at step {self.step}: FVU {summary['fvu']:.4f} L0 {summary['l0']:.1f} "
-                  f"dead {summary['dead_fraction']:.2%} {summary['vectors_per_second'] or 0:,.0f} vec/s")
+        self._log(
+            f"{state} ({reason}) at step {self.step}: FVU {summary['fvu']:.4f} L0 {summary['l0']:.1f} "
+            f"dead {summary['dead_fraction']:.2%} {summary['vectors_per_second'] or 0:,.0f} vec/s"
+        )
         return summary
 
     def _sae_config(self) -> dict[str, Any]:
-        return {"d_in": self.cfg.d_in, "d_sae": self.sae.n_latents, "k": self.cfg.k,
-                "architecture": self.cfg.architecture, "activation": "topk" if self.cfg.architecture == "topk"
-                else "batchtopk (use threshold at inference)", "W_dec_layout": "[d_sae, d_in], unit-norm rows",
-                "encode": "z = topk(relu(W_enc @ (x - b_dec) + b_enc))", "decode": "x_hat = z @ W_dec + b_dec",
-                "hf_model": self.cfg.hf_model, "hf_layer": self.cfg.hf_layer, "steps": self.step,
-                "train_config": self.cfg.to_dict()}
+        return {
+            "d_in": self.cfg.d_in,
+            "d_sae": self.sae.n_latents,
+            "k": self.cfg.k,
+            "architecture": self.cfg.architecture,
+            "activation": "topk" if self.cfg.architecture == "topk" else "batchtopk (use threshold at inference)",
+            "W_dec_layout": "[d_sae, d_in], unit-norm rows",
+            "encode": "z = topk(relu(W_enc @ (x - b_dec) + b_enc))",
+            "decode": "x_hat = z @ W_dec + b_dec",
+            "hf_model": self.cfg.hf_model,
+            "hf_layer": self.cfg.hf_layer,
+            "steps": self.step,
+            "train_config": self.cfg.to_dict(),
+        }
 
 
 def _start_line(step: int, resumed_from: int | None, world: int) -> str:

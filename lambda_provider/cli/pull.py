@@ -17,6 +17,9 @@ from lambda_provider.cli import nodes
 from lambda_provider.cli.workspace import WorkspaceError
 from training.outputs import EXPORTED_FILES, SUMS_FILE, file_sha256, parse_sums
 
+# The PII probe stage's report (lambda-sae:probe), written next to the SAE after the run; not summed.
+PROBE_FILES = ("probe_report.json", "probe_report.md", "probe_pr.png")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", nargs="?", help="where to put the files (default: results/<stack>-<run name>)")
@@ -67,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             local.mkdir(parents=True, exist_ok=True)
             await sftp.get(remote, str(local / SUMS_FILE))
             sums = parse_sums((local / SUMS_FILE).read_text())
-            for name in dict.fromkeys([*sums, *EXPORTED_FILES, "status.json"]):
+            for name in dict.fromkeys([*sums, *EXPORTED_FILES, "status.json", *PROBE_FILES]):
                 path = posixpath.join(run_dir, name)
                 if await sftp.isfile(path):
                     await sftp.get(path, str(local / name))

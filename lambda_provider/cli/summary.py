@@ -49,6 +49,12 @@ def summary_lines(stack: str, out: dict[str, Any], now: datetime | None = None) 
         for key in ("change", "note"):
             if training.get(key):
                 lines.append(f"  {key}: {training[key]}")
+        probe = training.get("probe") or {}
+        for layer, f1s in (probe.get("span_f1") or {}).items():
+            scores = ", ".join(f"{method} {number(f1)}" for method, f1 in f1s.items())
+            lines.append(f"  probe span F1 ({layer}): {scores} (report {probe.get('report')})")
+        if probe.get("error"):
+            lines.append(f"  probe failed: {probe['error']}")
         for crash in training.get("crashed") or []:
             lines.append(f"  crashed: {crash.get('node')}: {crash.get('cause')}")
     return lines

@@ -20,9 +20,16 @@ class LambdaClient:
     LAMBDA_API_URL or https://cloud.lambda.ai/api/v1.
     """
 
-    def __init__(self, api_key: str, base_url: str | None = None, *, timeout: float = 30.0,
-                 limiter: RateLimiter | None = None, retry: RetryPolicy | None = None,
-                 reconcile: ReconcilePolicy | None = None) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str | None = None,
+        *,
+        timeout: float = 30.0,
+        limiter: RateLimiter | None = None,
+        retry: RetryPolicy | None = None,
+        reconcile: ReconcilePolicy | None = None,
+    ) -> None:
         self.transport = Transport(api_key, base_url, timeout=timeout, limiter=limiter, retry=retry)
         self.instances = InstancesClient(self.transport, reconcile)
         self.instance_types = InstanceTypesClient(self.transport)

@@ -43,7 +43,6 @@ class ApiError(LambdaError):
         super().__init__(text)
 
 
-
 class InvalidApiKey(ApiError):
     code = "global/invalid-api-key"
 
@@ -150,16 +149,33 @@ def is_ambiguous(exc: LambdaError) -> bool:
 _BY_CODE: dict[str, type[ApiError]] = {
     cls.code: cls
     for cls in (
-        InvalidApiKey, Forbidden, AccountInactive, InvalidBillingAddress, InvalidParameters, NotFound,
-        QuotaExceeded, Duplicate, Conflict, InsufficientCapacity, FilesystemInWrongRegion, FilesystemInUse,
-        SshKeyInUse, FirewallRulesetInUse, RateLimited, ServerError,
+        InvalidApiKey,
+        Forbidden,
+        AccountInactive,
+        InvalidBillingAddress,
+        InvalidParameters,
+        NotFound,
+        QuotaExceeded,
+        Duplicate,
+        Conflict,
+        InsufficientCapacity,
+        FilesystemInWrongRegion,
+        FilesystemInUse,
+        SshKeyInUse,
+        FirewallRulesetInUse,
+        RateLimited,
+        ServerError,
     )
 }
 _BY_CODE["global/not-found"] = NotFound
 _BY_CODE["global/unknown"] = ServerError
 
 _BY_STATUS: dict[int, type[ApiError]] = {
-    401: InvalidApiKey, 403: Forbidden, 404: NotFound, 409: Conflict, 429: RateLimited,
+    401: InvalidApiKey,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    429: RateLimited,
 }
 
 

@@ -26,13 +26,15 @@ class FirewallClient:
     def delete_ruleset(self, ruleset_id: str) -> None:
         self._t.request("DELETE", f"/firewall-rulesets/{ruleset_id}")
 
-    def update_ruleset(self, ruleset_id: str, *, name: str | None = None,
-                       rules: Sequence[FirewallRule] | None = None) -> FirewallRuleset:
+    def update_ruleset(
+        self, ruleset_id: str, *, name: str | None = None, rules: Sequence[FirewallRule] | None = None
+    ) -> FirewallRuleset:
         body: dict[str, object] = {}
         if name is not None:
             body["name"] = name
         if rules is not None:
             body["rules"] = [r.to_api() for r in rules]
         # Setting fields to given values: safe to repeat after a lost answer.
-        return FirewallRuleset.from_api(self._t.request("PATCH", f"/firewall-rulesets/{ruleset_id}", body=body,
-                                                        idempotent=True))
+        return FirewallRuleset.from_api(
+            self._t.request("PATCH", f"/firewall-rulesets/{ruleset_id}", body=body, idempotent=True)
+        )

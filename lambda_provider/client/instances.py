@@ -101,17 +101,24 @@ class InstancesClient:
         return [i for i in self.list() if i.has_tags(tags) and not i.is_gone_or_going]
 
     def rename(self, instance_id: str, name: str) -> Instance:
-        return Instance.from_api(self._t.request("POST", f"/instances/{instance_id}", body={"name": name},
-                                                 idempotent=True))
+        return Instance.from_api(
+            self._t.request("POST", f"/instances/{instance_id}", body={"name": name}, idempotent=True)
+        )
 
     def terminate(self, instance_ids: Sequence[str]) -> list[Instance]:
-        data = self._t.request("POST", "/instance-operations/terminate",
-                               body={"instance_ids": list(instance_ids)}, idempotent=True)
+        data = self._t.request(
+            "POST", "/instance-operations/terminate", body={"instance_ids": list(instance_ids)}, idempotent=True
+        )
         raw = data.get("terminated_instances") if isinstance(data, dict) else None
         return [Instance.from_api(r) for r in raw if isinstance(r, dict)] if isinstance(raw, list) else []
 
-    def launch(self, request: LaunchRequest, *, owner_tags: Mapping[str, str] | None = None,
-               sleep: Callable[[float], None] = time.sleep) -> str:
+    def launch(
+        self,
+        request: LaunchRequest,
+        *,
+        owner_tags: Mapping[str, str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> str:
         """Launch one instance and return its id.
 
         `owner_tags` (a subset of `request.tags`) identify the instance if the answer is lost. Without them an
@@ -125,8 +132,7 @@ class InstancesClient:
         last_error: LambdaError | None = None
         for send in range(self.reconcile.launch_attempts):
             try:
-                data = self._t.request("POST", "/instance-operations/launch", body=body, idempotent=False,
-                                       launch=True)
+                data = self._t.request("POST", "/instance-operations/launch", body=body, idempotent=False, launch=True)
             except ApiError as exc:
                 if not is_ambiguous(exc):
                     raise  # a definite refusal (4xx): nothing was created
@@ -142,7 +148,8 @@ class InstancesClient:
                 last_error = ServerError(f"launch answer without instance_ids: {str(data)[:200]}")
             if not owner_tags:
                 raise AmbiguousLaunch(
-                    f"launch outcome unknown ({last_error}); no ownership tags to look for it, not retrying")
+                    f"launch outcome unknown ({last_error}); no ownership tags to look for it, not retrying"
+                )
             log.warning("launch outcome unknown (%s); looking for an instance tagged %s", last_error, owner_tags)
             adopted = self._find_after_ambiguous_launch(owner_tags, sleep)
             if adopted is not None:
@@ -151,10 +158,12 @@ class InstancesClient:
         raise AmbiguousLaunch(
             f"launch failed {self.reconcile.launch_attempts} times with unknown outcome (last: {last_error}) and no "
             f"instance tagged {owner_tags} is listed; run `pulumi up` again once the API answers: it adopts an "
-            "instance with these tags if one appears, and launches otherwise")
+            "instance with these tags if one appears, and launches otherwise"
+        )
 
-    def _find_after_ambiguous_launch(self, owner_tags: Mapping[str, str],
-                                     sleep: Callable[[float], None]) -> Instance | None:
+    def _find_after_ambiguous_launch(
+        self, owner_tags: Mapping[str, str], sleep: Callable[[float], None]
+    ) -> Instance | None:
         for attempt in range(self.reconcile.list_attempts):
             if attempt:
                 sleep(self.reconcile.list_interval)
@@ -169,8 +178,15 @@ class InstancesClient:
                 return owned[0]
         return None
 
-    def wait(self, instance_id: str, until: Callable[[Instance | None], bool], *, timeout: float,
-             interval: float, sleep: Callable[[float], None] = time.sleep) -> Instance | None:
+    def wait(
+        self,
+        instance_id: str,
+        until: Callable[[Instance | None], bool],
+        *,
+        timeout: float,
+        interval: float,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Instance | None:
         """Poll `GET /instances/{id}` until `until(instance)` holds (None = gone) or `timeout` passes.
 
         Returns the last instance seen (None if gone). Transient API failures are tolerated until the deadline.

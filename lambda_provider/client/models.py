@@ -183,7 +183,8 @@ class Instance:
             tags = {str(k): str(v) for k, v in raw_tags.items()}
         rulesets = raw.get("firewall_rulesets")
         ruleset_ids = tuple(
-            r["id"] for r in (rulesets if isinstance(rulesets, list) else [])
+            r["id"]
+            for r in (rulesets if isinstance(rulesets, list) else [])
             if isinstance(r, dict) and isinstance(r.get("id"), str)
         )
         mounts = raw.get("file_system_mounts")
@@ -296,7 +297,9 @@ class FirewallRule:
 
     def to_api(self) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "protocol": self.protocol, "source_network": self.source_network, "description": self.description,
+            "protocol": self.protocol,
+            "source_network": self.source_network,
+            "description": self.description,
         }
         if self.port_range is not None:
             body["port_range"] = list(self.port_range)

@@ -18,16 +18,18 @@ DEFAULT_MIN_LAUNCH_INTERVAL = 12.0
 class RateLimiter:
     """Reserves send slots: each request waits until `min_request_interval` after the previous one."""
 
-    def __init__(self, min_request_interval: float = DEFAULT_MIN_REQUEST_INTERVAL,
-                 min_launch_interval: float = DEFAULT_MIN_LAUNCH_INTERVAL) -> None:
+    def __init__(
+        self,
+        min_request_interval: float = DEFAULT_MIN_REQUEST_INTERVAL,
+        min_launch_interval: float = DEFAULT_MIN_LAUNCH_INTERVAL,
+    ) -> None:
         self._lock = threading.Lock()
         self._next_request = 0.0
         self._next_launch = 0.0
         self.min_request_interval = min_request_interval
         self.min_launch_interval = min_launch_interval
 
-    def configure(self, *, min_request_interval: float | None = None,
-                  min_launch_interval: float | None = None) -> None:
+    def configure(self, *, min_request_interval: float | None = None, min_launch_interval: float | None = None) -> None:
         with self._lock:
             if min_request_interval is not None:
                 self.min_request_interval = max(0.0, float(min_request_interval))

@@ -69,8 +69,11 @@ def _was_sent(exc: requests.exceptions.RequestException) -> bool:
             name = type(seen).__name__
             if name in {"NewConnectionError", "ConnectionRefusedError", "NameResolutionError"}:
                 return False
-            seen = seen.__context__ or seen.__cause__ or (seen.args[0] if seen.args and isinstance(
-                seen.args[0], BaseException) else None)
+            seen = (
+                seen.__context__
+                or seen.__cause__
+                or (seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
+            )
     return True
 
 
@@ -85,21 +88,33 @@ def _retry_after(response: requests.Response) -> float | None:
 class Transport:
     """Sends one API request with pacing and retries; returns the `data` payload of the answer."""
 
-    def __init__(self, api_key: str, base_url: str | None = None, *, timeout: float = 30.0,
-                 limiter: RateLimiter | None = None, retry: RetryPolicy | None = None,
-                 session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str | None = None,
+        *,
+        timeout: float = 30.0,
+        limiter: RateLimiter | None = None,
+        retry: RetryPolicy | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
         if not api_key:
             raise ValueError(
                 "no Lambda API key: set the secret stack config `lambda:apiKey` "
-                "(pulumi config set --secret lambda:apiKey ...) or the LAMBDA_API_KEY environment variable")
+                "(pulumi config set --secret lambda:apiKey ...) or the LAMBDA_API_KEY environment variable"
+            )
         self.base_url = resolve_base_url(base_url)
         self.timeout = timeout
         self.limiter = limiter or shared_limiter()
         self.retry = retry or RetryPolicy()
         self._session = session or requests.Session()
-        self._session.headers.update({
-            "Authorization": f"Bearer {api_key}", "Accept": "application/json", "User-Agent": USER_AGENT,
-        })
+        self._session.headers.update(
+            {
+                "Authorization": f"Bearer {api_key}",
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+            }
+        )
 
     def __repr__(self) -> str:  # never show the key
         return f"Transport({self.base_url!r})"
@@ -107,8 +122,16 @@ class Transport:
     def close(self) -> None:
         self._session.close()
 
-    def request(self, method: str, path: str, *, body: Any = None, params: dict[str, str] | None = None,
-                idempotent: bool | None = None, launch: bool = False) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+        idempotent: bool | None = None,
+        launch: bool = False,
+    ) -> Any:
         if idempotent is None:
             idempotent = method.upper() in {"GET", "PUT", "DELETE", "HEAD"}
         attempt = 0
@@ -120,14 +143,14 @@ class Transport:
                 if not self._may_retry(exc, idempotent):
                     raise
                 wait = self.retry.delay(attempt, getattr(exc, "retry_after", None))
-                within_budget = (isinstance(exc, RateLimited)
-                                 and time.monotonic() - started + wait <= self.retry.rate_limit_budget)
+                within_budget = (
+                    isinstance(exc, RateLimited) and time.monotonic() - started + wait <= self.retry.rate_limit_budget
+                )
                 if attempt + 1 >= self.retry.attempts and not within_budget:
                     raise
                 if isinstance(exc, RateLimited):
                     self.limiter.penalize(wait)
-                log.info("%s %s failed (%s); retry %d in %.2fs", method, path, type(exc).__name__,
-                         attempt + 1, wait)
+                log.info("%s %s failed (%s); retry %d in %.2fs", method, path, type(exc).__name__, attempt + 1, wait)
                 time.sleep(wait)
                 attempt += 1
 
@@ -141,8 +164,7 @@ class Transport:
             return False
         return isinstance(exc, (ServerError, ConnectionFailed))
 
-    def _send_once(self, method: str, path: str, *, body: Any, params: dict[str, str] | None,
-                   launch: bool) -> Any:
+    def _send_once(self, method: str, path: str, *, body: Any, params: dict[str, str] | None, launch: bool) -> Any:
         self.limiter.acquire(launch=launch)
         url = self.base_url + path
         try:
@@ -155,15 +177,17 @@ class Transport:
                 self.limiter.finished_launch()
         log.debug("%s %s -> %d", method, path, response.status_code)
         if response.status_code >= 400:
-            error = error_from_response(response.status_code, response.content,
-                                        response.headers.get("Content-Type", ""), path)
+            error = error_from_response(
+                response.status_code, response.content, response.headers.get("Content-Type", ""), path
+            )
             error.retry_after = _retry_after(response)  # type: ignore[attr-defined]
             raise error
         try:
             payload = response.json() if response.content else {}
         except ValueError:
-            detail = describe_body(response.status_code, path, response.content,
-                                   response.headers.get("Content-Type", ""))
+            detail = describe_body(
+                response.status_code, path, response.content, response.headers.get("Content-Type", "")
+            )
             raise ServerError(f"answer is not JSON: {detail}", status=response.status_code) from None
         if isinstance(payload, dict) and "data" in payload:
             return payload["data"]

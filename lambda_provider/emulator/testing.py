@@ -257,8 +257,9 @@ def running_emulator(
         handle.stop()
 
 
-def wait_for(probe: Callable[[], Any], timeout: float = 30, message: str = "condition not reached",
-             interval: float = 0.02) -> Any:
+def wait_for(
+    probe: Callable[[], Any], timeout: float = 30, message: str = "condition not reached", interval: float = 0.02
+) -> Any:
     """Poll `probe` until it returns something truthy and return that (a lifecycle wait, not a speed assertion)."""
     deadline = time.monotonic() + timeout
     while True:

@@ -21,13 +21,24 @@ class FleetClockProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         created = datetime.now(UTC).isoformat(timespec="seconds")
-        return CreateResult(f"clock-{created}", {"max_hours": props["max_hours"], "created_at": created,
-                                                 "expires_at": expires_at(created, float(props["max_hours"]))})
+        return CreateResult(
+            f"clock-{created}",
+            {
+                "max_hours": props["max_hours"],
+                "created_at": created,
+                "expires_at": expires_at(created, float(props["max_hours"])),
+            },
+        )
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         created = olds["created_at"]
-        return UpdateResult({"max_hours": news["max_hours"], "created_at": created,
-                             "expires_at": expires_at(created, float(news["max_hours"]))})
+        return UpdateResult(
+            {
+                "max_hours": news["max_hours"],
+                "created_at": created,
+                "expires_at": expires_at(created, float(news["max_hours"])),
+            }
+        )
 
 
 class FleetClock(pulumi.dynamic.Resource, module="fleet", name="FleetClock"):
@@ -35,5 +46,6 @@ class FleetClock(pulumi.dynamic.Resource, module="fleet", name="FleetClock"):
     expires_at: pulumi.Output[str]
 
     def __init__(self, resource_name: str, *, max_hours: float, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(FleetClockProvider(), resource_name,
-                         {"max_hours": max_hours, "created_at": None, "expires_at": None}, opts)
+        super().__init__(
+            FleetClockProvider(), resource_name, {"max_hours": max_hours, "created_at": None, "expires_at": None}, opts
+        )

@@ -54,8 +54,9 @@ def master_port(config: FleetConfig, stack: str, repo_root: Path) -> int:
 
 
 class GpuFleet(pulumi.ComponentResource):
-    def __init__(self, name: str, config: FleetConfig, *, repo_root: Path,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, name: str, config: FleetConfig, *, repo_root: Path, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
         super().__init__("lambda-sae:fleet:GpuFleet", name, None, opts)
         stack = pulumi.get_stack()
         child = pulumi.ResourceOptions(parent=self)
@@ -72,24 +73,34 @@ class GpuFleet(pulumi.ComponentResource):
             key_path_hint = config.ssh_key.private_key_path or ""
 
         fs_cfg = config.filesystem
-        filesystem = Filesystem("filesystem", name=fs_cfg.name, region=fs_cfg.region, opts=pulumi.ResourceOptions(
-            parent=self, retain_on_delete=not fs_cfg.delete_on_destroy))
+        filesystem = Filesystem(
+            "filesystem",
+            name=fs_cfg.name,
+            region=fs_cfg.region,
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=not fs_cfg.delete_on_destroy),
+        )
         fs_mount = f"/lambda/nfs/{fs_cfg.name}"
 
         ruleset_ids: list[pulumi.Output[str]] = []
         if config.firewall_rules:
-            firewall = FirewallRuleset("firewall", name=f"{stack}-fleet", region=fs_cfg.region,
-                                       rules=list(config.firewall_rules), opts=child)
+            firewall = FirewallRuleset(
+                "firewall", name=f"{stack}-fleet", region=fs_cfg.region, rules=list(config.firewall_rules), opts=child
+            )
             ruleset_ids = [firewall.ruleset_id]  # attached at launch: adding or removing it replaces the nodes
 
         instances: list[tuple[str, Instance, int]] = []
         for group in config.node_groups:
             for index in range(group.count):
                 node_name = f"{group.name}-{index}"
-                inst = Instance(node_name, ssh_key_name=key.name, file_system_names=[filesystem.name],
-                                placements=[p.to_input() for p in group.placements],
-                                boot_timeout_seconds=group.boot_timeout_seconds, firewall_ruleset_ids=ruleset_ids,
-                                opts=child)
+                inst = Instance(
+                    node_name,
+                    ssh_key_name=key.name,
+                    file_system_names=[filesystem.name],
+                    placements=[p.to_input() for p in group.placements],
+                    boot_timeout_seconds=group.boot_timeout_seconds,
+                    firewall_ruleset_ids=ruleset_ids,
+                    opts=child,
+                )
                 instances.append((node_name, inst, 1 if config.training.allow_cpu else group.gpus_per_node))
 
         head = instances[0][1]
@@ -111,83 +122,170 @@ class GpuFleet(pulumi.ComponentResource):
             # connection would make every step look replaced.
             connection = pulumi.Output.all(inst.ip, inst.ssh_port, inst.ready, inst.status, private_key).apply(
                 lambda v, path=config.ssh_key.private_key_path: {
-                    "host": v[0], "port": int(v[1] or 22), "user": SSH_USER, "private_key": v[4],
-                    "private_key_path": path, "ready": v[2], "status": v[3]})
+                    "host": v[0],
+                    "port": int(v[1] or 22),
+                    "user": SSH_USER,
+                    "private_key": v[4],
+                    "private_key_path": path,
+                    "ready": v[2],
+                    "status": v[3],
+                }
+            )
             ready = NodeStep(
-                f"{node_name}-ready", node=node_name, step="ready gate", connection=connection,
-                create=scripts.READY, triggers=[inst.instance_id],
-                environment={"EXPECT_ARCH": inst.architecture.apply(expected_arch),
-                             "EXPECT_GPUS": inst.gpu_count, "EXPECT_GPU_MODEL": inst.gpu_description.apply(gpu_model),
-                             "FS_MOUNT": fs_mount},
-                timeout_seconds=120, connect_timeout_seconds=config.training.ready_timeout_seconds,
-                opts=pulumi.ResourceOptions.merge(node_opts, pulumi.ResourceOptions(depends_on=[inst])))
+                f"{node_name}-ready",
+                node=node_name,
+                step="ready gate",
+                connection=connection,
+                create=scripts.READY,
+                triggers=[inst.instance_id],
+                environment={
+                    "EXPECT_ARCH": inst.architecture.apply(expected_arch),
+                    "EXPECT_GPUS": inst.gpu_count,
+                    "EXPECT_GPU_MODEL": inst.gpu_description.apply(gpu_model),
+                    "FS_MOUNT": fs_mount,
+                },
+                timeout_seconds=120,
+                connect_timeout_seconds=config.training.ready_timeout_seconds,
+                opts=pulumi.ResourceOptions.merge(node_opts, pulumi.ResourceOptions(depends_on=[inst])),
+            )
             # Every later connection pins the host key the ready gate saw on this instance (trust on first use).
-            connection = pulumi.Output.all(connection, ready.host_key).apply(
-                lambda v: {**v[0], "host_key": v[1]})
+            connection = pulumi.Output.all(connection, ready.host_key).apply(lambda v: {**v[0], "host_key": v[1]})
             head_connection = connection if rank == 0 else head_connection
             setup = NodeStep(
-                f"{node_name}-setup", node=node_name, step="setup", connection=connection, create=scripts.SETUP,
-                upload={"local_dir": str(training_dir), "remote_dir": scripts.TRAINING_UPLOAD_DIR,
-                        "digest": upload_digest},
+                f"{node_name}-setup",
+                node=node_name,
+                step="setup",
+                connection=connection,
+                create=scripts.SETUP,
+                upload={
+                    "local_dir": str(training_dir),
+                    "remote_dir": scripts.TRAINING_UPLOAD_DIR,
+                    "digest": upload_digest,
+                },
                 environment={"FLEET_EXPECT_GPUS": inst.gpu_count, "FLEET_ALLOW_CPU": int(config.training.allow_cpu)},
-                triggers=[inst.instance_id], requires=[ready.ok], timeout_seconds=1800,
-                opts=pulumi.ResourceOptions.merge(node_opts, pulumi.ResourceOptions(depends_on=[ready])))
+                triggers=[inst.instance_id],
+                requires=[ready.ok],
+                timeout_seconds=1800,
+                opts=pulumi.ResourceOptions.merge(node_opts, pulumi.ResourceOptions(depends_on=[ready])),
+            )
             setups.append(setup)
-            launch_env = {"NODE_RANK": rank, "NNODES": len(instances), "NPROC": nproc, "MASTER_PORT": port,
-                          "FLEET_EXTRA_ENV": extra_env}
-            run_nodes.append(pulumi.Output.all(connection, head.private_ip).apply(
-                lambda v, node_name=node_name, env=launch_env: {
-                    "node": node_name, "connection": v[0], "environment": {**env, "MASTER_ADDR": v[1]}}))
-            node_outputs.append(pulumi.Output.all(inst.name, inst.instance_type, inst.region, inst.ip, inst.ssh_port,
-                                                  inst.private_ip).apply(
-                lambda v, node_name=node_name, rank=rank: {
-                    "node": node_name, "name": v[0], "type": v[1], "region": v[2], "ip": v[3],
-                    "private_ip": v[5], "node_rank": rank,
-                    "ssh": f"ssh -i {key_path_hint} -p {int(v[4] or 22)} {SSH_USER}@{v[3]}"}))
+            launch_env = {
+                "NODE_RANK": rank,
+                "NNODES": len(instances),
+                "NPROC": nproc,
+                "MASTER_PORT": port,
+                "FLEET_EXTRA_ENV": extra_env,
+            }
+            run_nodes.append(
+                pulumi.Output.all(connection, head.private_ip).apply(
+                    lambda v, node_name=node_name, env=launch_env: {
+                        "node": node_name,
+                        "connection": v[0],
+                        "environment": {**env, "MASTER_ADDR": v[1]},
+                    }
+                )
+            )
+            node_outputs.append(
+                pulumi.Output.all(
+                    inst.name, inst.instance_type, inst.region, inst.ip, inst.ssh_port, inst.private_ip
+                ).apply(
+                    lambda v, node_name=node_name, rank=rank: {
+                        "node": node_name,
+                        "name": v[0],
+                        "type": v[1],
+                        "region": v[2],
+                        "ip": v[3],
+                        "private_ip": v[5],
+                        "node_rank": rank,
+                        "ssh": f"ssh -i {key_path_hint} -p {int(v[4] or 22)} {SSH_USER}@{v[3]}",
+                    }
+                )
+            )
 
         world_size = sum(nproc for _, _, nproc in instances)
-        run = TrainingRun("training", nodes=run_nodes, node_ids=[inst.instance_id for _, inst, _ in instances],
-                          run_base=f"{fs_mount}/runs/{config.training.run_name}", trainer_config=train_config,
-                          world_size=world_size, code_digest=code_digest, master_port=port,
-                          wait_seconds=config.training.wait_minutes * 60.0,
-                          launch_timeout_seconds=config.training.launch_timeout_seconds,
-                          requires=[s.ok for s in setups],
-                          opts=pulumi.ResourceOptions(parent=self, depends_on=setups))
+        run = TrainingRun(
+            "training",
+            nodes=run_nodes,
+            node_ids=[inst.instance_id for _, inst, _ in instances],
+            run_base=f"{fs_mount}/runs/{config.training.run_name}",
+            trainer_config=train_config,
+            world_size=world_size,
+            code_digest=code_digest,
+            master_port=port,
+            wait_seconds=config.training.wait_minutes * 60.0,
+            launch_timeout_seconds=config.training.launch_timeout_seconds,
+            requires=[s.ok for s in setups],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=setups),
+        )
         clock = FleetClock("clock", max_hours=config.budget.max_hours, opts=child)
 
         self.nodes = pulumi.Output.all(*node_outputs)
         self.hourly_cost_usd = pulumi.Output.all(*[inst.price_cents_per_hour for _, inst, _ in instances]).apply(
-            fleet_hourly_usd)
+            fleet_hourly_usd
+        )
         self.projected_cost_usd = self.hourly_cost_usd.apply(lambda h: round(h * config.budget.max_hours, 2))
         self.expires_at = clock.expires_at
         self.created_at = clock.created_at
         self.training = run.training
         if config.probe.enabled:
             self.training = self._probe(config, instances[0][0], head, head_connection, run)
-        self.filesystem = pulumi.Output.all(filesystem.name, filesystem.region, run.run_dir).apply(lambda v: {
-            "name": v[0], "region": v[1], "mount_point": fs_mount, "run_dir": v[2],
-            "kept_on_destroy": not fs_cfg.delete_on_destroy})
-        self.torchrun = {"nnodes": len(instances), "nproc_per_node": instances[0][2], "master_port": port,
-                         "master_addr": head.private_ip}
+        self.filesystem = pulumi.Output.all(filesystem.name, filesystem.region, run.run_dir).apply(
+            lambda v: {
+                "name": v[0],
+                "region": v[1],
+                "mount_point": fs_mount,
+                "run_dir": v[2],
+                "kept_on_destroy": not fs_cfg.delete_on_destroy,
+            }
+        )
+        self.torchrun = {
+            "nnodes": len(instances),
+            "nproc_per_node": instances[0][2],
+            "master_port": port,
+            "master_addr": head.private_ip,
+        }
         self.ssh_private_key = pulumi.Output.secret(private_key) if private_key is not None else None
-        self.register_outputs({"nodes": self.nodes, "hourly_cost_usd": self.hourly_cost_usd,
-                               "projected_cost_usd": self.projected_cost_usd, "expires_at": self.expires_at,
-                               "training": self.training})
+        self.register_outputs(
+            {
+                "nodes": self.nodes,
+                "hourly_cost_usd": self.hourly_cost_usd,
+                "projected_cost_usd": self.projected_cost_usd,
+                "expires_at": self.expires_at,
+                "training": self.training,
+            }
+        )
 
-    def _probe(self, config: FleetConfig, node: str, head: Instance, connection: Any,
-               run: TrainingRun) -> pulumi.Output[dict[str, Any]]:
+    def _probe(
+        self, config: FleetConfig, node: str, head: Instance, connection: Any, run: TrainingRun
+    ) -> pulumi.Output[dict[str, Any]]:
         """PII probes on the head once `up` has waited for the run (training/probe/node_probe.sh); reruns when the
         run's directory or step changes; its span F1s join the training output as `probe`."""
         probe = config.probe
-        args = [*(["--data", probe.data] if probe.data else []), *(["--layers", *probe.layers] if probe.layers else []),
-                *(["--train-examples", str(probe.train_examples)] if probe.train_examples else []),
-                *(["--test-examples", str(probe.test_examples)] if probe.test_examples else [])]
-        step = NodeStep("probe", node=node, step="probe", connection=connection,
-                        create='bash "$HOME/lambda-sae/training/probe/node_probe.sh"', triggers=[head.instance_id],
-                        environment={"RUN_DIR": run.run_dir, "PROBE_ARGS": " ".join(args),
-                                     "RUN_STEP": run.training.apply(lambda t: (t or {}).get("step") or 0)},
-                        timeout_seconds=3600, describes={"probe": " ".join(args) or "defaults"},
-                        opts=pulumi.ResourceOptions(parent=self, depends_on=[run],
-                                                    additional_secret_outputs=["connection"]))
-        return pulumi.Output.all(run.training, step.result, step.error).apply(lambda v: {
-            **(v[0] or {}), "probe": {k: (v[1] or {}).get(k) for k in ("span_f1", "report")} | {"error": v[2]}})
+        args = [
+            *(["--data", probe.data] if probe.data else []),
+            *(["--layers", *probe.layers] if probe.layers else []),
+            *(["--train-examples", str(probe.train_examples)] if probe.train_examples else []),
+            *(["--test-examples", str(probe.test_examples)] if probe.test_examples else []),
+        ]
+        step = NodeStep(
+            "probe",
+            node=node,
+            step="probe",
+            connection=connection,
+            create='bash "$HOME/lambda-sae/training/probe/node_probe.sh"',
+            triggers=[head.instance_id],
+            environment={
+                "RUN_DIR": run.run_dir,
+                "PROBE_ARGS": " ".join(args),
+                "RUN_STEP": run.training.apply(lambda t: (t or {}).get("step") or 0),
+            },
+            timeout_seconds=3600,
+            describes={"probe": " ".join(args) or "defaults"},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[run], additional_secret_outputs=["connection"]),
+        )
+        return pulumi.Output.all(run.training, step.result, step.error).apply(
+            lambda v: {
+                **(v[0] or {}),
+                "probe": {k: (v[1] or {}).get(k) for k in ("span_f1", "report")} | {"error": v[2]},
+            }
+        )

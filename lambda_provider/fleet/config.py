@@ -25,7 +25,7 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 FILESYSTEM_NAME_PATTERN = re.compile(r"^[a-zA-Z]+[0-9a-zA-Z-]*$")
 MAX_NODES = 64  # a sane fleet: beyond it a typo (count: 100000) would launch, and bill, a small data centre
 # CPU architecture of the arm64 types, for catalogues that omit the undeclared `architecture` field (the client then
-# reads x86_64); the live catalogue says arm64 for these (shared/lambda-cloud/NOTES.md).
+# reads x86_64); the live catalogue says arm64 for these (../shared/lambda-cloud/NOTES.md).
 ARM64_TYPES = frozenset({"gpu_1x_gh200"})
 
 SCHEMA_DOC = """\
@@ -175,8 +175,18 @@ class _Reader:
             self.fail(f"{key}.{unknown}", "unknown key", f"use one of {', '.join(sorted(known))}")
         return raw
 
-    def number(self, raw: dict[str, Any], key: str, path: str, *, required: bool, default: float | None = None,
-               integer: bool = False, minimum: float = 0.0, strict: bool = True) -> Any:
+    def number(
+        self,
+        raw: dict[str, Any],
+        key: str,
+        path: str,
+        *,
+        required: bool,
+        default: float | None = None,
+        integer: bool = False,
+        minimum: float = 0.0,
+        strict: bool = True,
+    ) -> Any:
         value = raw.get(key)
         if value is None:
             if required:
@@ -193,8 +203,9 @@ class _Reader:
             return default
         return value
 
-    def string(self, raw: dict[str, Any], key: str, path: str, *, required: bool,
-               default: str | None = None) -> str | None:
+    def string(
+        self, raw: dict[str, Any], key: str, path: str, *, required: bool, default: str | None = None
+    ) -> str | None:
         value = raw.get(key)
         if value is None:
             if required:
@@ -218,34 +229,51 @@ def parse_fleet_config(raw: dict[str, Any], *, api_url: str | None, repo_root: P
     r = _Reader()
     target = raw.get("target")
     if target not in TARGETS:
-        r.fail("target", f"must be one of {', '.join(TARGETS)}, got {target!r}",
-               "set `lambda-sae:target: emulator` for the local emulator or `lambda` for a real account")
+        r.fail(
+            "target",
+            f"must be one of {', '.join(TARGETS)}, got {target!r}",
+            "set `lambda-sae:target: emulator` for the local emulator or `lambda` for a real account",
+        )
     elif target == "emulator" and api_url and not is_loopback_url(api_url):
-        r.fail("target", f"the stack targets the emulator but the API URL {api_url} is not a loopback address",
-               "point lambda:apiUrl / LAMBDA_API_URL at the local emulator (127.0.0.1) or set target: lambda")
+        r.fail(
+            "target",
+            f"the stack targets the emulator but the API URL {api_url} is not a loopback address",
+            "point lambda:apiUrl / LAMBDA_API_URL at the local emulator (127.0.0.1) or set target: lambda",
+        )
     elif target == "lambda" and api_url and is_loopback_url(api_url):
-        r.fail("target", f"the stack targets Lambda Cloud but the API URL {api_url} is loopback",
-               "set target: emulator, or unset lambda:apiUrl / LAMBDA_API_URL for the real API")
+        r.fail(
+            "target",
+            f"the stack targets Lambda Cloud but the API URL {api_url} is loopback",
+            "set target: emulator, or unset lambda:apiUrl / LAMBDA_API_URL for the real API",
+        )
 
     filesystem = _filesystem(r, raw.get("filesystem"))
     groups = _node_groups(r, raw.get("nodeGroups"), filesystem)
     ssh_key = _ssh_key(r, raw.get("sshKey"))
     budget_raw = r.mapping(raw.get("budget"), "budget", {"maxUsdPerHour", "maxHours"})
     if raw.get("budget") is None:
-        r.fail("budget", "missing", "set budget: {maxUsdPerHour: N, maxHours: H} so a forgotten fleet cannot bill "
-               "without limit")
-    budget = Budget(r.number(budget_raw, "maxUsdPerHour", "budget", required=True, default=0.0),
-                    r.number(budget_raw, "maxHours", "budget", required=True, default=0.0))
+        r.fail(
+            "budget",
+            "missing",
+            "set budget: {maxUsdPerHour: N, maxHours: H} so a forgotten fleet cannot bill without limit",
+        )
+    budget = Budget(
+        r.number(budget_raw, "maxUsdPerHour", "budget", required=True, default=0.0),
+        r.number(budget_raw, "maxHours", "budget", required=True, default=0.0),
+    )
     training = _training(r, raw.get("training"), repo_root, target == "emulator", budget.max_hours)
     if target == "lambda" and training.allow_cpu:
-        r.fail("training.allowCpu", "CPU training is only allowed on the emulator",
-               "remove training.allowCpu (real nodes must show their GPUs to torch)")
+        r.fail(
+            "training.allowCpu",
+            "CPU training is only allowed on the emulator",
+            "remove training.allowCpu (real nodes must show their GPUs to torch)",
+        )
     firewall = _firewall(r, raw.get("firewall"))
     probe = _probe(r, raw.get("probe"), training)
-    for unknown in sorted(set(raw) - {"target", "nodeGroups", "sshKey", "filesystem", "training", "budget",
-                                      "firewall", "probe"}):
-        r.fail(unknown, "unknown key", "use target, nodeGroups, sshKey, filesystem, training, budget, firewall, "
-               "probe")
+    for unknown in sorted(
+        set(raw) - {"target", "nodeGroups", "sshKey", "filesystem", "training", "budget", "firewall", "probe"}
+    ):
+        r.fail(unknown, "unknown key", "use target, nodeGroups, sshKey, filesystem, training, budget, firewall, probe")
     if not r.problems:
         _check_world(r, groups, training)
     if r.problems:
@@ -259,17 +287,25 @@ def _probe(r: _Reader, raw: Any, training: TrainingConfig) -> ProbeConfig:
     enabled = r.boolean(m, "enabled", "probe", False)
     layers = m.get("layers") or []
     if not isinstance(layers, list) or not all(isinstance(x, (str, int)) for x in layers):
-        r.fail("probe.layers", f"expected a list of hf_layer names or numbers, got {layers!r}",
-               "set probe.layers: [model.layers.19] or remove it (every SAE of the run)")
+        r.fail(
+            "probe.layers",
+            f"expected a list of hf_layer names or numbers, got {layers!r}",
+            "set probe.layers: [model.layers.19] or remove it (every SAE of the run)",
+        )
         layers = []
     train_n = r.number(m, "trainExamples", "probe", required=False, integer=True)
     test_n = r.number(m, "testExamples", "probe", required=False, integer=True)
     if enabled and training.wait_minutes <= 0:
-        r.fail("probe.enabled", "the probe runs on the finished run, but training.waitMinutes is 0 (up does not "
-               "wait for the run to finish)", "set training.waitMinutes to the minutes the run needs, or set "
-               "probe.enabled: false and run `python -m training.probe --sae RUN_DIR` on the head node later")
-    return ProbeConfig(enabled, r.string(m, "data", "probe", required=False), tuple(str(x) for x in layers),
-                       train_n, test_n)
+        r.fail(
+            "probe.enabled",
+            "the probe runs on the finished run, but training.waitMinutes is 0 (up does not "
+            "wait for the run to finish)",
+            "set training.waitMinutes to the minutes the run needs, or set "
+            "probe.enabled: false and run `python -m training.probe --sae RUN_DIR` on the head node later",
+        )
+    return ProbeConfig(
+        enabled, r.string(m, "data", "probe", required=False), tuple(str(x) for x in layers), train_n, test_n
+    )
 
 
 def _firewall(r: _Reader, raw: Any) -> tuple[dict[str, Any], ...] | None:
@@ -278,21 +314,30 @@ def _firewall(r: _Reader, raw: Any) -> tuple[dict[str, Any], ...] | None:
     m = r.mapping(raw, "firewall", {"rules"})
     rules_raw = m.get("rules")
     if not isinstance(rules_raw, list) or not rules_raw:
-        r.fail("firewall.rules", "missing or empty", "list the inbound rules, e.g. [{protocol: tcp, portRange: "
-               "[22, 22], sourceNetwork: 203.0.113.7/32, description: ssh}], or remove firewall")
+        r.fail(
+            "firewall.rules",
+            "missing or empty",
+            "list the inbound rules, e.g. [{protocol: tcp, portRange: "
+            "[22, 22], sourceNetwork: 203.0.113.7/32, description: ssh}], or remove firewall",
+        )
         return None
-    renamed = [{API_RULE_KEYS.get(k, k): v for k, v in rule.items()} if isinstance(rule, dict) else rule
-               for rule in rules_raw]
+    renamed = [
+        {API_RULE_KEYS.get(k, k): v for k, v in rule.items()} if isinstance(rule, dict) else rule for rule in rules_raw
+    ]
     rules, problems = normalize_rules(renamed)
     for problem in problems:
         where, _, what = problem.partition(": ")
         for api_key, config_key in ((v, k) for k, v in API_RULE_KEYS.items()):
             where, what = where.replace(api_key, config_key), what.replace(api_key, config_key)
         r.fail(f"firewall.{where}", what, "see lambda-sae:firewall in README")
-    if not problems and not any(rule["protocol"] in ("tcp", "all") and rule["port_range"][0] <= 22
-                                <= rule["port_range"][1] for rule in rules):
-        r.fail("firewall.rules", "no rule allows SSH (tcp 22), which every node step uses",
-               "add {protocol: tcp, portRange: [22, 22], sourceNetwork: <where pulumi runs>/32, description: ssh}")
+    if not problems and not any(
+        rule["protocol"] in ("tcp", "all") and rule["port_range"][0] <= 22 <= rule["port_range"][1] for rule in rules
+    ):
+        r.fail(
+            "firewall.rules",
+            "no rule allows SSH (tcp 22), which every node step uses",
+            "add {protocol: tcp, portRange: [22, 22], sourceNetwork: <where pulumi runs>/32, description: ssh}",
+        )
     return tuple(rules) if not problems else None
 
 
@@ -304,16 +349,22 @@ def _filesystem(r: _Reader, raw: Any) -> FilesystemConfig | None:
     name = r.string(m, "name", "filesystem", required=True)
     region = r.string(m, "region", "filesystem", required=True)
     if name and (len(name) > 60 or not FILESYSTEM_NAME_PATTERN.match(name)):
-        r.fail("filesystem.name", f"{name!r} is not a valid filesystem name",
-               "start with a letter; letters, digits and '-' only; at most 60 characters")
+        r.fail(
+            "filesystem.name",
+            f"{name!r} is not a valid filesystem name",
+            "start with a letter; letters, digits and '-' only; at most 60 characters",
+        )
     delete = r.boolean(m, "deleteOnDestroy", "filesystem", False)
     return FilesystemConfig(name or "", region or "", delete) if name and region else None
 
 
 def _node_groups(r: _Reader, raw: Any, filesystem: FilesystemConfig | None) -> list[NodeGroup]:
     if not isinstance(raw, list) or not raw:
-        r.fail("nodeGroups", "missing or empty", "set nodeGroups: [{name: gpu, count: 1, placements: "
-               "[{instanceType: gpu_1x_gh200, region: us-east-3}]}]")
+        r.fail(
+            "nodeGroups",
+            "missing or empty",
+            "set nodeGroups: [{name: gpu, count: 1, placements: [{instanceType: gpu_1x_gh200, region: us-east-3}]}]",
+        )
         return []
     groups: list[NodeGroup] = []
     seen: set[str] = set()
@@ -322,8 +373,11 @@ def _node_groups(r: _Reader, raw: Any, filesystem: FilesystemConfig | None) -> l
         m = r.mapping(item, path, {"name", "count", "placements", "bootTimeoutSeconds"})
         name = r.string(m, "name", path, required=True) or f"group{index}"
         if not NAME_PATTERN.match(name):
-            r.fail(f"{path}.name", f"{name!r} is not a valid group name", "lowercase letters, digits and '-', "
-                   "starting with a letter, at most 31 characters")
+            r.fail(
+                f"{path}.name",
+                f"{name!r} is not a valid group name",
+                "lowercase letters, digits and '-', starting with a letter, at most 31 characters",
+            )
         if name in seen:
             r.fail(f"{path}.name", f"duplicate group name {name!r}", "give every node group its own name")
         seen.add(name)
@@ -332,17 +386,24 @@ def _node_groups(r: _Reader, raw: Any, filesystem: FilesystemConfig | None) -> l
         placements = _placements(r, m.get("placements"), f"{path}.placements", filesystem)
         gpus = {gpus_of_type(p.instance_type) for p in placements}
         if len(gpus) > 1:
-            r.fail(f"{path}.placements", f"acceptable types have different GPU counts {sorted(g or 0 for g in gpus)}",
-                   "list only types with the same GPU count in one group (the torchrun world must not change)")
-        groups.append(NodeGroup(name, int(count or 0), tuple(placements), next(iter(gpus), 1) or 1,
-                                float(boot) if boot else None))
+            r.fail(
+                f"{path}.placements",
+                f"acceptable types have different GPU counts {sorted(g or 0 for g in gpus)}",
+                "list only types with the same GPU count in one group (the torchrun world must not change)",
+            )
+        groups.append(
+            NodeGroup(name, int(count or 0), tuple(placements), next(iter(gpus), 1) or 1, float(boot) if boot else None)
+        )
     return groups
 
 
 def _placements(r: _Reader, raw: Any, path: str, filesystem: FilesystemConfig | None) -> list[Placement]:
     if not isinstance(raw, list) or not raw:
-        r.fail(path, "missing or empty", f"set {path}: [{{instanceType: gpu_1x_gh200, region: us-east-3}}, ...] in "
-               "preference order")
+        r.fail(
+            path,
+            "missing or empty",
+            f"set {path}: [{{instanceType: gpu_1x_gh200, region: us-east-3}}, ...] in preference order",
+        )
         return []
     out = []
     for index, item in enumerate(raw):
@@ -350,11 +411,17 @@ def _placements(r: _Reader, raw: Any, path: str, filesystem: FilesystemConfig | 
         itype = r.string(m, "instanceType", f"{path}[{index}]", required=True)
         region = r.string(m, "region", f"{path}[{index}]", required=False)
         if itype and gpus_of_type(itype) is None:
-            r.fail(f"{path}[{index}].instanceType", f"{itype!r} is not a Lambda instance type name",
-                   "use a name like gpu_1x_gh200 or gpu_1x_a100_sxm4 (GET /instance-types lists them)")
+            r.fail(
+                f"{path}[{index}].instanceType",
+                f"{itype!r} is not a Lambda instance type name",
+                "use a name like gpu_1x_gh200 or gpu_1x_a100_sxm4 (GET /instance-types lists them)",
+            )
         if filesystem and region and region != filesystem.region:
-            r.fail(f"{path}[{index}].region", f"{region} differs from the filesystem region {filesystem.region}",
-                   "instances mount only filesystems of their own region: use the filesystem's region")
+            r.fail(
+                f"{path}[{index}].region",
+                f"{region} differs from the filesystem region {filesystem.region}",
+                "instances mount only filesystems of their own region: use the filesystem's region",
+            )
         if itype:
             out.append(Placement(itype, region or (filesystem.region if filesystem else None)))
     return out
@@ -367,22 +434,34 @@ def _ssh_key(r: _Reader, raw: Any) -> SshKeyConfig:
     private = r.string(m, "privateKeyPath", "sshKey", required=False)
     if public is None:
         if private is not None:
-            r.fail("sshKey.privateKeyPath", "given without publicKeyPath", "set sshKey.publicKeyPath too, or drop "
-                   "both to generate a key pair")
+            r.fail(
+                "sshKey.privateKeyPath",
+                "given without publicKeyPath",
+                "set sshKey.publicKeyPath too, or drop both to generate a key pair",
+            )
         return SshKeyConfig(name)
     public_path = Path(public).expanduser()
     private = private or (public[:-4] if public.endswith(".pub") else None)
     private_path = Path(private).expanduser() if private else None
     public_ok = public_path.is_file()
     if not public_ok:
-        r.fail("sshKey.publicKeyPath", f"{public_path} does not exist", "create it (ssh-keygen -t ed25519) or "
-               "remove sshKey.publicKeyPath to generate a key pair")
+        r.fail(
+            "sshKey.publicKeyPath",
+            f"{public_path} does not exist",
+            "create it (ssh-keygen -t ed25519) or remove sshKey.publicKeyPath to generate a key pair",
+        )
     if private_path is None:
-        r.fail("sshKey.privateKeyPath", "cannot be derived (publicKeyPath does not end in .pub)",
-               "set sshKey.privateKeyPath to the private half")
+        r.fail(
+            "sshKey.privateKeyPath",
+            "cannot be derived (publicKeyPath does not end in .pub)",
+            "set sshKey.privateKeyPath to the private half",
+        )
     elif not private_path.is_file():
-        r.fail("sshKey.privateKeyPath", f"{private_path} does not exist",
-               "point it at the private key of publicKeyPath: the fleet logs in with it")
+        r.fail(
+            "sshKey.privateKeyPath",
+            f"{private_path} does not exist",
+            "point it at the private key of publicKeyPath: the fleet logs in with it",
+        )
     elif public_ok:
         _check_key_pair(r, public_path, private_path)
     return SshKeyConfig(name, str(public_path), str(private_path) if private_path else None)
@@ -394,10 +473,13 @@ def _check_key_pair(r: _Reader, public_path: Path, private_path: Path) -> None:
     public_key = _public_key(r, public_path, derive)
     private_key = _private_key(r, private_path)
     if public_key is not None and private_key is not None and private_key.public_data != public_key.public_data:
-        r.fail("sshKey.privateKeyPath", f"{private_path} (key {private_key.get_fingerprint()}) is not the private "
-               f"half of sshKey.publicKeyPath {public_path} (key {public_key.get_fingerprint()}): the nodes would "
-               "refuse the login", f"point privateKeyPath at the matching private key, or rewrite the public half "
-               f"from this one: `{derive}`")
+        r.fail(
+            "sshKey.privateKeyPath",
+            f"{private_path} (key {private_key.get_fingerprint()}) is not the private "
+            f"half of sshKey.publicKeyPath {public_path} (key {public_key.get_fingerprint()}): the nodes would "
+            "refuse the login",
+            f"point privateKeyPath at the matching private key, or rewrite the public half from this one: `{derive}`",
+        )
 
 
 def _public_key(r: _Reader, path: Path, derive: str) -> asyncssh.SSHKey | None:
@@ -407,18 +489,27 @@ def _public_key(r: _Reader, path: Path, derive: str) -> asyncssh.SSHKey | None:
         r.fail("sshKey.publicKeyPath", f"cannot read {path}: {exc}", f"make it readable: chmod 644 {path}")
         return None
     if "PRIVATE KEY" in text:
-        r.fail("sshKey.publicKeyPath", f"{path} holds a private key, which would be uploaded to Lambda",
-               f"point publicKeyPath at the public half (`{derive}` writes it)")
+        r.fail(
+            "sshKey.publicKeyPath",
+            f"{path} holds a private key, which would be uploaded to Lambda",
+            f"point publicKeyPath at the public half (`{derive}` writes it)",
+        )
         return None
     try:
         key = asyncssh.import_public_key(text)
     except (asyncssh.KeyImportError, ValueError) as exc:
-        r.fail("sshKey.publicKeyPath", f"{path} is not an SSH public key ({exc})",
-               f"write the public half of your private key there: `{derive}`")
+        r.fail(
+            "sshKey.publicKeyPath",
+            f"{path} is not an SSH public key ({exc})",
+            f"write the public half of your private key there: `{derive}`",
+        )
         return None
     if len(text.splitlines()) != 1:
-        r.fail("sshKey.publicKeyPath", f"{path} is not one OpenSSH `type base64 comment` line, the form Lambda "
-               "accepts", f"rewrite it in OpenSSH form: `{derive}`")
+        r.fail(
+            "sshKey.publicKeyPath",
+            f"{path} is not one OpenSSH `type base64 comment` line, the form Lambda accepts",
+            f"rewrite it in OpenSSH form: `{derive}`",
+        )
         return None
     return key
 
@@ -428,35 +519,60 @@ def _private_key(r: _Reader, path: Path) -> asyncssh.SSHKey | None:
         return asyncssh.read_private_key(str(path))
     except (asyncssh.KeyImportError, ValueError) as exc:
         if "assphrase" in str(exc):
-            r.fail("sshKey.privateKeyPath", f"{path} is passphrase-protected; the fleet logs in unattended and "
-                   "cannot ask for it", f"remove the passphrase (`ssh-keygen -p -N '' -f {path}`) or make a key "
-                   "pair without one (ssh-keygen -t ed25519 -N '' -f ~/.ssh/lambda-sae)")
+            r.fail(
+                "sshKey.privateKeyPath",
+                f"{path} is passphrase-protected; the fleet logs in unattended and cannot ask for it",
+                f"remove the passphrase (`ssh-keygen -p -N '' -f {path}`) or make a key "
+                "pair without one (ssh-keygen -t ed25519 -N '' -f ~/.ssh/lambda-sae)",
+            )
         else:
-            r.fail("sshKey.privateKeyPath", f"{path} is not an SSH private key ({exc})",
-                   "point it at the private half of sshKey.publicKeyPath: the fleet logs in with it")
+            r.fail(
+                "sshKey.privateKeyPath",
+                f"{path} is not an SSH private key ({exc})",
+                "point it at the private half of sshKey.publicKeyPath: the fleet logs in with it",
+            )
     except OSError as exc:
         r.fail("sshKey.privateKeyPath", f"cannot read {path}: {exc}", f"make it readable: chmod 600 {path}")
     return None
 
 
 def _training(r: _Reader, raw: Any, repo_root: Path, emulator: bool, max_hours: float) -> TrainingConfig:
-    m = r.mapping(raw, "training", {"config", "overrides", "runName", "allowCpu", "waitMinutes", "masterPort",
-                                    "readyTimeoutSeconds", "launchTimeoutSeconds", "allowMixedArchitectures"})
+    m = r.mapping(
+        raw,
+        "training",
+        {
+            "config",
+            "overrides",
+            "runName",
+            "allowCpu",
+            "waitMinutes",
+            "masterPort",
+            "readyTimeoutSeconds",
+            "launchTimeoutSeconds",
+            "allowMixedArchitectures",
+        },
+    )
     config = r.string(m, "config", "training", required=False)
     if config is not None:
         path = repo_root / config
         if Path(config).is_absolute() or not path.resolve().is_relative_to((repo_root / "training").resolve()):
-            r.fail("training.config", f"{config} is not under training/", "put the trainer config under "
-                   "training/configs/ (training/ is what gets copied to the nodes) or use training.overrides")
+            r.fail(
+                "training.config",
+                f"{config} is not under training/",
+                "put the trainer config under "
+                "training/configs/ (training/ is what gets copied to the nodes) or use training.overrides",
+            )
         elif not path.is_file():
-            r.fail("training.config", f"{path} does not exist", "point it at a YAML file, e.g. "
-                   "training/configs/tiny-cpu.yaml")
+            r.fail(
+                "training.config",
+                f"{path} does not exist",
+                "point it at a YAML file, e.g. training/configs/tiny-cpu.yaml",
+            )
         else:
             _check_trainer_file(r, path)
     overrides = m.get("overrides") or {}
     if not isinstance(overrides, dict):
-        r.fail("training.overrides", "expected a mapping", "write trainer keys as key: value (see "
-               "training/config.py)")
+        r.fail("training.overrides", "expected a mapping", "write trainer keys as key: value (see training/config.py)")
         overrides = {}
     run_name = r.string(m, "runName", "training", required=False, default="sae") or "sae"
     if not NAME_PATTERN.match(run_name):
@@ -469,8 +585,9 @@ def _training(r: _Reader, raw: Any, repo_root: Path, emulator: bool, max_hours: 
     mixed = r.boolean(m, "allowMixedArchitectures", "training", False)
     if not r.problems:
         _check_trainer_keys(r, repo_root / config if config else None, overrides)
-    return TrainingConfig(config, dict(overrides), run_name, allow_cpu, float(wait), int(port), float(ready),
-                          float(launch), mixed)
+    return TrainingConfig(
+        config, dict(overrides), run_name, allow_cpu, float(wait), int(port), float(ready), float(launch), mixed
+    )
 
 
 def _check_trainer_file(r: _Reader, path: Path) -> None:
@@ -496,16 +613,22 @@ def _check_trainer_keys(r: _Reader, config_path: Path | None, overrides: dict[st
     try:
         build_config(config_path, overrides)
     except ConfigError as exc:
-        r.fail("training.overrides", f"the trainer rejects the config: {exc}", "fix that trainer key (the message "
-               "names it); keys are the fields of training/config.py")
+        r.fail(
+            "training.overrides",
+            f"the trainer rejects the config: {exc}",
+            "fix that trainer key (the message names it); keys are the fields of training/config.py",
+        )
 
 
 def _check_world(r: _Reader, groups: list[NodeGroup], training: TrainingConfig) -> None:
     # No batch-size check: the trainer splits a batch unevenly over the ranks when it must.
     nproc = {1 if training.allow_cpu else g.gpus_per_node for g in groups}
     if len(nproc) > 1:
-        r.fail("nodeGroups", f"groups have different GPUs per node {sorted(nproc)}",
-               "use one GPU count across all groups (one torchrun world)")
+        r.fail(
+            "nodeGroups",
+            f"groups have different GPUs per node {sorted(nproc)}",
+            "use one GPU count across all groups (one torchrun world)",
+        )
 
 
 def plan_problems(config: FleetConfig, architectures: Mapping[str, str]) -> list[str]:
@@ -530,8 +653,11 @@ def _check_size(r: _Reader, groups: tuple[NodeGroup, ...]) -> None:
     counted = [(f"nodeGroups[{i}].count", g.count) for i, g in enumerate(groups) if g.count]
     keys = [key for key, _ in counted]
     detail = " + ".join(f"{key} {count}" for key, count in counted)
-    r.fail(" + ".join(keys), f"{total} nodes in all ({detail}), over the bound of {MAX_NODES} nodes per fleet",
-           f"lower {' / '.join(keys)} to at most {MAX_NODES} nodes in all")
+    r.fail(
+        " + ".join(keys),
+        f"{total} nodes in all ({detail}), over the bound of {MAX_NODES} nodes per fleet",
+        f"lower {' / '.join(keys)} to at most {MAX_NODES} nodes in all",
+    )
 
 
 def _check_architectures(r: _Reader, config: FleetConfig, architectures: Mapping[str, str]) -> None:
@@ -552,7 +678,11 @@ def _check_architectures(r: _Reader, config: FleetConfig, architectures: Mapping
         return
     key = f"nodeGroups[{spanning[0]}].placements" if len(spanning) == 1 else "nodeGroups"
     listed = "; ".join(f"{arch}: {', '.join(names)}" for arch, names in sorted(types_of.items()))
-    r.fail(key, f"the acceptable placements span CPU architectures ({listed}), so one torchrun world could mix "
-           "arm64 and x86_64 nodes: each architecture needs its own wheel set, and ranks on different CPUs and GPU "
-           "generations do not compute the same numerics", "list placements of one architecture only, or set "
-           "training.allowMixedArchitectures: true to accept a mixed world")
+    r.fail(
+        key,
+        f"the acceptable placements span CPU architectures ({listed}), so one torchrun world could mix "
+        "arm64 and x86_64 nodes: each architecture needs its own wheel set, and ranks on different CPUs and GPU "
+        "generations do not compute the same numerics",
+        "list placements of one architecture only, or set "
+        "training.allowMixedArchitectures: true to accept a mixed world",
+    )

@@ -32,14 +32,17 @@ def plan_cost(config: FleetConfig, catalogue: Mapping[str, InstanceTypeAvailabil
         for placement in group.placements:
             item = catalogue.get(placement.instance_type)
             if item is None:
-                raise ValueError(f"nodeGroups {group.name}: instance type {placement.instance_type!r} is not in the "
-                                 f"catalogue; known types: {', '.join(sorted(catalogue))}")
+                raise ValueError(
+                    f"nodeGroups {group.name}: instance type {placement.instance_type!r} is not in the "
+                    f"catalogue; known types: {', '.join(sorted(catalogue))}"
+                )
             prices[placement.instance_type] = item.instance_type.price_cents_per_hour / 100.0
         worst_type = max(prices, key=lambda t: prices[t])
         group_hourly = group.count * prices[worst_type]
         hourly += group_hourly
-        lines.append(f"{group.name}: {group.count} x up to ${prices[worst_type]:.2f}/h ({worst_type}) = "
-                     f"${group_hourly:.2f}/h")
+        lines.append(
+            f"{group.name}: {group.count} x up to ${prices[worst_type]:.2f}/h ({worst_type}) = ${group_hourly:.2f}/h"
+        )
     return PlanCost(round(hourly, 2), config.budget.max_hours, tuple(lines))
 
 
@@ -50,7 +53,8 @@ def check_budget(config: FleetConfig, cost: PlanCost) -> None:
             f"the plan costs up to ${cost.hourly_usd:.2f}/h, over budget.maxUsdPerHour ${budget.max_usd_per_hour:.2f}"
             f"/h ({'; '.join(cost.lines)}); projected ${cost.projected_usd:.2f} over budget.maxHours "
             f"{budget.max_hours:g} h. Nothing was launched. Lower nodeGroups[*].count, drop expensive placements, "
-            "or raise budget.maxUsdPerHour")
+            "or raise budget.maxUsdPerHour"
+        )
 
 
 def fleet_hourly_usd(price_cents_per_hour: list[int | float | None]) -> float:

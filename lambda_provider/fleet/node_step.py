@@ -10,7 +10,7 @@ tail. `read` (refresh) drops the step when its node is gone and re-runs the opti
 A failed step is recorded, not raised: `ok: false` and `error` (naming the node, the step and the cause) are its
 outputs, the program turns them into an error diagnostic (so `pulumi up` fails), later steps of the node are skipped,
 and the next `up` runs the step again. Why: with this toolchain, a provider exception while dependents are still
-registering leaves the Python program hanging (see tests/fleet/README.md); recorded failures also keep what a step
+registering leaves the Python program hanging; recorded failures also keep what a step
 found on the node visible in state.
 """
 
@@ -55,13 +55,13 @@ def parse_result(output: str) -> dict[str, Any]:
     for line in output.splitlines():
         if line.startswith("@fleet-json "):
             try:
-                loaded = json.loads(line[len("@fleet-json "):])
+                loaded = json.loads(line[len("@fleet-json ") :])
             except ValueError:
                 continue
             if isinstance(loaded, dict):
                 result.update(loaded)
         elif line.startswith("@fleet "):
-            key, _, value = line[len("@fleet "):].partition("=")
+            key, _, value = line[len("@fleet ") :].partition("=")
             result[key.strip()] = value.strip()
     return result
 
@@ -93,8 +93,10 @@ def with_environment(script: str, environment: dict[str, Any] | None) -> str:
 def upload_command(remote_dir: str) -> str:
     """Unpack a tarball from stdin into `remote_dir` (replaced as a whole, so deleted files disappear too)."""
     quoted = remote_dir if remote_dir.startswith("$") else shlex.quote(remote_dir)
-    return (f'd={quoted}; mkdir -p "$(dirname "$d")" && rm -rf "$d.new" && mkdir "$d.new" && '
-            f'tar -xzf - -C "$d.new" && rm -rf "$d" && mv "$d.new" "$d"')
+    return (
+        f'd={quoted}; mkdir -p "$(dirname "$d")" && rm -rf "$d.new" && mkdir "$d.new" && '
+        f'tar -xzf - -C "$d.new" && rm -rf "$d" && mv "$d.new" "$d"'
+    )
 
 
 def directory_digest(local_dir: Path, skip: tuple[str, ...] = ()) -> str:
@@ -126,12 +128,28 @@ class NodeStepProvider(ResourceProvider):
             replaces.append("connection")
         if olds.get("triggers") != news.get("triggers") or is_unknown(news.get("triggers")):
             replaces.append("triggers")
-        changed = [k for k in ("create", "update", "delete", "read", "environment", "upload", "timeout_seconds",
-                               "requires", "describes") if olds.get(k) != news.get(k)]
+        changed = [
+            k
+            for k in (
+                "create",
+                "update",
+                "delete",
+                "read",
+                "environment",
+                "upload",
+                "timeout_seconds",
+                "requires",
+                "describes",
+            )
+            if olds.get(k) != news.get(k)
+        ]
         connection_changed = olds.get("connection") != news.get("connection")
         needs_rerun = bool((olds.get("result") or {}).get("needs_rerun")) or olds.get("ok") is False
-        return DiffResult(changes=bool(replaces or changed or connection_changed or needs_rerun),
-                          replaces=replaces, delete_before_replace=True)
+        return DiffResult(
+            changes=bool(replaces or changed or connection_changed or needs_rerun),
+            replaces=replaces,
+            delete_before_replace=True,
+        )
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         outs = self._outcome(props, props["create"])
@@ -152,15 +170,26 @@ class NodeStepProvider(ResourceProvider):
         try:
             return self._run(props, script)
         except Exception as exc:  # noqa: BLE001 - recorded as the step's error (see the module docstring)
-            message = str(exc) if isinstance(exc, StepFailed) else (
-                f"node {props['node']}: {props['step']}: {type(exc).__name__}: {exc}")
+            message = (
+                str(exc)
+                if isinstance(exc, StepFailed)
+                else (f"node {props['node']}: {props['step']}: {type(exc).__name__}: {exc}")
+            )
             return self._failed(props, message)
 
     @staticmethod
     def _failed(props: dict[str, Any], error: str, skipped: bool = False) -> dict[str, Any]:
         outs = {k: v for k, v in props.items() if k != "__provider"}
-        outs.update({"ok": False, "error": error, "skipped": skipped, "result": {"needs_rerun": True},
-                     "output_tail": None, "exit_status": None})
+        outs.update(
+            {
+                "ok": False,
+                "error": error,
+                "skipped": skipped,
+                "result": {"needs_rerun": True},
+                "output_tail": None,
+                "exit_status": None,
+            }
+        )
         return outs
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
@@ -196,9 +225,11 @@ class NodeStepProvider(ResourceProvider):
         node, step = props["node"], props["step"]
         raw_conn = props["connection"]
         if raw_conn.get("ready") is False or not raw_conn.get("host"):
-            raise StepFailed(f"node {node}: {step}: the instance is not ready (status "
-                             f"{raw_conn.get('status') or 'unknown'}, ip {raw_conn.get('host') or 'none yet'}); "
-                             "see the instance's boot_error")
+            raise StepFailed(
+                f"node {node}: {step}: the instance is not ready (status "
+                f"{raw_conn.get('status') or 'unknown'}, ip {raw_conn.get('host') or 'none yet'}); "
+                "see the instance's boot_error"
+            )
         conn = Connection.from_props(raw_conn)
         upload = props.get("upload") or None
         stdin = None
@@ -207,25 +238,39 @@ class NodeStepProvider(ResourceProvider):
             stdin = tar_directory(Path(upload["local_dir"]))
             command = upload_command(upload["remote_dir"]) + " && {\n" + command + "\n}"
         try:
-            result, host_key = asyncio.run(_connect_and_run(conn, command, stdin, _timeout(props),
-                                                            float(props.get("connect_timeout_seconds") or 60.0)))
+            result, host_key = asyncio.run(
+                _connect_and_run(
+                    conn, command, stdin, _timeout(props), float(props.get("connect_timeout_seconds") or 60.0)
+                )
+            )
         except NodeUnreachable as exc:
             raise StepFailed(f"node {node}: {step}: node not reachable: {exc}") from None
         except (HostKeyMismatch, AuthenticationRefused) as exc:
             raise StepFailed(f"node {node}: {step}: {exc}") from None
         if result.exit_status != 0:
-            raise StepFailed(f"node {node}: {step} failed (exit {result.exit_status}): "
-                             f"{failure_cause(result.output_tail)}\n--- output tail ---\n"
-                             f"{visible_tail(result.output_tail, 2000)}")
+            raise StepFailed(
+                f"node {node}: {step} failed (exit {result.exit_status}): "
+                f"{failure_cause(result.output_tail)}\n--- output tail ---\n"
+                f"{visible_tail(result.output_tail, 2000)}"
+            )
         outs = {k: v for k, v in props.items() if k != "__provider"}
-        outs.update({"result": parse_result(result.output_tail), "output_tail": visible_tail(result.output_tail),
-                     "exit_status": result.exit_status, "ok": True, "error": None, "skipped": False,
-                     "host_key": host_key})
+        outs.update(
+            {
+                "result": parse_result(result.output_tail),
+                "output_tail": visible_tail(result.output_tail),
+                "exit_status": result.exit_status,
+                "ok": True,
+                "error": None,
+                "skipped": False,
+                "host_key": host_key,
+            }
+        )
         return outs
 
 
-async def _connect_and_run(conn: Connection, command: str, stdin: bytes | None, timeout: float,
-                           connect_timeout: float) -> tuple[RemoteResult, str | None]:
+async def _connect_and_run(
+    conn: Connection, command: str, stdin: bytes | None, timeout: float, connect_timeout: float
+) -> tuple[RemoteResult, str | None]:
     """The command's result and the host key the node presented (pinned, or seen for the first time)."""
     ssh = await connect(conn, connect_timeout)
     async with ssh:
@@ -254,21 +299,51 @@ class NodeStep(Resource, module="fleet", name="NodeStep"):
     skipped: pulumi.Output[bool]
     host_key: pulumi.Output[str | None]  # the node's SSH host key as this step saw it (the ready gate's is pinned)
 
-    def __init__(self, resource_name: str, *, node: str, step: str, connection: pulumi.Input[dict[str, Any]],
-                 create: pulumi.Input[str], update: pulumi.Input[str] | None = None,
-                 delete: pulumi.Input[str] | None = None, read: pulumi.Input[str] | None = None,
-                 environment: pulumi.Input[dict[str, Any]] | None = None, upload: dict[str, str] | None = None,
-                 triggers: pulumi.Input[list[Any]] | None = None, requires: list[Any] | None = None,
-                 timeout_seconds: float = 600.0, connect_timeout_seconds: float = 60.0,
-                 describes: dict[str, Any] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        node: str,
+        step: str,
+        connection: pulumi.Input[dict[str, Any]],
+        create: pulumi.Input[str],
+        update: pulumi.Input[str] | None = None,
+        delete: pulumi.Input[str] | None = None,
+        read: pulumi.Input[str] | None = None,
+        environment: pulumi.Input[dict[str, Any]] | None = None,
+        upload: dict[str, str] | None = None,
+        triggers: pulumi.Input[list[Any]] | None = None,
+        requires: list[Any] | None = None,
+        timeout_seconds: float = 600.0,
+        connect_timeout_seconds: float = 60.0,
+        describes: dict[str, Any] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         # `describes`: what the step applies, in plain form, so that `pulumi preview --diff` shows which key changed
         # (the scripts themselves get it encoded, e.g. TRAIN_CONFIG_B64); it does not drive the step.
-        props = {"node": node, "step": step, "connection": connection, "create": create, "update": update,
-                 "delete": delete, "read": read, "environment": environment or {}, "upload": upload,
-                 "triggers": triggers or [], "requires": requires or [], "timeout_seconds": timeout_seconds,
-                 "connect_timeout_seconds": connect_timeout_seconds, "describes": describes or {},
-                 "result": None, "output_tail": None,
-                 "exit_status": None, "ok": None, "error": None, "skipped": None, "host_key": None}
+        props = {
+            "node": node,
+            "step": step,
+            "connection": connection,
+            "create": create,
+            "update": update,
+            "delete": delete,
+            "read": read,
+            "environment": environment or {},
+            "upload": upload,
+            "triggers": triggers or [],
+            "requires": requires or [],
+            "timeout_seconds": timeout_seconds,
+            "connect_timeout_seconds": connect_timeout_seconds,
+            "describes": describes or {},
+            "result": None,
+            "output_tail": None,
+            "exit_status": None,
+            "ok": None,
+            "error": None,
+            "skipped": None,
+            "host_key": None,
+        }
         super().__init__(NodeStepProvider(), resource_name, props, opts)
         self.error.apply(lambda error: _report(error, self.skipped))
 

@@ -26,9 +26,9 @@ def project_config() -> dict[str, Any]:
         if not key.startswith(prefix):
             continue
         try:
-            raw[key[len(prefix):]] = json.loads(value)
+            raw[key[len(prefix) :]] = json.loads(value)
         except (TypeError, ValueError):
-            raw[key[len(prefix):]] = value
+            raw[key[len(prefix) :]] = value
     return raw
 
 
@@ -46,8 +46,10 @@ def load_config(repo_root: Path) -> FleetConfig:
 def priced_plan(config: FleetConfig) -> PlanCost:
     settings = settings_from(pulumi.runtime.get_config)
     if not settings.api_key:
-        raise pulumi.RunError("no Lambda API key: `pulumi config set --secret lambda:apiKey <key>` or export "
-                              "LAMBDA_API_KEY (make up does this for the emulator)")
+        raise pulumi.RunError(
+            "no Lambda API key: `pulumi config set --secret lambda:apiKey <key>` or export "
+            "LAMBDA_API_KEY (make up does this for the emulator)"
+        )
     try:
         with settings.client() as client:
             catalogue = client.instance_types.list()

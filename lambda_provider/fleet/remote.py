@@ -44,8 +44,14 @@ class Connection:
 
     @classmethod
     def from_props(cls, raw: dict[str, Any]) -> Connection:
-        return cls(str(raw["host"]), int(raw.get("port") or 22), str(raw.get("user") or "ubuntu"),
-                   raw.get("private_key") or None, raw.get("private_key_path") or None, raw.get("host_key") or None)
+        return cls(
+            str(raw["host"]),
+            int(raw.get("port") or 22),
+            str(raw.get("user") or "ubuntu"),
+            raw.get("private_key") or None,
+            raw.get("private_key_path") or None,
+            raw.get("host_key") or None,
+        )
 
     def client_key(self) -> asyncssh.SSHKey:
         if self.private_key:
@@ -75,16 +81,23 @@ async def connect(conn: Connection, timeout: float) -> asyncssh.SSHClientConnect
     while True:
         remaining = deadline - time.monotonic()
         try:
-            return await asyncssh.connect(conn.host, conn.port, username=conn.user, client_keys=[key],
-                                          known_hosts=([pinned], [], []) if pinned else None, agent_path=None,
-                                          connect_timeout=max(1.0, min(15.0, remaining)))
+            return await asyncssh.connect(
+                conn.host,
+                conn.port,
+                username=conn.user,
+                client_keys=[key],
+                known_hosts=([pinned], [], []) if pinned else None,
+                agent_path=None,
+                connect_timeout=max(1.0, min(15.0, remaining)),
+            )
         except asyncssh.HostKeyNotVerifiable:
             assert pinned is not None
             raise HostKeyMismatch(
                 f"{conn} answered with another SSH host key than the one this instance's ready gate recorded "
                 f"({pinned.get_fingerprint()}); not connecting. Either something intercepts the connection, or the "
                 "machine was rebuilt under the same instance: then run `pulumi up --replace` on its ready step "
-                "(URN ending in -ready) to trust the new key") from None
+                "(URN ending in -ready) to trust the new key"
+            ) from None
         except asyncssh.PermissionDenied:
             raise AuthenticationRefused(refusal(conn, key)) from None
         except (OSError, asyncssh.Error, TimeoutError) as exc:
@@ -99,13 +112,17 @@ def refusal(conn: Connection, key: asyncssh.SSHKey) -> str:
     """Why a node that answered refused our key, and the fix: the key Lambda installed is not our key's other half."""
     if conn.private_key_path:
         ours = f"the private key sshKey.privateKeyPath {conn.private_key_path} (key {key.get_fingerprint()})"
-        fix = (f"the key registered with Lambda (sshKey.publicKeyPath) and sshKey.privateKeyPath must be a pair: "
-               f"point privateKeyPath at the private half of the registered key (`ssh-keygen -y -f "
-               f"{conn.private_key_path}` must print the public key publicKeyPath holds), then `pulumi up`")
+        fix = (
+            f"the key registered with Lambda (sshKey.publicKeyPath) and sshKey.privateKeyPath must be a pair: "
+            f"point privateKeyPath at the private half of the registered key (`ssh-keygen -y -f "
+            f"{conn.private_key_path}` must print the public key publicKeyPath holds), then `pulumi up`"
+        )
     else:
         ours = f"the fleet's generated private key (key {key.get_fingerprint()})"
-        fix = ("the instance was launched with another key than the one in this stack's state: replace the instance "
-               "(`pulumi up --replace <its URN>`, see `pulumi stack --show-urns`)")
+        fix = (
+            "the instance was launched with another key than the one in this stack's state: replace the instance "
+            "(`pulumi up --replace <its URN>`, see `pulumi stack --show-urns`)"
+        )
     return f"{conn} refused {ours} for user {conn.user}; not retried. {fix}"
 
 
@@ -114,8 +131,9 @@ def server_host_key(ssh: asyncssh.SSHClientConnection) -> str | None:
     return key.export_public_key("openssh").decode().strip() if key else None
 
 
-async def run_on(ssh: asyncssh.SSHClientConnection, command: str, *, stdin: bytes | None = None,
-                 timeout: float = 600.0) -> RemoteResult:
+async def run_on(
+    ssh: asyncssh.SSHClientConnection, command: str, *, stdin: bytes | None = None, timeout: float = 600.0
+) -> RemoteResult:
     tail: deque[str] = deque()
     size = 0
     async with ssh.create_process(command, encoding=None, stderr=asyncssh.STDOUT) as proc:
@@ -142,8 +160,9 @@ async def run_on(ssh: asyncssh.SSHClientConnection, command: str, *, stdin: byte
     return RemoteResult(status, "".join(tail)[-OUTPUT_TAIL_CHARS:])
 
 
-def run(conn: Connection, command: str, *, stdin: bytes | None = None, timeout: float = 600.0,
-        connect_timeout: float = 60.0) -> RemoteResult:
+def run(
+    conn: Connection, command: str, *, stdin: bytes | None = None, timeout: float = 600.0, connect_timeout: float = 60.0
+) -> RemoteResult:
     async def main() -> RemoteResult:
         ssh = await connect(conn, connect_timeout)
         async with ssh:

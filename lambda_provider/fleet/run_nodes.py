@@ -26,8 +26,11 @@ from lambda_provider.fleet.scripts import LAUNCHER
 SETTLE_SECONDS = 30.0
 KILLED = re.compile(r"Signal \d+ \((?!SIGTERM)SIG\w+\)")  # SIGTERM is how torchrun stops the bystanders
 # What a rank prints when another rank died under it: a symptom, not a cause.
-PEER_LOST = re.compile(r"Connection (closed|reset) by peer|Broken pipe|DistNetworkError|DistBackendError|"
-                       r"ProcessGroup(Gloo|NCCL)|NCCL (error|WARN)|gloo/transport", re.IGNORECASE)
+PEER_LOST = re.compile(
+    r"Connection (closed|reset) by peer|Broken pipe|DistNetworkError|DistBackendError|"
+    r"ProcessGroup(Gloo|NCCL)|NCCL (error|WARN)|gloo/transport",
+    re.IGNORECASE,
+)
 # The trainer's own last word (training/train.py): `config error: ...` or `trainer error: Type: message`.
 OWN_ERROR = re.compile(r"^(config error: .*|trainer error: .*)$", re.MULTILINE)
 EXCEPTION_LINE = re.compile(r"^(\w+(\.\w+)*(Error|Exception): .*)$", re.MULTILINE)
@@ -58,9 +61,11 @@ class Node:
 
     async def launch_log(self, lines: int = 40) -> str:
         """The tail of this node's log since its latest launch (the launcher's `=== ... starts:` line)."""
-        log = f'{RUN_DIR}/logs/node-$NODE_RANK.log'
-        _, out = await self.sh(f"f={log}; [ -f \"$f\" ] || exit 0; n=$(grep -n '^=== ' \"$f\" | tail -n1 | "
-                               f"cut -d: -f1); tail -n +\"${{n:-1}}\" \"$f\" | tail -n {int(lines)}")
+        log = f"{RUN_DIR}/logs/node-$NODE_RANK.log"
+        _, out = await self.sh(
+            f'f={log}; [ -f "$f" ] || exit 0; n=$(grep -n \'^=== \' "$f" | tail -n1 | '
+            f'cut -d: -f1); tail -n +"${{n:-1}}" "$f" | tail -n {int(lines)}'
+        )
         return out
 
     async def read_json(self, relative: str) -> Any:
@@ -71,8 +76,7 @@ class Node:
             return None
 
     async def heartbeats(self) -> list[dict[str, Any]]:
-        _, out = await self.sh(f'for f in {RUN_DIR}/ranks/rank-*.json; do [ -f "$f" ] && cat "$f" && echo; done; '
-                               "true")
+        _, out = await self.sh(f'for f in {RUN_DIR}/ranks/rank-*.json; do [ -f "$f" ] && cat "$f" && echo; done; true')
         beats = []
         for chunk in re.split(r"\n(?=\{)", out.strip()):
             try:
@@ -94,8 +98,9 @@ def node_environment(raw: dict[str, Any], run_dir: str, extra: dict[str, Any] | 
     return {**(raw.get("environment") or {}), "RUN_PATH": run_dir, **(extra or {})}
 
 
-async def open_nodes(raws: list[dict[str, Any]], run_dir: str, timeout: float, *,
-                     extra_env: dict[str, Any] | None = None) -> list[Node]:
+async def open_nodes(
+    raws: list[dict[str, Any]], run_dir: str, timeout: float, *, extra_env: dict[str, Any] | None = None
+) -> list[Node]:
     """Every node, or StepFailed naming the first that cannot be reached (the others are closed again)."""
     results = await asyncio.gather(*(_open(raw, run_dir, timeout, extra_env) for raw in raws), return_exceptions=True)
     failure = next((r for r in results if isinstance(r, BaseException)), None)
@@ -116,8 +121,9 @@ async def open_reachable(raws: list[dict[str, Any]], run_dir: str, timeout: floa
 async def _open(raw: dict[str, Any], run_dir: str, timeout: float, extra_env: dict[str, Any] | None) -> Node:
     conn = raw.get("connection") or {}
     if not conn.get("host"):
-        raise StepFailed(f"node {raw['node']}: training: the instance has no address (status "
-                         f"{conn.get('status') or 'unknown'})")
+        raise StepFailed(
+            f"node {raw['node']}: training: the instance has no address (status {conn.get('status') or 'unknown'})"
+        )
     try:
         ssh = await connect(Connection.from_props(conn), timeout)
     except (NodeUnreachable, HostKeyMismatch, AuthenticationRefused) as exc:
@@ -191,11 +197,15 @@ async def run_failed(nodes: list[Node], seen_on: Node, seen: str) -> StepFailed:
         cause = seen
     also = "" if culprit is seen_on else f"; seen first on node {seen_on.name}: {seen}"
     if cause.startswith("config error:"):
-        hint = ("the trainer refuses its config: fix the key it names (training.config / training.overrides) and "
-                "run `pulumi up`")
+        hint = (
+            "the trainer refuses its config: fix the key it names (training.config / training.overrides) and "
+            "run `pulumi up`"
+        )
     else:
         step = await nodes[0].latest_checkpoint_step()
-        hint = ("the run stopped on every node; the next `pulumi up` restarts it from its latest checkpoint "
-                f"(step {step})" if step is not None else
-                "the run stopped on every node; it has no checkpoint yet, so the next `pulumi up` starts it again")
+        hint = (
+            f"the run stopped on every node; the next `pulumi up` restarts it from its latest checkpoint (step {step})"
+            if step is not None
+            else "the run stopped on every node; it has no checkpoint yet, so the next `pulumi up` starts it again"
+        )
     return StepFailed(f"node {culprit.name}: {cause}{also}; {hint}\n--- log tail (node {culprit.name}) ---\n{tail}")

@@ -17,7 +17,7 @@ import base64
 import json
 import time
 import uuid
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import pulumi
@@ -45,8 +45,18 @@ POLL_SECONDS = 2.0
 EXIT_GRACE_SECONDS = 30.0
 VIEW_CONNECT_SECONDS = 8.0
 METRIC_KEYS = ("step", "fvu", "l0", "dead_fraction", "loss", "vectors_per_second")
-SUMMARY_KEYS = ("fvu", "l0", "dead_fraction", "steps", "vectors_per_second", "wall_seconds", "recovery", "world_size",
-                "ce_loss_recovered", "delta_lm_loss")
+SUMMARY_KEYS = (
+    "fvu",
+    "l0",
+    "dead_fraction",
+    "steps",
+    "vectors_per_second",
+    "wall_seconds",
+    "recovery",
+    "world_size",
+    "ce_loss_recovered",
+    "delta_lm_loss",
+)
 
 
 # ------------------------------------------------------------------ reading the run
@@ -54,15 +64,27 @@ async def _statuses(nodes: list[Node]) -> list[dict[str, Any]]:
     return list(await asyncio.gather(*(n.status() for n in nodes)))
 
 
-async def _view(raws: list[dict[str, Any]], run_dir: str, timeout: float) -> tuple[RunView, dict[str, str]]:
-    """The run in `run_dir` as the nodes show it, and per dead node why (unreachable, or its trainer's cause)."""
+@dataclass(frozen=True)
+class RunReading:
+    view: RunView
+    dead: dict[str, str]  # per dead node why: unreachable, or its trainer's cause
+    report: dict[str, Any] | None = None  # the head's status and summary as outputs (when asked and reachable)
+
+
+async def _view(raws: list[dict[str, Any]], run_dir: str, timeout: float, report: bool = False) -> RunReading:
+    """The run in `run_dir` as the nodes show it; with `report`, also the head's outputs (one SSH session each)."""
     opened = await open_reachable(raws, run_dir, timeout)
     try:
         reachable = [n for n in opened if isinstance(n, Node)]
         if not reachable or not isinstance(opened[0], Node):
-            return RunView(UNKNOWN, dead=tuple(r["node"] for r in raws)), {
-                raw["node"]: f"not reachable: {reason}" for raw, reason in zip(raws, opened, strict=True)
-                if isinstance(reason, str)}
+            return RunReading(
+                RunView(UNKNOWN, dead=tuple(r["node"] for r in raws)),
+                {
+                    raw["node"]: f"not reachable: {reason}"
+                    for raw, reason in zip(raws, opened, strict=True)
+                    if isinstance(reason, str)
+                },
+            )
         statuses = await _statuses(reachable)
         head = statuses[0].get("status") or {}
         state = head.get("state") or statuses[0].get("state") or "none"
@@ -78,7 +100,8 @@ async def _view(raws: list[dict[str, Any]], run_dir: str, timeout: float) -> tup
                 culprit = first_cause(tails)  # named first: the node whose log shows what ended the run
                 for i in [culprit, *(i for i in range(len(stopped)) if i != culprit)]:
                     dead[stopped[i].name] = cause_of(tails[i]) if state != "none" else "not started"
-        return RunView(state, head.get("step"), head.get("total_steps"), tuple(dead), reason), dead
+        outputs = _report(statuses[0], await _summary(opened[0])) if report else None
+        return RunReading(RunView(state, head.get("step"), head.get("total_steps"), tuple(dead), reason), dead, outputs)
     finally:
         for node in opened:
             if isinstance(node, Node):
@@ -89,14 +112,20 @@ def _report(status: dict[str, Any], summary: dict[str, Any] | None) -> dict[str,
     run = status.get("status") or {}
     metrics = run.get("metrics") or {}
     state = run.get("state") or status.get("state") or "none"
-    report = {"state": state, "reason": run.get("reason"), "step": run.get("step"),
-              "total_steps": run.get("total_steps"),
-              "latest_metrics": {k: metrics.get(k) for k in METRIC_KEYS if k in metrics}}
+    report = {
+        "state": state,
+        "reason": run.get("reason"),
+        "step": run.get("step"),
+        "total_steps": run.get("total_steps"),
+        "latest_metrics": {k: metrics.get(k) for k in METRIC_KEYS if k in metrics},
+    }
     if summary and is_done(state, run.get("reason")):  # a summary.json from before a resume is not this run's
         report["summary"] = {k: summary.get(k) for k in SUMMARY_KEYS if k in summary}
     if status.get("lingered"):
-        report["note"] = (f"the run finished but its processes had not exited {EXIT_GRACE_SECONDS:.0f} s later; "
-                          "the fleet stopped them")
+        report["note"] = (
+            f"the run finished but its processes had not exited {EXIT_GRACE_SECONDS:.0f} s later; "
+            "the fleet stopped them"
+        )
     return report
 
 
@@ -145,9 +174,11 @@ async def _launch_health(nodes: list[Node], launch_id: str, world: int, timeout:
                 raise await run_failed(nodes, node, "the trainer exited before its first step")
         if time.monotonic() > deadline:
             missing = sorted(set(range(world)) - beats)
-            raise StepFailed(f"node {head.name}: training: rank(s) {missing} took no step within {timeout:.0f} s of "
-                             "the launch (the trainers keep running); raise training.launchTimeoutSeconds if the "
-                             f"start-up is slow (a model download)\n--- log tail ---\n{await head.launch_log()}")
+            raise StepFailed(
+                f"node {head.name}: training: rank(s) {missing} took no step within {timeout:.0f} s of "
+                "the launch (the trainers keep running); raise training.launchTimeoutSeconds if the "
+                f"start-up is slow (a model download)\n--- log tail ---\n{await head.launch_log()}"
+            )
         await asyncio.sleep(POLL_SECONDS / 2)
 
 
@@ -160,15 +191,22 @@ async def _wait(nodes: list[Node], wait_seconds: float) -> dict[str, Any]:
         run = status.get("status") or {}
         state = run.get("state")
         now = time.monotonic()
-        progress.emit("training", node=head.name, state=state, step=run.get("step"),
-                      total_steps=run.get("total_steps"), **{k: (run.get("metrics") or {}).get(k)
-                                                              for k in ("fvu", "vectors_per_second")})
+        progress.emit(
+            "training",
+            node=head.name,
+            state=state,
+            step=run.get("step"),
+            total_steps=run.get("total_steps"),
+            **{k: (run.get("metrics") or {}).get(k) for k in ("fvu", "vectors_per_second")},
+        )
         if state == "failed":
             raise await run_failed(nodes, head, f"training failed: {run.get('error') or run.get('reason')}")
         if state == "stopped" and not is_done(state, run.get("reason")):
-            raise StepFailed(f"node {head.name}: the trainer was stopped from outside (reason {run.get('reason')}: a "
-                             f"SIGTERM, e.g. a preemption or a shutdown) at step {run.get('step')}; the next "
-                             "`pulumi up` resumes it from that checkpoint")
+            raise StepFailed(
+                f"node {head.name}: the trainer was stopped from outside (reason {run.get('reason')}: a "
+                f"SIGTERM, e.g. a preemption or a shutdown) at step {run.get('step')}; the next "
+                "`pulumi up` resumes it from that checkpoint"
+            )
         if state in ("finished", "stopped"):
             # The head writes the SAE, the summary and then this state before its processes tear down (DDP's
             # barrier, torchrun's exit barrier across nodes): the run is done; its exit is waited for only briefly,
@@ -188,17 +226,23 @@ async def _wait(nodes: list[Node], wait_seconds: float) -> dict[str, Any]:
             if wait_seconds <= 0:
                 return status
             if now > deadline:
-                raise StepFailed(f"node {head.name}: training did not finish within {wait_seconds:.0f} s (state "
-                                 f"{state}, step {run.get('step')}/{run.get('total_steps')}); it keeps running\n"
-                                 f"--- log tail ---\n{await head.launch_log(25)}")
+                raise StepFailed(
+                    f"node {head.name}: training did not finish within {wait_seconds:.0f} s (state "
+                    f"{state}, step {run.get('step')}/{run.get('total_steps')}); it keeps running\n"
+                    f"--- log tail ---\n{await head.launch_log(25)}"
+                )
         await asyncio.sleep(POLL_SECONDS)
 
 
 def trainer_yaml(config: dict[str, Any]) -> str:
     """The trainer's YAML. Through the engine every integer arrives as a float: integer keys get theirs back."""
     types = {f.name: str(f.type) for f in fields(TrainConfig)}
-    restored = {k: int(v) if isinstance(v, float) and v.is_integer() and "int" in types.get(k, "")
-                and "float" not in types.get(k, "") else v for k, v in config.items()}
+    restored = {
+        k: int(v)
+        if isinstance(v, float) and v.is_integer() and "int" in types.get(k, "") and "float" not in types.get(k, "")
+        else v
+        for k, v in config.items()
+    }
     return yaml.safe_dump(restored, sort_keys=True)
 
 
@@ -217,10 +261,16 @@ async def _converge(olds: dict[str, Any] | None, news: dict[str, Any]) -> dict[s
             # Stop the trainer wherever one runs: the new world's nodes and the old world's that are still up (a
             # node being removed or replaced is deleted only after this update).
             ours = {n.address for n in nodes}
-            leaving = [r for r in (olds or {}).get("nodes") or [] if
-                       ((r.get("connection") or {}).get("host"), (r.get("connection") or {}).get("port")) not in ours]
-            old_nodes = [n for n in await open_reachable(leaving, (olds or {}).get("run_dir") or run_dir, 10.0)
-                         if isinstance(n, Node)]
+            leaving = [
+                r
+                for r in (olds or {}).get("nodes") or []
+                if ((r.get("connection") or {}).get("host"), (r.get("connection") or {}).get("port")) not in ours
+            ]
+            old_nodes = [
+                n
+                for n in await open_reachable(leaving, (olds or {}).get("run_dir") or run_dir, 10.0)
+                if isinstance(n, Node)
+            ]
             try:
                 await _stop(old_nodes + nodes)
             finally:
@@ -228,13 +278,20 @@ async def _converge(olds: dict[str, Any] | None, news: dict[str, Any]) -> dict[s
                     node.close()
             head_status = await nodes[0].status()
             head_run = head_status.get("status") or {}
-            finished = (is_done(head_run.get("state"), head_run.get("reason")) and action == "start"
-                        and await nodes[0].read_json("fleet-run.json") == _run_record(news))
+            finished = (
+                is_done(head_run.get("state"), head_run.get("reason"))
+                and action == "start"
+                and await nodes[0].read_json("fleet-run.json") == _run_record(news)
+            )
             if not finished:
                 await _record_run(nodes[0], news)
                 await _start(nodes)
-                await _launch_health(nodes, launch_id, int(news.get("world_size") or len(nodes)),
-                                     float(news.get("launch_timeout_seconds") or 900.0))
+                await _launch_health(
+                    nodes,
+                    launch_id,
+                    int(news.get("world_size") or len(nodes)),
+                    float(news.get("launch_timeout_seconds") or 900.0),
+                )
         status = await _wait(nodes, float(news.get("wait_seconds") or 0))
         return _report(status, await _summary(nodes[0]))
     finally:
@@ -255,16 +312,9 @@ async def _record_run(head: Node, props: dict[str, Any]) -> None:
 
 async def _observe(props: dict[str, Any]) -> dict[str, Any]:
     """For refresh: the run from every node; a dead trainer or node is named with its cause."""
-    view, dead = await _view(props["nodes"], props["run_dir"], 15.0)
-    report: dict[str, Any] = {"state": view.state, "step": view.step, "total_steps": view.total_steps}
-    opened = await open_reachable(props["nodes"][:1], props["run_dir"], 15.0)
-    head = opened[0] if isinstance(opened[0], Node) else None
-    try:
-        if head is not None:
-            report = _report(await head.status(), await _summary(head))
-    finally:
-        if head is not None:
-            head.close()
+    reading = await _view(props["nodes"], props["run_dir"], 15.0, report=True)
+    view, dead = reading.view, reading.dead
+    report = reading.report or {"state": view.state, "step": view.step, "total_steps": view.total_steps}
     if dead and not is_done(report.get("state"), report.get("reason")):
         report["state"] = "crashed"
     report["crashed"] = [{"node": node, "cause": cause} for node, cause in dead.items()]
@@ -278,13 +328,18 @@ class TrainingRunProvider(ResourceProvider):
         view = RunView()
         if olds and olds.get("nodes") and olds.get("run_dir") and not is_unknown(olds.get("nodes")):
             try:
-                view, _ = asyncio.run(_view(olds["nodes"], olds["run_dir"], VIEW_CONNECT_SECONDS))
+                view = asyncio.run(_view(olds["nodes"], olds["run_dir"], VIEW_CONNECT_SECONDS)).view
             except Exception:  # noqa: BLE001 - a preview that cannot read the nodes decides from the config alone
                 view = RunView()
         old_inputs = olds if olds and olds.get("run_dir") else None
         decision = decide(old_inputs, news, view)
-        checked = {**news, "action": decision.action, "change": decision.line, "generation": decision.generation,
-                   "run_dir": decision.run_dir}
+        checked = {
+            **news,
+            "action": decision.action,
+            "change": decision.line,
+            "generation": decision.generation,
+            "run_dir": decision.run_dir,
+        }
         if decision.action == "refuse":
             return CheckResult(checked, [CheckFailure("trainer_config", f"training: {decision.refusal}")])
         return CheckResult(checked, [])
@@ -293,8 +348,11 @@ class TrainingRunProvider(ResourceProvider):
         old_state = (olds.get("training") or {}).get("state")
         changed = [k for k in ("wait_seconds", "requires", "launch_timeout_seconds") if olds.get(k) != news.get(k)]
         acts = news.get("action") not in (None, "none") or bool(news.get("change"))
-        return DiffResult(changes=bool(acts or changed or old_state == "error" or is_unknown(news.get("nodes"))),
-                          replaces=[], delete_before_replace=True)
+        return DiffResult(
+            changes=bool(acts or changed or old_state == "error" or is_unknown(news.get("nodes"))),
+            replaces=[],
+            delete_before_replace=True,
+        )
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         return CreateResult(f"run/{props['run_base']}", self._outs(props, self._attempt(None, props)))
@@ -325,8 +383,11 @@ class TrainingRunProvider(ResourceProvider):
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         async def stop_all() -> None:
-            nodes = [n for n in await open_reachable(props.get("nodes") or [], props.get("run_dir") or "", 15.0)
-                     if isinstance(n, Node)]
+            nodes = [
+                n
+                for n in await open_reachable(props.get("nodes") or [], props.get("run_dir") or "", 15.0)
+                if isinstance(n, Node)
+            ]
             try:
                 await _stop(nodes)
             finally:
@@ -351,15 +412,41 @@ class TrainingRun(Resource, module="fleet", name="TrainingRun"):
     run_dir: pulumi.Output[str]
     change: pulumi.Output[str]
 
-    def __init__(self, resource_name: str, *, nodes: pulumi.Input[list[Any]], node_ids: pulumi.Input[list[Any]],
-                 run_base: str, trainer_config: dict[str, Any], world_size: int, code_digest: str, master_port: int,
-                 wait_seconds: float, requires: list[Any] | None = None, connect_timeout_seconds: float = 60.0,
-                 launch_timeout_seconds: float = 900.0, opts: pulumi.ResourceOptions | None = None) -> None:
-        props = {"nodes": nodes, "node_ids": node_ids, "run_base": run_base, "trainer_config": trainer_config,
-                 "world_size": world_size, "code_digest": code_digest, "master_port": master_port,
-                 "wait_seconds": wait_seconds, "requires": requires or [],
-                 "connect_timeout_seconds": connect_timeout_seconds, "launch_timeout_seconds": launch_timeout_seconds,
-                 "action": None, "change": None, "generation": None, "run_dir": None, "training": None}
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        nodes: pulumi.Input[list[Any]],
+        node_ids: pulumi.Input[list[Any]],
+        run_base: str,
+        trainer_config: dict[str, Any],
+        world_size: int,
+        code_digest: str,
+        master_port: int,
+        wait_seconds: float,
+        requires: list[Any] | None = None,
+        connect_timeout_seconds: float = 60.0,
+        launch_timeout_seconds: float = 900.0,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            "nodes": nodes,
+            "node_ids": node_ids,
+            "run_base": run_base,
+            "trainer_config": trainer_config,
+            "world_size": world_size,
+            "code_digest": code_digest,
+            "master_port": master_port,
+            "wait_seconds": wait_seconds,
+            "requires": requires or [],
+            "connect_timeout_seconds": connect_timeout_seconds,
+            "launch_timeout_seconds": launch_timeout_seconds,
+            "action": None,
+            "change": None,
+            "generation": None,
+            "run_dir": None,
+            "training": None,
+        }
         ours = pulumi.ResourceOptions(additional_secret_outputs=["nodes"])
         super().__init__(TrainingRunProvider(), resource_name, props, pulumi.ResourceOptions.merge(opts, ours))
         self.training.apply(_report_error)

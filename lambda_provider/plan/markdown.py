@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from lambda_provider.plan.summary import StackSummary
 
-CHANGE_LABEL = {"added": "➕ added", "replaced": "♻️ replaced", "removed": "➖ removed", "updated": "✏️ updated",
-                "unchanged": "unchanged"}
+CHANGE_LABEL = {
+    "added": "➕ added",
+    "replaced": "♻️ replaced",
+    "removed": "➖ removed",
+    "updated": "✏️ updated",
+    "unchanged": "unchanged",
+}
 
 
 def _usd(cents: int | None) -> str:
@@ -24,11 +29,15 @@ def render_stack(summary: StackSummary) -> str:
     lines.append(f"Nodes: {counts}.")
     lines.append("")
     if summary.rows:
-        lines += ["| change | node | type | region | capacity now | $/h before | $/h after |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "| change | node | type | region | capacity now | $/h before | $/h after |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in summary.rows:
-            lines.append(f"| {CHANGE_LABEL.get(r.change, r.change)} | `{r.name}` | `{r.instance_type}` | "
-                         f"{r.region} | {r.capacity} | {_usd(r.cents_before)} | {_usd(r.cents_after)} |")
+            lines.append(
+                f"| {CHANGE_LABEL.get(r.change, r.change)} | `{r.name}` | `{r.instance_type}` | "
+                f"{r.region} | {r.capacity} | {_usd(r.cents_before)} | {_usd(r.cents_after)} |"
+            )
         lines.append("")
     else:
         lines += ["No Lambda instances in this stack.", ""]

@@ -9,5 +9,13 @@ from lambda_provider.resources.firewall_ruleset import FirewallRuleset, Firewall
 from lambda_provider.resources.instance import Instance, InstanceProvider
 from lambda_provider.resources.ssh_key import SshKey, SshKeyProvider
 
-__all__ = ["Filesystem", "FilesystemProvider", "FirewallRuleset", "FirewallRulesetProvider", "Instance",
-           "InstanceProvider", "SshKey", "SshKeyProvider"]
+__all__ = [
+    "Filesystem",
+    "FilesystemProvider",
+    "FirewallRuleset",
+    "FirewallRulesetProvider",
+    "Instance",
+    "InstanceProvider",
+    "SshKey",
+    "SshKeyProvider",
+]

@@ -37,8 +37,13 @@ NAME_MAX = 60
 
 
 def _outputs(record: FilesystemRecord) -> dict[str, Any]:
-    return {"name": record.name, "region": record.region.name if record.region else None,
-            "filesystem_id": record.id, "mount_point": record.mount_point, "created": record.created}
+    return {
+        "name": record.name,
+        "region": record.region.name if record.region else None,
+        "filesystem_id": record.id,
+        "mount_point": record.mount_point,
+        "created": record.created,
+    }
 
 
 class FilesystemProvider(ResourceProvider):
@@ -48,10 +53,14 @@ class FilesystemProvider(ResourceProvider):
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
         name, region = news.get("name"), news.get("region")
-        if not is_unknown(name) and (not isinstance(name, str) or len(name) > NAME_MAX
-                                     or not NAME_PATTERN.match(name)):
-            failures.append(CheckFailure("name", f"filesystem name {name!r} must start with a letter, contain only "
-                                         f"letters, digits and '-', and be at most {NAME_MAX} characters"))
+        if not is_unknown(name) and (not isinstance(name, str) or len(name) > NAME_MAX or not NAME_PATTERN.match(name)):
+            failures.append(
+                CheckFailure(
+                    "name",
+                    f"filesystem name {name!r} must start with a letter, contain only "
+                    f"letters, digits and '-', and be at most {NAME_MAX} characters",
+                )
+            )
         if not is_unknown(region) and (not isinstance(region, str) or not region):
             failures.append(CheckFailure("region", "region is required (e.g. us-east-1)"))
         elif not is_unknown(region) and not failures:
@@ -69,10 +78,15 @@ class FilesystemProvider(ResourceProvider):
         name, region = news["name"], news["region"]
         if not news.get("retained") or olds.get("name") != name or olds.get("region") in (None, region):
             return []
-        return [CheckFailure("region", f"filesystem {name!r} is kept when replaced (retain_on_delete), so it would "
-                             f"keep its name in {olds['region']} and names are unique per account; filesystems "
-                             f"cannot move regions: to use {region}, give the filesystem a new name (e.g. "
-                             f"'{name}-{region}'), or delete the one in {olds['region']} first")]
+        return [
+            CheckFailure(
+                "region",
+                f"filesystem {name!r} is kept when replaced (retain_on_delete), so it would "
+                f"keep its name in {olds['region']} and names are unique per account; filesystems "
+                f"cannot move regions: to use {region}, give the filesystem a new name (e.g. "
+                f"'{name}-{region}'), or delete the one in {olds['region']} first",
+            )
+        ]
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [k for k in ("name", "region") if is_unknown(news.get(k)) or news.get(k) != olds.get(k)]
@@ -82,8 +96,12 @@ class FilesystemProvider(ResourceProvider):
         name, region = props["name"], props["region"]
         with settings.current().client() as client, reported(f"creating filesystem {name!r} in {region}"):
             record = self._adopt(client, name, region) or create_or_adopt(
-                lambda: client.filesystems.create(name, region), lambda: self._adopt(client, name, region),
-                retry=client.transport.retry, what=f"filesystem {name!r}", taken=(Duplicate,))
+                lambda: client.filesystems.create(name, region),
+                lambda: self._adopt(client, name, region),
+                retry=client.transport.retry,
+                what=f"filesystem {name!r}",
+                taken=(Duplicate,),
+            )
         return CreateResult(record.id, _outputs(record))
 
     @staticmethod
@@ -93,8 +111,10 @@ class FilesystemProvider(ResourceProvider):
             return None
         have = existing.region.name if existing.region else None
         if have != region:
-            raise RuntimeError(f"a filesystem named {name!r} already exists in {have}, not {region}; filesystems "
-                               "cannot move regions: choose another name or region")
+            raise RuntimeError(
+                f"a filesystem named {name!r} already exists in {have}, not {region}; filesystems "
+                "cannot move regions: choose another name or region"
+            )
         return existing
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
@@ -122,9 +142,20 @@ class Filesystem(Resource, module="lambda", name="Filesystem"):
     mount_point: pulumi.Output[str]
     created: pulumi.Output[str]
 
-    def __init__(self, resource_name: str, *, region: pulumi.Input[str], name: pulumi.Input[str] | None = None,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
-        props = {"name": name if name is not None else resource_name, "region": region,
-                 "retained": bool(opts and opts.retain_on_delete),  # a region move cannot reuse the name
-                 "filesystem_id": None, "mount_point": None, "created": None}
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        region: pulumi.Input[str],
+        name: pulumi.Input[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            "name": name if name is not None else resource_name,
+            "region": region,
+            "retained": bool(opts and opts.retain_on_delete),  # a region move cannot reuse the name
+            "filesystem_id": None,
+            "mount_point": None,
+            "created": None,
+        }
         super().__init__(FilesystemProvider(), resource_name, props, opts)

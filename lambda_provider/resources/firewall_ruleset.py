@@ -53,8 +53,9 @@ def normalize_rules(raw: Any) -> tuple[list[dict[str, Any]], list[str]]:
             continue
         unknown = sorted(set(rule) - {"protocol", "port_range", "source_network", "description"})
         if unknown:
-            problems.append(f"{where}: unknown keys {unknown}; rules have protocol, port_range, source_network, "
-                            "description")
+            problems.append(
+                f"{where}: unknown keys {unknown}; rules have protocol, port_range, source_network, description"
+            )
         protocol = rule.get("protocol")
         if protocol not in PROTOCOLS:
             problems.append(f"{where}.protocol: {protocol!r} is not one of {', '.join(PROTOCOLS)}")
@@ -63,16 +64,20 @@ def normalize_rules(raw: Any) -> tuple[list[dict[str, Any]], list[str]]:
             ports = [int(p) if isinstance(p, float) and p.is_integer() else p for p in ports]
         if protocol == "icmp" and ports is not None:
             problems.append(f"{where}.port_range: not allowed for icmp; remove it")
-        elif protocol != "icmp" and not (isinstance(ports, (list, tuple)) and len(ports) == 2
-                                         and all(isinstance(p, int) and 1 <= p <= 65535 for p in ports)
-                                         and ports[0] <= ports[1]):
+        elif protocol != "icmp" and not (
+            isinstance(ports, (list, tuple))
+            and len(ports) == 2
+            and all(isinstance(p, int) and 1 <= p <= 65535 for p in ports)
+            and ports[0] <= ports[1]
+        ):
             problems.append(f"{where}.port_range: give [min, max] with 1 <= min <= max <= 65535 (one port: [22, 22])")
         source = rule.get("source_network")
         try:
             network = str(ipaddress.IPv4Network(source if "/" in str(source) else f"{source}/32", strict=False))
         except (ValueError, TypeError):
-            problems.append(f"{where}.source_network: {source!r} is not an IPv4 address or CIDR (e.g. 203.0.113.7 "
-                            "or 0.0.0.0/0)")
+            problems.append(
+                f"{where}.source_network: {source!r} is not an IPv4 address or CIDR (e.g. 203.0.113.7 or 0.0.0.0/0)"
+            )
             network = None
         description = rule.get("description", "")
         if not isinstance(description, str) or len(description) > DESCRIPTION_MAX:
@@ -85,14 +90,24 @@ def normalize_rules(raw: Any) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def _records(rules: list[dict[str, Any]]) -> list[FirewallRule]:
-    return [FirewallRule(r["protocol"], r["source_network"],
-                         (int(r["port_range"][0]), int(r["port_range"][1])) if r.get("port_range") else None,
-                         r.get("description") or "") for r in rules]
+    return [
+        FirewallRule(
+            r["protocol"],
+            r["source_network"],
+            (int(r["port_range"][0]), int(r["port_range"][1])) if r.get("port_range") else None,
+            r.get("description") or "",
+        )
+        for r in rules
+    ]
 
 
 def _outputs(record: RulesetRecord) -> dict[str, Any]:
-    return {"name": record.name, "region": record.region.name if record.region else None,
-            "rules": [r.to_api() for r in record.rules], "ruleset_id": record.id}
+    return {
+        "name": record.name,
+        "region": record.region.name if record.region else None,
+        "rules": [r.to_api() for r in record.rules],
+        "ruleset_id": record.id,
+    }
 
 
 class FirewallRulesetProvider(ResourceProvider):
@@ -126,15 +141,28 @@ class FirewallRulesetProvider(ResourceProvider):
             record = create_or_adopt(
                 lambda: client.firewall.create_ruleset(name, region, _records(rules)),
                 lambda: self._find(client, name, region, rules, exclude=before),
-                retry=client.transport.retry, what=f"firewall ruleset {name!r}")
+                retry=client.transport.retry,
+                what=f"firewall ruleset {name!r}",
+            )
         return CreateResult(record.id, _outputs(record))
 
     @staticmethod
-    def _find(client: LambdaClient, name: str, region: str, rules: list[dict[str, Any]],
-              exclude: set[str]) -> RulesetRecord | None:
+    def _find(
+        client: LambdaClient, name: str, region: str, rules: list[dict[str, Any]], exclude: set[str]
+    ) -> RulesetRecord | None:
         wanted = _outputs(RulesetRecord("", name, None, tuple(_records(rules))))["rules"]
-        return next((r for r in client.firewall.list_rulesets() if r.id not in exclude and r.name == name
-                     and r.region and r.region.name == region and [x.to_api() for x in r.rules] == wanted), None)
+        return next(
+            (
+                r
+                for r in client.firewall.list_rulesets()
+                if r.id not in exclude
+                and r.name == name
+                and r.region
+                and r.region.name == region
+                and [x.to_api() for x in r.rules] == wanted
+            ),
+            None,
+        )
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         with settings.current().client() as client, reported(f"updating firewall ruleset {news['name']!r}"):
@@ -166,9 +194,19 @@ class FirewallRuleset(Resource, module="lambda", name="FirewallRuleset"):
     rules: pulumi.Output[list[dict[str, Any]]]
     ruleset_id: pulumi.Output[str]
 
-    def __init__(self, resource_name: str, *, region: pulumi.Input[str],
-                 rules: pulumi.Input[list[pulumi.Input[dict[str, Any]]]], name: pulumi.Input[str] | None = None,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
-        props = {"name": name if name is not None else f"{pulumi.get_stack()}-{resource_name}"[:NAME_MAX],
-                 "region": region, "rules": rules, "ruleset_id": None}
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        region: pulumi.Input[str],
+        rules: pulumi.Input[list[pulumi.Input[dict[str, Any]]]],
+        name: pulumi.Input[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            "name": name if name is not None else f"{pulumi.get_stack()}-{resource_name}"[:NAME_MAX],
+            "region": region,
+            "rules": rules,
+            "ruleset_id": None,
+        }
         super().__init__(FirewallRulesetProvider(), resource_name, props, opts)

@@ -55,16 +55,31 @@ from lambda_provider.resources.values import as_float, as_str_dict, as_str_list,
 log = logging.getLogger("lambda_provider.resources")
 
 OUTPUT_KEYS = (
-    "instance_id", "ip", "private_ip", "ssh_port", "status", "ready", "boot_error", "hostname", "architecture",
-    "gpu_description", "gpu_count", "price_cents_per_hour", "instance_type", "region", "file_system_mounts",
-    "requested_spec", "live_status",
+    "instance_id",
+    "ip",
+    "private_ip",
+    "ssh_port",
+    "status",
+    "ready",
+    "boot_error",
+    "hostname",
+    "architecture",
+    "gpu_description",
+    "gpu_count",
+    "price_cents_per_hour",
+    "instance_type",
+    "region",
+    "file_system_mounts",
+    "requested_spec",
+    "live_status",
 )
 GONE_FOR_READ = TERMINAL_STATUSES | {"terminating"}
 _RERUN_REPLACES = "Run `pulumi up` again: its diff sees the dead instance and launches a replacement (same placements)."
 
 
 def default_boot_timeout(gpus: int) -> float:
-    """Seconds to wait for `active` + ip: 8-GPU boxes take up to ~25 min (NOTES §4), A10s ~4 min."""
+    """Seconds to wait for `active` + ip: 8-GPU boxes take up to ~25 min, A10s ~4 min
+    (../shared/lambda-cloud/NOTES.md §4)."""
     if gpus >= 8:
         return 35 * 60.0
     if gpus >= 2:
@@ -159,20 +174,31 @@ class InstanceProvider(ResourceProvider):
         fingerprint = spec_fingerprint({**requested_spec(props), "name": None})
         return {**as_str_dict(props.get("tags")), **owner, SPEC_TAG: fingerprint}
 
-    def _adopt_or_clean_up(self, client: LambdaClient, owner: dict[str, str], fingerprint: str,
-                           options: list) -> InstanceRecord | None:
+    def _adopt_or_clean_up(
+        self, client: LambdaClient, owner: dict[str, str], fingerprint: str, options: list
+    ) -> InstanceRecord | None:
         """Adopt our live instance with the same spec; terminate other live ones we own (untracked billing)."""
         owned = client.instances.find_owned(owner)
-        keep = next((i for i in owned if i.tags.get(SPEC_TAG) == fingerprint and i.instance_type and i.region
-                     and accepts(options, i.instance_type.name, i.region.name)), None)
+        keep = next(
+            (
+                i
+                for i in owned
+                if i.tags.get(SPEC_TAG) == fingerprint
+                and i.instance_type
+                and i.region
+                and accepts(options, i.instance_type.name, i.region.name)
+            ),
+            None,
+        )
         strays = [i.id for i in owned if keep is None or i.id != keep.id]
         if strays:
             log.warning("terminating untracked instances owned by this resource with another spec: %s", strays)
             client.instances.terminate(strays)
         return keep
 
-    def _place_and_launch(self, client: LambdaClient, props: Mapping[str, Any], tags: dict[str, str],
-                          owner: dict[str, str], options: list) -> tuple[str, int]:
+    def _place_and_launch(
+        self, client: LambdaClient, props: Mapping[str, Any], tags: dict[str, str], owner: dict[str, str], options: list
+    ) -> tuple[str, int]:
         fs_names = as_str_list(props.get("file_system_names"))
         required_region = self._filesystem_region(client, fs_names)
         tried: set[tuple[str, str]] = set()
@@ -183,10 +209,16 @@ class InstanceProvider(ResourceProvider):
             except NoCapacity as exc:
                 raise RuntimeError(str(exc)) from None
             request = LaunchRequest(
-                region_name=region, instance_type_name=type_name, ssh_key_name=str(props["ssh_key_name"]),
-                name=props.get("name") or None, file_system_names=fs_names, hostname=props.get("hostname") or None,
-                image=as_str_dict(props.get("image")) or None, user_data=props.get("user_data") or None,
-                tags=tags, firewall_ruleset_ids=as_str_list(props.get("firewall_ruleset_ids")),
+                region_name=region,
+                instance_type_name=type_name,
+                ssh_key_name=str(props["ssh_key_name"]),
+                name=props.get("name") or None,
+                file_system_names=fs_names,
+                hostname=props.get("hostname") or None,
+                image=as_str_dict(props.get("image")) or None,
+                user_data=props.get("user_data") or None,
+                tags=tags,
+                firewall_ruleset_ids=as_str_list(props.get("firewall_ruleset_ids")),
             )
             try:
                 instance_id = client.instances.launch(request, owner_tags={**owner, SPEC_TAG: tags[SPEC_TAG]})
@@ -225,8 +257,9 @@ class InstanceProvider(ResourceProvider):
             if inst is None or inst.status in GONE_FOR_READ:
                 # diff replaces a dead instance; here it died after the diff, or the diff could not read the API.
                 status = inst.status if inst else liveness.GONE
-                raise RuntimeError(f"{liveness.dead_fact(olds, id_, status)}, so it cannot be updated. "
-                                   f"{_RERUN_REPLACES}")
+                raise RuntimeError(
+                    f"{liveness.dead_fact(olds, id_, status)}, so it cannot be updated. {_RERUN_REPLACES}"
+                )
             _terminate_strays(client, olds, keep=id_)
             if news.get("name") and inst.name != news["name"]:
                 client.instances.rename(id_, news["name"])
@@ -252,8 +285,14 @@ class InstanceProvider(ResourceProvider):
             client.instances.wait(id_, _gone_or_terminated, timeout=remaining, interval=cfg.poll_interval)
 
     # ---------------------------------------------------------------- outputs
-    def _wait_and_describe(self, client: LambdaClient, instance_id: str, props: Mapping[str, Any], gpus: int,
-                           cfg: settings.ProviderSettings) -> dict[str, Any]:
+    def _wait_and_describe(
+        self,
+        client: LambdaClient,
+        instance_id: str,
+        props: Mapping[str, Any],
+        gpus: int,
+        cfg: settings.ProviderSettings,
+    ) -> dict[str, Any]:
         timeout = _boot_timeout(props, gpus)
         try:
             inst = client.instances.wait(instance_id, _settled, timeout=timeout, interval=cfg.poll_interval)
@@ -266,31 +305,34 @@ class InstanceProvider(ResourceProvider):
             return self._unfinished_outputs(props, instance_id, liveness.unhealthy_warning(props, instance_id))
         return self._describe(client, inst, props)
 
-    def _describe(self, client: LambdaClient, inst: InstanceRecord, props: Mapping[str, Any],
-                  boot_error: str | None = None) -> dict[str, Any]:
+    def _describe(
+        self, client: LambdaClient, inst: InstanceRecord, props: Mapping[str, Any], boot_error: str | None = None
+    ) -> dict[str, Any]:
         outs = {k: v for k, v in props.items() if k != "__provider"}
         itype = inst.instance_type
-        outs.update({
-            "instance_id": inst.id,
-            "name": inst.name,
-            "ip": inst.ip,
-            "private_ip": inst.private_ip,
-            "ssh_port": inst.ssh_port,
-            "status": inst.status,
-            "live_status": inst.status,
-            "ready": inst.is_ready,
-            "boot_error": boot_error if not inst.is_ready else None,
-            "hostname": inst.hostname,
-            "architecture": itype.architecture if itype else None,
-            "gpu_description": itype.gpu_description if itype else None,
-            "gpu_count": itype.specs.gpus if itype else None,
-            "price_cents_per_hour": itype.price_cents_per_hour if itype else None,
-            "instance_type": itype.name if itype else props.get("instance_type"),
-            "region": inst.region.name if inst.region else props.get("region"),
-            "file_system_mounts": _mounts(client, inst),
-            # read() gets the previous outputs, where e.g. `hostname` is the server's: keep the spec as requested.
-            "requested_spec": props.get("requested_spec") or requested_spec(props),
-        })
+        outs.update(
+            {
+                "instance_id": inst.id,
+                "name": inst.name,
+                "ip": inst.ip,
+                "private_ip": inst.private_ip,
+                "ssh_port": inst.ssh_port,
+                "status": inst.status,
+                "live_status": inst.status,
+                "ready": inst.is_ready,
+                "boot_error": boot_error if not inst.is_ready else None,
+                "hostname": inst.hostname,
+                "architecture": itype.architecture if itype else None,
+                "gpu_description": itype.gpu_description if itype else None,
+                "gpu_count": itype.specs.gpus if itype else None,
+                "price_cents_per_hour": itype.price_cents_per_hour if itype else None,
+                "instance_type": itype.name if itype else props.get("instance_type"),
+                "region": inst.region.name if inst.region else props.get("region"),
+                "file_system_mounts": _mounts(client, inst),
+                # read() gets the previous outputs, where e.g. `hostname` is the server's: keep the spec as requested.
+                "requested_spec": props.get("requested_spec") or requested_spec(props),
+            }
+        )
         return outs
 
     def _unfinished_outputs(self, props: Mapping[str, Any], instance_id: str, error: str) -> dict[str, Any]:
@@ -304,15 +346,25 @@ class InstanceProvider(ResourceProvider):
         except Exception as exc:  # noqa: BLE001 - describing is best effort; the id is what matters
             error = f"{error}; describing it failed too: {exc}"
         outs = {k: v for k, v in props.items() if k != "__provider"}
-        outs.update({"instance_id": instance_id, "status": "unknown", "live_status": "unknown", "ready": False,
-                     "boot_error": error, "requested_spec": requested_spec(props), "ssh_port": 22})
+        outs.update(
+            {
+                "instance_id": instance_id,
+                "status": "unknown",
+                "live_status": "unknown",
+                "ready": False,
+                "boot_error": error,
+                "requested_spec": requested_spec(props),
+                "ssh_port": 22,
+            }
+        )
         return outs
 
 
 def _terminate(client: LambdaClient, instance_id: str, deadline: float, interval: float) -> bool:
     """Terminate, retrying Conflict (terminate is not yet available right after launch); False if already gone."""
-    return retry_while_busy(lambda: client.instances.terminate([instance_id]), Conflict, deadline=deadline,
-                            interval=interval)
+    return retry_while_busy(
+        lambda: client.instances.terminate([instance_id]), Conflict, deadline=deadline, interval=interval
+    )
 
 
 def _liveness_replaces(instance_id: str, olds: Mapping[str, Any]) -> list[str]:
@@ -395,16 +447,24 @@ class Instance(Resource, module="lambda", name="Instance"):
     region: pulumi.Output[str]
     file_system_mounts: pulumi.Output[dict[str, str]]
 
-    def __init__(self, resource_name: str, *, ssh_key_name: pulumi.Input[str] | list[pulumi.Input[str]],
-                 instance_type: str | list[str] | None = None, region: str | list[str] | None = None,
-                 placements: list[dict[str, str | None]] | None = None,
-                 file_system_names: pulumi.Input[list[pulumi.Input[str]]] | None = None,
-                 name: pulumi.Input[str] | None = None, image: dict[str, str] | None = None,
-                 tags: dict[str, str] | None = None,
-                 firewall_ruleset_ids: pulumi.Input[list[pulumi.Input[str]]] | None = None,
-                 hostname: str | None = None, user_data: pulumi.Input[str] | None = None,
-                 boot_timeout_seconds: float | None = None,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        ssh_key_name: pulumi.Input[str] | list[pulumi.Input[str]],
+        instance_type: str | list[str] | None = None,
+        region: str | list[str] | None = None,
+        placements: list[dict[str, str | None]] | None = None,
+        file_system_names: pulumi.Input[list[pulumi.Input[str]]] | None = None,
+        name: pulumi.Input[str] | None = None,
+        image: dict[str, str] | None = None,
+        tags: dict[str, str] | None = None,
+        firewall_ruleset_ids: pulumi.Input[list[pulumi.Input[str]]] | None = None,
+        hostname: str | None = None,
+        user_data: pulumi.Input[str] | None = None,
+        boot_timeout_seconds: float | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
         if placements is None:
             placements = placements_from(instance_type, region)
         props: dict[str, Any] = {
@@ -418,8 +478,11 @@ class Instance(Resource, module="lambda", name="Instance"):
             "hostname": hostname,
             "user_data": pulumi.Output.secret(user_data) if user_data is not None else None,
             "boot_timeout_seconds": boot_timeout_seconds,
-            "owner": {"project": pulumi.get_project(), "stack": pulumi.get_stack(),
-                      "resource": _owner_name(resource_name, opts)},
+            "owner": {
+                "project": pulumi.get_project(),
+                "stack": pulumi.get_stack(),
+                "resource": _owner_name(resource_name, opts),
+            },
             **{k: None for k in OUTPUT_KEYS if k not in ("hostname",)},
         }
         ours = pulumi.ResourceOptions(delete_before_replace=True, additional_secret_outputs=["user_data"])
@@ -442,8 +505,10 @@ def _fail_if_unready(resource_name: str, ready: bool | None, boot_error: str | N
     # Raised inside an apply: the SDK re-raises it after all registrations, so `pulumi up` exits non-zero while
     # the state keeps the instance (destroy terminates it; the next up waits for it again).
     if ready is False and not pulumi.runtime.is_dry_run():  # preview must still show the plan
-        raise InstanceNotReady(f"instance {resource_name} is tracked in state but not ready: {boot_error}. Run "
-                               "`pulumi up` again to keep waiting for it, or `pulumi destroy` to terminate it.")
+        raise InstanceNotReady(
+            f"instance {resource_name} is tracked in state but not ready: {boot_error}. Run "
+            "`pulumi up` again to keep waiting for it, or `pulumi destroy` to terminate it."
+        )
 
 
 def placements_from(instance_type: str | list[str] | None, region: str | list[str] | None) -> list[dict[str, Any]]:

@@ -24,8 +24,7 @@ from lambda_provider.resources.values import as_float, as_str_dict, as_str_list,
 HOSTNAME_PATTERN = re.compile(r"^[a-z0-9][0-9a-z-]{0,62}$")
 USER_DATA_MAX_BYTES = 1024 * 1024
 # Inputs whose change replaces the instance (the API can change nothing but the name after launch).
-REPLACE_KEYS = ("ssh_key_name", "file_system_names", "image", "user_data", "tags", "firewall_ruleset_ids",
-                "hostname")
+REPLACE_KEYS = ("ssh_key_name", "file_system_names", "image", "user_data", "tags", "firewall_ruleset_ids", "hostname")
 
 
 def user_data_digest(user_data: Any) -> str | None:
@@ -36,6 +35,7 @@ def user_data_digest(user_data: Any) -> str | None:
 
 def requested_spec(props: Mapping[str, Any]) -> dict[str, Any]:
     """The replace-relevant inputs in a canonical form (unknown values passed through)."""
+
     def keep(key: str, convert: Any) -> Any:
         value = props.get(key)
         return value if is_unknown(value) else convert(value)
@@ -61,15 +61,21 @@ def validate_static(news: Mapping[str, Any]) -> list[CheckFailure]:
     placements = news.get("placements")
     if not is_unknown(placements):
         if not isinstance(placements, list) or not placements:
-            fail("placements", "give at least one placement: instance_type=... (and region=...) or "
-                 "placements=[{'instance_type': ..., 'region': ...}, ...] in preference order")
+            fail(
+                "placements",
+                "give at least one placement: instance_type=... (and region=...) or "
+                "placements=[{'instance_type': ..., 'region': ...}, ...] in preference order",
+            )
         elif len(parse_placements(placements)) != len(placements):
             fail("placements", "each placement needs a string 'instance_type' (and optionally a string 'region')")
 
     key = news.get("ssh_key_name")
     if isinstance(key, list) and not is_unknown(key):
-        fail("ssh_key_name", f"Lambda launches with exactly one SSH key, got {len(key)} ({key}): pass one key "
-             "name, and add further public keys through user_data")
+        fail(
+            "ssh_key_name",
+            f"Lambda launches with exactly one SSH key, got {len(key)} ({key}): pass one key "
+            "name, and add further public keys through user_data",
+        )
     elif not is_unknown(key) and (not isinstance(key, str) or not key):
         fail("ssh_key_name", "an SSH key name is required (an SshKey resource's name or an existing key's name)")
 
@@ -81,10 +87,16 @@ def validate_static(news: Mapping[str, Any]) -> list[CheckFailure]:
             fail("name", f"name is {len(name)} characters; Lambda allows at most {NAME_MAX}: shorten it")
 
     hostname = news.get("hostname")
-    if not is_unknown(hostname) and hostname is not None and (
-            not isinstance(hostname, str) or not HOSTNAME_PATTERN.match(hostname)):
-        fail("hostname", f"hostname {hostname!r} must match {HOSTNAME_PATTERN.pattern} (lowercase letters, digits "
-             "and '-', 1-63 characters, not starting with '-')")
+    if (
+        not is_unknown(hostname)
+        and hostname is not None
+        and (not isinstance(hostname, str) or not HOSTNAME_PATTERN.match(hostname))
+    ):
+        fail(
+            "hostname",
+            f"hostname {hostname!r} must match {HOSTNAME_PATTERN.pattern} (lowercase letters, digits "
+            "and '-', 1-63 characters, not starting with '-')",
+        )
 
     tags = news.get("tags")
     if not is_unknown(tags) and tags is not None:
@@ -95,17 +107,26 @@ def validate_static(news: Mapping[str, Any]) -> list[CheckFailure]:
                 if is_unknown(tag_value):
                     continue
                 if len(tag_key) > TAG_KEY_MAX or not TAG_KEY_PATTERN.match(tag_key):
-                    fail("tags", f"tag key {tag_key!r} is invalid: use lowercase letters, digits, '-' and ':', "
-                         f"start with a letter, at least 2 and at most {TAG_KEY_MAX} characters")
+                    fail(
+                        "tags",
+                        f"tag key {tag_key!r} is invalid: use lowercase letters, digits, '-' and ':', "
+                        f"start with a letter, at least 2 and at most {TAG_KEY_MAX} characters",
+                    )
                 elif tag_key.startswith(RESERVED_TAG_PREFIX):
-                    fail("tags", f"tag key {tag_key!r} uses the reserved prefix {RESERVED_TAG_PREFIX!r} "
-                         "(ownership tags set by the provider): rename it")
+                    fail(
+                        "tags",
+                        f"tag key {tag_key!r} uses the reserved prefix {RESERVED_TAG_PREFIX!r} "
+                        "(ownership tags set by the provider): rename it",
+                    )
                 if not isinstance(tag_value, str) or len(tag_value) > TAG_VALUE_MAX:
                     fail("tags", f"tag {tag_key!r}: value must be a string of at most {TAG_VALUE_MAX} characters")
 
     image = news.get("image")
-    if not is_unknown(image) and image is not None and (
-            not isinstance(image, dict) or len(image) != 1 or next(iter(image)) not in ("id", "family")):
+    if (
+        not is_unknown(image)
+        and image is not None
+        and (not isinstance(image, dict) or len(image) != 1 or next(iter(image)) not in ("id", "family"))
+    ):
         fail("image", "image must be {'family': 'lambda-stack-22-04'} or {'id': '<image id>'}")
 
     user_data = news.get("user_data")
@@ -141,23 +162,34 @@ def validate_against_catalogue(news: Mapping[str, Any], client: LambdaClient) ->
     for option in options:
         item = catalog.get(option.instance_type)
         if item is None:
-            failures.append(CheckFailure("placements", f"unknown instance type {option.instance_type!r}; known "
-                                         f"types: {', '.join(sorted(catalog))}"))
+            failures.append(
+                CheckFailure(
+                    "placements",
+                    f"unknown instance type {option.instance_type!r}; known types: {', '.join(sorted(catalog))}",
+                )
+            )
             continue
         if option.region is None:
             continue
         if region_names and option.region not in region_names:
-            failures.append(CheckFailure("placements", f"unknown region {option.region!r}; regions: "
-                                         f"{', '.join(sorted(region_names))}"))
+            failures.append(
+                CheckFailure(
+                    "placements", f"unknown region {option.region!r}; regions: {', '.join(sorted(region_names))}"
+                )
+            )
             continue
         arch = item.instance_type.architecture
         usable = [i for i in image_list if i.architecture == arch and (family is None or i.family == family)]
         if image_list and not any(i.region and i.region.name == option.region for i in usable):
             where = sorted({i.region.name for i in usable if i.region})
             what = f"{arch} image" + (f" of family {family!r}" if family else "")
-            failures.append(CheckFailure(
-                "placements", f"region {option.region!r} does not offer {option.instance_type} (no {what} there); "
-                f"regions that can run it: {', '.join(where) or 'none'}"))
+            failures.append(
+                CheckFailure(
+                    "placements",
+                    f"region {option.region!r} does not offer {option.instance_type} (no {what} there); "
+                    f"regions that can run it: {', '.join(where) or 'none'}",
+                )
+            )
     failures.extend(_filesystem_region_failures(news, options, client))
     return failures
 
@@ -172,11 +204,21 @@ def _filesystem_region_failures(news: Mapping[str, Any], options: list, client: 
         return []
     regions = {n: existing[n].region.name for n in as_str_list(names) if n in existing and existing[n].region}
     if len(set(regions.values())) > 1:
-        return [CheckFailure("file_system_names", f"filesystems are in different regions {regions}; an instance "
-                             "can only mount filesystems of its own region")]
+        return [
+            CheckFailure(
+                "file_system_names",
+                f"filesystems are in different regions {regions}; an instance "
+                "can only mount filesystems of its own region",
+            )
+        ]
     if regions:
         region = next(iter(regions.values()))
         if not any(o.region in (None, region) for o in options):
-            return [CheckFailure("placements", f"the filesystems {sorted(regions)} are in {region}, but no "
-                                 f"placement allows {region}: add a placement in {region}")]
+            return [
+                CheckFailure(
+                    "placements",
+                    f"the filesystems {sorted(regions)} are in {region}, but no "
+                    f"placement allows {region}: add a placement in {region}",
+                )
+            ]
     return []

@@ -46,8 +46,13 @@ def region_failures(region: str) -> list[CheckFailure]:
         with settings.current().client() as client:
             known = {r.name for r in regions(client)}
     except (LambdaError, ValueError) as exc:
-        return [CheckFailure("region", f"cannot validate the region against the Lambda API ({exc}); run the command "
-                             "again once the API answers")]
+        return [
+            CheckFailure(
+                "region",
+                f"cannot validate the region against the Lambda API ({exc}); run the command "
+                "again once the API answers",
+            )
+        ]
     if known and region not in known:
         return [CheckFailure("region", f"unknown region {region!r}; regions: {', '.join(sorted(known))}")]
     return []

@@ -58,8 +58,13 @@ def capacity_summary(catalog: Mapping[str, InstanceTypeAvailability], types: Ite
     return "; ".join(parts) if parts else "none"
 
 
-def choose(placements: Sequence[Placement], catalog: Mapping[str, InstanceTypeAvailability], *,
-           required_region: str | None = None, exclude: Iterable[tuple[str, str]] = ()) -> tuple[str, str]:
+def choose(
+    placements: Sequence[Placement],
+    catalog: Mapping[str, InstanceTypeAvailability],
+    *,
+    required_region: str | None = None,
+    exclude: Iterable[tuple[str, str]] = (),
+) -> tuple[str, str]:
     """First (type, region) in preference order with capacity now, honouring `required_region` (filesystems)."""
     excluded = set(exclude)
     for option in placements:
@@ -81,4 +86,5 @@ def choose(placements: Sequence[Placement], catalog: Mapping[str, InstanceTypeAv
     raise NoCapacity(
         f"no capacity now for any acceptable placement [{', '.join(str(p) for p in placements)}]{where}. "
         f"Capacity exists now for the listed types: {capacity_summary(catalog, dict.fromkeys(listed))}; "
-        f"for any type: {capacity_summary(catalog)}. Add one of these as a fallback placement or retry later.")
+        f"for any type: {capacity_summary(catalog)}. Add one of these as a fallback placement or retry later."
+    )

@@ -65,24 +65,36 @@ class ProviderSettings:
     request_timeout: float = 30.0
 
     def client(self) -> LambdaClient:
-        shared_limiter().configure(min_request_interval=self.min_request_interval,
-                                   min_launch_interval=self.min_launch_interval)
+        shared_limiter().configure(
+            min_request_interval=self.min_request_interval, min_launch_interval=self.min_launch_interval
+        )
         return LambdaClient(
-            self.api_key, self.api_url, timeout=self.request_timeout,
-            retry=RetryPolicy(attempts=self.retry_attempts, base_delay=self.retry_base_delay,
-                              max_delay=max(30.0 * self.retry_base_delay, self.retry_base_delay),
-                              rate_limit_budget=self.rate_limit_budget),
+            self.api_key,
+            self.api_url,
+            timeout=self.request_timeout,
+            retry=RetryPolicy(
+                attempts=self.retry_attempts,
+                base_delay=self.retry_base_delay,
+                max_delay=max(30.0 * self.retry_base_delay, self.retry_base_delay),
+                rate_limit_budget=self.rate_limit_budget,
+            ),
             reconcile=ReconcilePolicy(list_interval=self.reconcile_interval),
         )
 
     def probe_client(self) -> LambdaClient:
         """A client for a look-up that must stay short (a diff per node at every preview): few tries, short timeout."""
-        shared_limiter().configure(min_request_interval=self.min_request_interval,
-                                   min_launch_interval=self.min_launch_interval)
+        shared_limiter().configure(
+            min_request_interval=self.min_request_interval, min_launch_interval=self.min_launch_interval
+        )
         return LambdaClient(
-            self.api_key, self.api_url, timeout=min(self.request_timeout, PROBE_TIMEOUT),
-            retry=RetryPolicy(attempts=max(1, min(self.retry_attempts, PROBE_ATTEMPTS)),
-                              base_delay=self.retry_base_delay, max_delay=self.retry_base_delay * 2),
+            self.api_key,
+            self.api_url,
+            timeout=min(self.request_timeout, PROBE_TIMEOUT),
+            retry=RetryPolicy(
+                attempts=max(1, min(self.retry_attempts, PROBE_ATTEMPTS)),
+                base_delay=self.retry_base_delay,
+                max_delay=self.retry_base_delay * 2,
+            ),
         )
 
 

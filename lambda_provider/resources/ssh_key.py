@@ -41,10 +41,10 @@ NAME_MAX = 64
 def generate_key_pair(comment: str) -> tuple[str, str]:
     """(OpenSSH public key, OpenSSH private key) of a fresh Ed25519 pair."""
     key = ed25519.Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                           serialization.PublicFormat.OpenSSH).decode()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    ).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
     return f"{public} {comment}", private
 
 
@@ -60,8 +60,10 @@ def _generated_comment(props: dict[str, Any]) -> str:
 
 
 def _taken_by_another_key(name: str) -> RuntimeError:
-    return RuntimeError(f"an SSH key named {name!r} already exists in the account with a different public key; "
-                        "choose another name, or delete that key if it is no longer used")
+    return RuntimeError(
+        f"an SSH key named {name!r} already exists in the account with a different public key; "
+        "choose another name, or delete that key if it is no longer used"
+    )
 
 
 class SshKeyProvider(ResourceProvider):
@@ -74,10 +76,18 @@ class SshKeyProvider(ResourceProvider):
         if not is_unknown(name) and (not isinstance(name, str) or not 1 <= len(name) <= NAME_MAX):
             failures.append(CheckFailure("name", f"SSH key name must be 1-{NAME_MAX} characters"))
         public_key = news.get("public_key")
-        if not is_unknown(public_key) and public_key is not None and (
-                not isinstance(public_key, str) or len(public_key.split()) < 2 or len(public_key) > 4096):
-            failures.append(CheckFailure("public_key", "public_key must be an OpenSSH public key line "
-                                             "('ssh-ed25519 AAAA... comment'), at most 4096 characters"))
+        if (
+            not is_unknown(public_key)
+            and public_key is not None
+            and (not isinstance(public_key, str) or len(public_key.split()) < 2 or len(public_key) > 4096)
+        ):
+            failures.append(
+                CheckFailure(
+                    "public_key",
+                    "public_key must be an OpenSSH public key line "
+                    "('ssh-ed25519 AAAA... comment'), at most 4096 characters",
+                )
+            )
         return CheckResult(dict(news), failures)
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -103,16 +113,25 @@ class SshKeyProvider(ResourceProvider):
             record = self._settle_existing(client, props, public_key, generated=private_key is not None)
             if record is None:
                 record = create_or_adopt(
-                    lambda: client.ssh_keys.create(name, public_key), lambda: self._adopt(client, name, public_key),
-                    retry=client.transport.retry, what=f"SSH key {name!r}",
-                    taken=(Duplicate, InvalidParameters))  # the live API refuses a taken name as invalid-parameters
-        outs = {"name": record.name, "public_key": record.public_key or public_key, "key_id": record.id,
-                "generated": private_key is not None, "private_key": private_key}
+                    lambda: client.ssh_keys.create(name, public_key),
+                    lambda: self._adopt(client, name, public_key),
+                    retry=client.transport.retry,
+                    what=f"SSH key {name!r}",
+                    taken=(Duplicate, InvalidParameters),
+                )  # the live API refuses a taken name as invalid-parameters
+        outs = {
+            "name": record.name,
+            "public_key": record.public_key or public_key,
+            "key_id": record.id,
+            "generated": private_key is not None,
+            "private_key": private_key,
+        }
         return CreateResult(record.id, outs)
 
     @staticmethod
-    def _settle_existing(client: LambdaClient, props: dict[str, Any], public_key: str,
-                         generated: bool) -> SshKeyRecord | None:
+    def _settle_existing(
+        client: LambdaClient, props: dict[str, Any], public_key: str, generated: bool
+    ) -> SshKeyRecord | None:
         """A key already under our name: adopt it when it holds our public key. One that holds a pair generated
         for this very resource by an earlier create that never got recorded (a killed `up`) is an orphan: its
         private half died with that process, so it is deleted to make room for the new pair. Any other key is
@@ -130,7 +149,8 @@ class SshKeyProvider(ResourceProvider):
             raise RuntimeError(
                 f"SSH key {name!r} holds a pair generated by an earlier run that never recorded it, so its private "
                 "half is lost, and instances still use it: terminate the instances launched with this key (they are "
-                "not in the stack's state), then run `pulumi up` again to generate a new pair") from None
+                "not in the stack's state), then run `pulumi up` again to generate a new pair"
+            ) from None
         return None
 
     @staticmethod
@@ -167,10 +187,21 @@ class SshKey(Resource, module="lambda", name="SshKey"):
     key_id: pulumi.Output[str]
     generated: pulumi.Output[bool]
 
-    def __init__(self, resource_name: str, *, name: pulumi.Input[str] | None = None,
-                 public_key: pulumi.Input[str] | None = None, opts: pulumi.ResourceOptions | None = None) -> None:
-        props = {"name": name if name is not None else f"{pulumi.get_stack()}-{resource_name}"[:NAME_MAX],
-                 "public_key": public_key, "private_key": None, "key_id": None, "generated": None,
-                 "owner": f"{pulumi.get_project()}/{pulumi.get_stack()}/{resource_name}"}  # marks generated pairs
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        name: pulumi.Input[str] | None = None,
+        public_key: pulumi.Input[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            "name": name if name is not None else f"{pulumi.get_stack()}-{resource_name}"[:NAME_MAX],
+            "public_key": public_key,
+            "private_key": None,
+            "key_id": None,
+            "generated": None,
+            "owner": f"{pulumi.get_project()}/{pulumi.get_stack()}/{resource_name}",
+        }  # marks generated pairs
         ours = pulumi.ResourceOptions(additional_secret_outputs=["private_key"])
         super().__init__(SshKeyProvider(), resource_name, props, pulumi.ResourceOptions.merge(opts, ours))

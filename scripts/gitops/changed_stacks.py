@@ -23,7 +23,7 @@ def stacks_touched(changed: list[str], all_stacks: list[str]) -> list[str]:
     for path in changed:
         name = Path(path).name
         if "/" not in path and name.startswith("Pulumi.") and name.endswith(".yaml") and name != "Pulumi.yaml":
-            touched.append(name[len("Pulumi."):-len(".yaml")])
+            touched.append(name[len("Pulumi.") : -len(".yaml")])
         elif not path.startswith(NOT_THE_PROGRAM):
             return sorted(all_stacks)
     return sorted(s for s in dict.fromkeys(touched) if s in all_stacks)
@@ -34,9 +34,14 @@ def main() -> int:
     parser.add_argument("--base", required=True)
     parser.add_argument("--head", default="HEAD")
     args = parser.parse_args()
-    diff = subprocess.run(["git", "diff", "--name-only", f"{args.base}...{args.head}"], cwd=REPO_ROOT,
-                          capture_output=True, text=True, check=True).stdout.split()
-    stacks = [p.name[len("Pulumi."):-len(".yaml")] for p in REPO_ROOT.glob("Pulumi.*.yaml")]
+    diff = subprocess.run(
+        ["git", "diff", "--name-only", f"{args.base}...{args.head}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    stacks = [p.name[len("Pulumi.") : -len(".yaml")] for p in REPO_ROOT.glob("Pulumi.*.yaml")]
     print(json.dumps(stacks_touched(diff, stacks)))
     return 0
 

@@ -41,8 +41,17 @@ def comment(stack: str, table: str, diff_ok: bool, diff_text: str, blocked: list
     diff_text = diff_text if len(diff_text) <= MAX_DIFF_CHARS else diff_text[:MAX_DIFF_CHARS] + "\n... (truncated)"
     parts = [MARKER, f"## `pulumi preview` of stack `{stack}`: {status}", "", table]
     parts += [f"❌ {reason}" for reason in blocked]
-    parts += ["", "<details open><summary><code>pulumi preview --diff</code></summary>", "", "```diff",
-              diff_text.rstrip(), "```", "", "</details>", ""]
+    parts += [
+        "",
+        "<details open><summary><code>pulumi preview --diff</code></summary>",
+        "",
+        "```diff",
+        diff_text.rstrip(),
+        "```",
+        "",
+        "</details>",
+        "",
+    ]
     return "\n".join(parts)
 
 
@@ -64,8 +73,11 @@ def main() -> int:
         catalogue, warning = fetch_catalogue(os.environ.get("LAMBDA_API_KEY"), os.environ.get("LAMBDA_API_URL"))
         summary = summarize(plan, catalogue, cap_usd_per_hour=cap_from_env())
         table = render_stack(summary) + (f"\n_{warning}_\n" if warning else "")
-        blocked += [f"filesystem `{n}` would be deleted; pass --allow-filesystem-deletion {n} if that is intended"
-                    for n in summary.filesystem_deletions if n not in args.allow_filesystem_deletion]
+        blocked += [
+            f"filesystem `{n}` would be deleted; pass --allow-filesystem-deletion {n} if that is intended"
+            for n in summary.filesystem_deletions
+            if n not in args.allow_filesystem_deletion
+        ]
     except PreviewError as exc:
         table = f"cost table unavailable: {exc}\n"
     if not as_json.ok or not as_diff.ok:

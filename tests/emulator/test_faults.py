@@ -57,8 +57,12 @@ def test_slow_response_still_answers(api: CheckedApi) -> None:
 def test_launch_that_commits_but_drops_the_response(api: CheckedApi) -> None:
     api.add_key()
     api.emu.inject_fault(action="drop_response", method="POST", path="^/instance-operations/launch$", count=1)
-    body = {"region_name": "us-east-3", "instance_type_name": "gpu_1x_gh200", "ssh_key_names": ["test-key"],
-            "name": "lost"}
+    body = {
+        "region_name": "us-east-3",
+        "instance_type_name": "gpu_1x_gh200",
+        "ssh_key_names": ["test-key"],
+        "name": "lost",
+    }
     _expect_no_answer(api, "POST", "/instance-operations/launch", body)
     listed = api.ok("GET", "/instances")
     assert [i["name"] for i in listed] == ["lost"]  # billed although the client never got an id

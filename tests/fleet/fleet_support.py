@@ -22,16 +22,39 @@ main(Path({str(REPO_ROOT)!r}))
 """
 A10 = {"instanceType": "gpu_1x_a10", "region": "us-east-1"}
 A100 = {"instanceType": "gpu_1x_a100_sxm4", "region": "us-east-1"}
-FAST_CLIENT = {"lambda:minRequestInterval": "0", "lambda:minLaunchInterval": "0", "lambda:pollInterval": "0.2",
-               "lambda:retryBaseDelay": "0.05", "lambda:deleteTimeout": "60", "lambda:reconcileInterval": "0.2"}
+FAST_CLIENT = {
+    "lambda:minRequestInterval": "0",
+    "lambda:minLaunchInterval": "0",
+    "lambda:pollInterval": "0.2",
+    "lambda:retryBaseDelay": "0.05",
+    "lambda:deleteTimeout": "60",
+    "lambda:reconcileInterval": "0.2",
+}
 
 
-def stack_config(placements: list[dict[str, str]], *, count: int = 2, run_name: str = "e2e",
-                 filesystem: str = "sae-e2e", **training: Any) -> dict[str, Any]:
-    train = {"config": "training/configs/tiny-cpu.yaml", "runName": run_name, "allowCpu": True, "waitMinutes": 4,
-             "readyTimeoutSeconds": 15,
-             "overrides": {"threads": 1, "total_vectors": 150_000, "checkpoint_every": 50, "log_every": 25,
-                           "eval_vectors": 4096, "plot": False}}
+def stack_config(
+    placements: list[dict[str, str]],
+    *,
+    count: int = 2,
+    run_name: str = "e2e",
+    filesystem: str = "sae-e2e",
+    **training: Any,
+) -> dict[str, Any]:
+    train = {
+        "config": "training/configs/tiny-cpu.yaml",
+        "runName": run_name,
+        "allowCpu": True,
+        "waitMinutes": 4,
+        "readyTimeoutSeconds": 15,
+        "overrides": {
+            "threads": 1,
+            "total_vectors": 150_000,
+            "checkpoint_every": 50,
+            "log_every": 25,
+            "eval_vectors": 4096,
+            "plot": False,
+        },
+    }
     overrides = training.pop("overrides", {})
     train.update(training)
     train["overrides"] = {**train["overrides"], **overrides}
@@ -66,8 +89,11 @@ class Fleet:
         return self.project.run("preview", "--diff", check=False, timeout=300)
 
     def live_instances(self) -> list[dict[str, Any]]:
-        return [i for i in self.emulator.api("GET", "/instances").body["data"]
-                if i["status"] not in ("terminated", "terminating")]
+        return [
+            i
+            for i in self.emulator.api("GET", "/instances").body["data"]
+            if i["status"] not in ("terminated", "terminating")
+        ]
 
     def node_home(self, node: str) -> Path:
         inst = next(i for i in self.live_instances() if i["name"].endswith(node))

@@ -19,9 +19,16 @@ EMULATOR_URL = "http://127.0.0.1:8790/api/v1"
 def dev_config(**changes: Any) -> dict[str, Any]:
     config: dict[str, Any] = {
         "target": "emulator",
-        "nodeGroups": [{"name": "node", "count": 2, "placements": [
-            {"instanceType": "gpu_1x_a10", "region": "us-east-1"},
-            {"instanceType": "gpu_1x_a100_sxm4", "region": "us-east-1"}]}],
+        "nodeGroups": [
+            {
+                "name": "node",
+                "count": 2,
+                "placements": [
+                    {"instanceType": "gpu_1x_a10", "region": "us-east-1"},
+                    {"instanceType": "gpu_1x_a100_sxm4", "region": "us-east-1"},
+                ],
+            }
+        ],
         "filesystem": {"name": "sae-dev", "region": "us-east-1"},
         "training": {"config": "training/configs/tiny-cpu.yaml", "allowCpu": True, "waitMinutes": 5},
         "budget": {"maxUsdPerHour": 10, "maxHours": 2},
@@ -68,9 +75,15 @@ def test_every_problem_names_its_key_and_a_fix() -> None:
     raw["nodeGroups"][0]["count"] = 0
     raw["nodeGroups"][0]["placements"].append({"instanceType": "gpu_8x_h100_sxm5", "region": "us-west-3"})
     text = problems(raw)
-    for key in ("target:", "budget.maxUsdPerHour:", "budget.maxHours: missing", "sizes: unknown key",
-                "nodeGroups[0].count:", "nodeGroups[0].placements[2].region: us-west-3 differs from the filesystem",
-                "nodeGroups[0].placements: acceptable types have different GPU counts"):
+    for key in (
+        "target:",
+        "budget.maxUsdPerHour:",
+        "budget.maxHours: missing",
+        "sizes: unknown key",
+        "nodeGroups[0].count:",
+        "nodeGroups[0].placements[2].region: us-west-3 differs from the filesystem",
+        "nodeGroups[0].placements: acceptable types have different GPU counts",
+    ):
         assert key in text, f"{key!r} missing from:\n{text}"
     assert all(" -- " in line for line in text.splitlines()[1:]), "every problem carries a fix"
 
@@ -145,13 +158,15 @@ def test_halves_of_two_different_keys_are_refused_with_both_fingerprints(tmp_pat
     assert f"ssh-keygen -y -f {other} > {public}" in text
 
 
-@pytest.mark.parametrize(("content", "problem"), [
-    ("- batch_size: 1024\n- k: 8\n", "holds a list, not a mapping of trainer keys"),
-    ("just words\n", "holds a str, not a mapping of trainer keys"),
-    ("batch_size: [1024\nk: 8\n", "is not valid YAML at line"),
-])
-def test_a_training_config_that_is_not_a_yaml_mapping_names_the_key(tmp_path: Path, content: str,
-                                                                      problem: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("- batch_size: 1024\n- k: 8\n", "holds a list, not a mapping of trainer keys"),
+        ("just words\n", "holds a str, not a mapping of trainer keys"),
+        ("batch_size: [1024\nk: 8\n", "is not valid YAML at line"),
+    ],
+)
+def test_a_training_config_that_is_not_a_yaml_mapping_names_the_key(tmp_path: Path, content: str, problem: str) -> None:
     (tmp_path / "training" / "configs").mkdir(parents=True)
     (tmp_path / "training" / "configs" / "bad.yaml").write_text(content)
     raw = dev_config(training={"config": "training/configs/bad.yaml", "allowCpu": True})
@@ -172,14 +187,20 @@ ARCHES = {"gpu_1x_gh200": "arm64", "gpu_1x_a100_sxm4": "x86_64", "gpu_1x_a10": "
 def test_a_group_whose_placements_span_architectures_is_refused_naming_the_key() -> None:
     config = _parsed(nodeGroups=[{"name": "gpu", "count": 2, "placements": [GH200, A100]}])
     [problem] = plan_problems(config, ARCHES)
-    assert problem.startswith("nodeGroups[0].placements: the acceptable placements span CPU architectures "
-                              "(arm64: gpu_1x_gh200; x86_64: gpu_1x_a100_sxm4)")
+    assert problem.startswith(
+        "nodeGroups[0].placements: the acceptable placements span CPU architectures "
+        "(arm64: gpu_1x_gh200; x86_64: gpu_1x_a100_sxm4)"
+    )
     assert "training.allowMixedArchitectures: true" in problem
 
 
 def test_groups_of_different_architectures_are_refused_naming_the_groups() -> None:
-    config = _parsed(nodeGroups=[{"name": "arm", "count": 1, "placements": [GH200]},
-                                 {"name": "x86", "count": 1, "placements": [A100]}])
+    config = _parsed(
+        nodeGroups=[
+            {"name": "arm", "count": 1, "placements": [GH200]},
+            {"name": "x86", "count": 1, "placements": [A100]},
+        ]
+    )
     [problem] = plan_problems(config, ARCHES)
     assert problem.startswith("nodeGroups: the acceptable placements span CPU architectures")
 
@@ -196,11 +217,14 @@ def test_a_catalogue_without_architectures_still_knows_the_gh200_is_arm64() -> N
 
 
 def test_a_fleet_over_the_node_bound_names_the_counts_and_the_bound() -> None:
-    config = _parsed(nodeGroups=[{"name": "a", "count": 60, "placements": [A100]},
-                                 {"name": "b", "count": 5, "placements": [A100]}])
+    config = _parsed(
+        nodeGroups=[{"name": "a", "count": 60, "placements": [A100]}, {"name": "b", "count": 5, "placements": [A100]}]
+    )
     [problem] = plan_problems(config, ARCHES)
-    assert problem.startswith(f"nodeGroups[0].count + nodeGroups[1].count: 65 nodes in all (nodeGroups[0].count 60 + "
-                              f"nodeGroups[1].count 5), over the bound of {MAX_NODES} nodes per fleet")
+    assert problem.startswith(
+        f"nodeGroups[0].count + nodeGroups[1].count: 65 nodes in all (nodeGroups[0].count 60 + "
+        f"nodeGroups[1].count 5), over the bound of {MAX_NODES} nodes per fleet"
+    )
 
 
 def test_training_config_must_be_copied_with_training_dir() -> None:
@@ -210,10 +234,22 @@ def test_training_config_must_be_copied_with_training_dir() -> None:
 
 
 def _catalogue(prices: dict[str, int]) -> dict[str, InstanceTypeAvailability]:
-    return {name: InstanceTypeAvailability.from_api(name, {"instance_type": {
-        "name": name, "description": name, "gpu_description": "X", "price_cents_per_hour": cents,
-        "specs": {"vcpus": 1, "memory_gib": 1, "storage_gib": 1, "gpus": 1}}, "regions_with_capacity_available": []})
-        for name, cents in prices.items()}
+    return {
+        name: InstanceTypeAvailability.from_api(
+            name,
+            {
+                "instance_type": {
+                    "name": name,
+                    "description": name,
+                    "gpu_description": "X",
+                    "price_cents_per_hour": cents,
+                    "specs": {"vcpus": 1, "memory_gib": 1, "storage_gib": 1, "gpus": 1},
+                },
+                "regions_with_capacity_available": [],
+            },
+        )
+        for name, cents in prices.items()
+    }
 
 
 def test_budget_uses_the_most_expensive_acceptable_type() -> None:
@@ -222,29 +258,41 @@ def test_budget_uses_the_most_expensive_acceptable_type() -> None:
     assert cost.hourly_usd == pytest.approx(3.98)
     assert cost.projected_usd == pytest.approx(7.96)
     check_budget(config, cost)
-    tight = parse_fleet_config(dev_config(budget={"maxUsdPerHour": 3, "maxHours": 2}), api_url=EMULATOR_URL,
-                               repo_root=REPO)
+    tight = parse_fleet_config(
+        dev_config(budget={"maxUsdPerHour": 3, "maxHours": 2}), api_url=EMULATOR_URL, repo_root=REPO
+    )
     with pytest.raises(OverBudget, match=r"\$3.98/h, over budget.maxUsdPerHour \$3.00/h"):
         check_budget(tight, cost)
 
 
 def test_firewall_rules_parse_into_api_form() -> None:
-    rules = [{"protocol": "tcp", "portRange": [22, 22], "sourceNetwork": "203.0.113.7", "description": "ssh"},
-             {"protocol": "icmp", "sourceNetwork": "0.0.0.0/0"}]
+    rules = [
+        {"protocol": "tcp", "portRange": [22, 22], "sourceNetwork": "203.0.113.7", "description": "ssh"},
+        {"protocol": "icmp", "sourceNetwork": "0.0.0.0/0"},
+    ]
     config = parse_fleet_config(dev_config(firewall={"rules": rules}), api_url=EMULATOR_URL, repo_root=REPO)
     assert config.firewall_rules == (
         {"protocol": "tcp", "port_range": [22, 22], "source_network": "203.0.113.7/32", "description": "ssh"},
-        {"protocol": "icmp", "source_network": "0.0.0.0/0", "description": ""})
+        {"protocol": "icmp", "source_network": "0.0.0.0/0", "description": ""},
+    )
     assert parse_fleet_config(dev_config(), api_url=EMULATOR_URL, repo_root=REPO).firewall_rules is None
 
 
 def test_firewall_problems_name_the_config_key() -> None:
-    text = problems(dev_config(firewall={"rules": [
-        {"protocol": "tcp", "portRange": [443, 80], "sourceNetwork": "10.0.0.0/8"},
-        {"protocol": "udp", "portRange": [1, 2], "sourceNetwork": "nowhere"}]}))
+    text = problems(
+        dev_config(
+            firewall={
+                "rules": [
+                    {"protocol": "tcp", "portRange": [443, 80], "sourceNetwork": "10.0.0.0/8"},
+                    {"protocol": "udp", "portRange": [1, 2], "sourceNetwork": "nowhere"},
+                ]
+            }
+        )
+    )
     assert "firewall.rules[0].portRange: give [min, max] with 1 <= min <= max <= 65535" in text
     assert "firewall.rules[1].sourceNetwork: 'nowhere' is not an IPv4 address or CIDR" in text
-    no_ssh = problems(dev_config(firewall={"rules": [{"protocol": "tcp", "portRange": [443, 443],
-                                                      "sourceNetwork": "0.0.0.0/0"}]}))
+    no_ssh = problems(
+        dev_config(firewall={"rules": [{"protocol": "tcp", "portRange": [443, 443], "sourceNetwork": "0.0.0.0/0"}]})
+    )
     assert "firewall.rules: no rule allows SSH (tcp 22)" in no_ssh and "portRange: [22, 22]" in no_ssh
     assert "firewall.rules: missing or empty" in problems(dev_config(firewall={"rules": []}))

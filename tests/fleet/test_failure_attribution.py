@@ -44,13 +44,16 @@ def test_without_a_visible_cause_the_head_is_named() -> None:
     assert _first_cause(["", ""]) == 0
 
 
-CONFIG_ERROR_UNDER_TORCHRUN = """\
+CONFIG_ERROR_UNDER_TORCHRUN = (
+    """\
 config error: out_dir: its checkpoint was written by 2 ranks, this run has 3
 E1202 06:00:00 torch/distributed/elastic/multiprocessing/api.py:882] failed (exitcode: 2) local_rank: 0
 Traceback (most recent call last):
   File "torch/distributed/run.py", line 922, in main
 torch.distributed.elastic.multiprocessing.errors.ChildFailedError:
-""" + "  frame\n" * 40
+"""
+    + "  frame\n" * 40
+)
 
 
 def test_the_trainer_s_own_config_error_is_the_cause_not_torchrun_s_traceback() -> None:

@@ -30,8 +30,9 @@ from tests.pulumi_support import PulumiProject, require_pulumi
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("fleet")
     with running_emulator(root / "emulator", time_scale=0.01) as emulator:
-        project = PulumiProject.create(root / "project", PROGRAM, env={
-            "LAMBDA_API_URL": emulator.base_url, "LAMBDA_API_KEY": emulator.api_key})
+        project = PulumiProject.create(
+            root / "project", PROGRAM, env={"LAMBDA_API_URL": emulator.base_url, "LAMBDA_API_KEY": emulator.api_key}
+        )
         yield Fleet(project, emulator)
         project.run("destroy", "--yes", check=False, timeout=300)
 
@@ -58,8 +59,9 @@ def crash_trainer_during_up(fleet: Fleet, node: str, min_step: int) -> tuple[str
     cmd = [require_pulumi(), "up", "--yes", "--skip-preview", "--stack", project.stack, "--non-interactive"]
     pidfile, run_dir, killed_at = fleet.node_home(node) / "lambda-sae" / "train.pid", fleet.run_dir(), -1
     with output_path.open("w") as sink:
-        up = subprocess.Popen(cmd, cwd=project.root, env={**os.environ, **project.env}, stdout=sink,
-                              stderr=subprocess.STDOUT, text=True)
+        up = subprocess.Popen(
+            cmd, cwd=project.root, env={**os.environ, **project.env}, stdout=sink, stderr=subprocess.STDOUT, text=True
+        )
         try:
             deadline = time.monotonic() + 300  # a guard against a hang, not a speed target
             while up.poll() is None and time.monotonic() < deadline:

@@ -3,9 +3,9 @@ dead run or dead node hides behind rc 0). Real CLI, real emulator, real SSH, rea
 
 k change mid-run -> fresh run in a new directory with the new k; a trainer that dies at start fails `up` with its own
 error although `waitMinutes: 0`; an out-of-band trainer kill shows as crashed after `refresh` and the next plain `up`
-restarts it from its checkpoint; a node terminated mid-training is replaced and the run resumes. (2 -> 3 -> 1 on the
-fleet: next session; the trainer's side is tests/training/test_training_elastic.py, the decision tests/training/
-test_changes.py.)
+restarts it from its checkpoint; a node terminated mid-training is replaced and the run resumes; 2 -> 3 -> 1 nodes
+continue one run to its total steps; a node added to the finished run is refused at preview.
+(The trainer's side of elastic resume: tests/training/test_training_elastic.py; the decision: test_changes.py.)
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ RUNNING = {"total_vectors": 40_000_000, "log_every": 25, "checkpoint_every": 100
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("lifecycle")
     with running_emulator(root / "emulator", time_scale=0.01) as emulator:
-        project = PulumiProject.create(root / "project", PROGRAM, env={
-            "LAMBDA_API_URL": emulator.base_url, "LAMBDA_API_KEY": emulator.api_key})
+        project = PulumiProject.create(
+            root / "project", PROGRAM, env={"LAMBDA_API_URL": emulator.base_url, "LAMBDA_API_KEY": emulator.api_key}
+        )
         yield Fleet(project, emulator, filesystem="sae-life")
         project.run("destroy", "--yes", check=False, timeout=300)
 
@@ -64,8 +65,17 @@ def test_the_old_run_is_kept_when_a_fresh_one_starts(fleet: Fleet) -> None:
 
 
 def test_a_trainer_that_dies_at_start_fails_up_with_its_own_error(fleet: Fleet) -> None:
-    fleet.configure(config(waitMinutes=0, overrides={**RUNNING, "k": 16, "data_source": "shards",
-                                                     "shard_paths": ["/lambda/nfs/sae-life/acts/*.safetensors"]}))
+    fleet.configure(
+        config(
+            waitMinutes=0,
+            overrides={
+                **RUNNING,
+                "k": 16,
+                "data_source": "shards",
+                "shard_paths": ["/lambda/nfs/sae-life/acts/*.safetensors"],
+            },
+        )
+    )
     result = fleet.up_result()
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
@@ -73,8 +83,17 @@ def test_a_trainer_that_dies_at_start_fails_up_with_its_own_error(fleet: Fleet) 
 
 
 def test_the_dying_trainer_s_hint_says_how_to_fix_it(fleet: Fleet) -> None:
-    fleet.configure(config(waitMinutes=0, overrides={**RUNNING, "k": 16, "data_source": "shards",
-                                                     "shard_paths": ["/lambda/nfs/sae-life/acts/*.safetensors"]}))
+    fleet.configure(
+        config(
+            waitMinutes=0,
+            overrides={
+                **RUNNING,
+                "k": 16,
+                "data_source": "shards",
+                "shard_paths": ["/lambda/nfs/sae-life/acts/*.safetensors"],
+            },
+        )
+    )
     output = fleet.up()
     assert "fix the key it names" in output, output[-3000:]
 
@@ -111,5 +130,45 @@ def test_a_node_terminated_mid_training_is_replaced_by_the_next_plain_up(fleet: 
 
 
 def test_the_run_resumes_on_the_replacement_node_from_its_checkpoint(fleet: Fleet) -> None:
-    after = launches(fleet, "life-4")[fleet.before_replacement:]  # type: ignore[attr-defined]
+    after = launches(fleet, "life-4")[fleet.before_replacement :]  # type: ignore[attr-defined]
     assert after and re.search(r"^resumed at step [1-9]\d*", after[-1], re.MULTILINE), after[-1:]
+
+
+def test_a_third_node_is_previewed_as_a_resume_on_three_ranks(fleet: Fleet) -> None:
+    wait_for_step(fleet, "life-4", 200)
+    fleet.configure(config(count=3, waitMinutes=0, overrides={**RUNNING, "k": 16}))
+    preview = fleet.preview().stdout
+    assert re.search(r"training: restart from step \d+ with 3 rank\(s\) instead of 2 in runs/life-4", preview), preview[
+        -3000:
+    ]
+
+
+def test_a_third_node_joins_the_running_run_from_its_checkpoint(fleet: Fleet) -> None:
+    fleet.configure(config(count=3, waitMinutes=0, overrides={**RUNNING, "k": 16}))
+    assert_clean_up(fleet.up())
+    log = (fleet.run_dir("life-4") / "logs" / "node-0.log").read_text()
+    assert re.search(r"^resumed at step \d+ \(checkpoint from 2 ranks, now 3", log, re.MULTILINE), log[-2000:]
+
+
+def test_down_to_one_node_the_same_run_finishes_at_its_total_steps(fleet: Fleet) -> None:
+    step = wait_for_step(fleet, "life-4", 1)
+    fleet.total_steps = step + 400  # type: ignore[attr-defined]
+    fleet.configure(config(count=1, overrides={**RUNNING, "k": 16, "total_vectors": fleet.total_steps * 1024}))
+    assert_clean_up(fleet.up())
+    training = fleet.project.outputs()["training"]
+    assert (training["state"], training["step"]) == ("finished", fleet.total_steps), training
+
+
+def test_the_finished_run_s_summary_names_its_one_rank_world(fleet: Fleet) -> None:
+    assert fleet.project.outputs()["training"]["summary"]["world_size"] == 1
+
+
+def test_a_node_added_to_the_finished_run_is_refused_at_preview(fleet: Fleet) -> None:
+    fleet.configure(config(count=2, overrides={**RUNNING, "k": 16, "total_vectors": fleet.total_steps * 1024}))
+    result = fleet.preview()
+    assert "would idle and bill" in result.stdout + result.stderr, result.stdout[-3000:]
+
+
+def test_the_refused_preview_exits_non_zero(fleet: Fleet) -> None:
+    fleet.configure(config(count=2, overrides={**RUNNING, "k": 16, "total_vectors": fleet.total_steps * 1024}))
+    assert fleet.preview().returncode != 0

@@ -26,8 +26,11 @@ class ScriptedNode:
         state, running = self.script[min(self.calls, len(self.script) - 1)]
         running = running and not self.stopped
         self.calls += 1
-        return {"running": running, "state": state,
-                "status": {"state": state, "step": 196 if state == "finished" else 150, "total_steps": 196}}
+        return {
+            "running": running,
+            "state": state,
+            "status": {"state": state, "step": 196 if state == "finished" else 150, "total_steps": 196},
+        }
 
     async def sh(self, script: str, timeout: float = 180.0) -> tuple[int, str]:
         assert script.endswith(" stop"), script
@@ -68,8 +71,11 @@ def test_a_run_finishing_at_the_deadline_is_not_reported_as_unfinished(monkeypat
 
 def test_a_run_still_training_at_the_deadline_fails_with_its_progress() -> None:
     head = ScriptedNode("node-0", [("running", True)])
-    with pytest.raises(StepFailed, match=r"node node-0: training did not finish within 0 s \(state running, "
-                                         r"step 150/196\); it keeps running"):
+    with pytest.raises(
+        StepFailed,
+        match=r"node node-0: training did not finish within 0 s \(state running, "
+        r"step 150/196\); it keeps running",
+    ):
         wait([head, ScriptedNode("node-1", [("running", True)])], wait_seconds=0.05)
 
 

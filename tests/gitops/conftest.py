@@ -38,22 +38,44 @@ A10 = {"instanceType": "gpu_1x_a10", "region": REGION}
 A100 = {"instanceType": "gpu_1x_a100_sxm4", "region": REGION}
 GH200 = {"instanceType": "gpu_1x_gh200", "region": REGION}
 # The emulator's catalogue, plus A10 and A100 capacity in us-east-3 (capacity maps replace whole).
-EMULATOR_CONFIG = {"lifecycle": {"terminate_available_seconds": 0, "terminating_seconds": 1},
-                   "instance_types": {"gpu_1x_a10": {"capacity": {"us-east-1": 8, "us-west-1": 8, REGION: 8}},
-                                      "gpu_1x_a100_sxm4": {"capacity": {"us-east-1": 4, "us-west-2": 4, REGION: 4}}}}
+EMULATOR_CONFIG = {
+    "lifecycle": {"terminate_available_seconds": 0, "terminating_seconds": 1},
+    "instance_types": {
+        "gpu_1x_a10": {"capacity": {"us-east-1": 8, "us-west-1": 8, REGION: 8}},
+        "gpu_1x_a100_sxm4": {"capacity": {"us-east-1": 4, "us-west-2": 4, REGION: 4}},
+    },
+}
 
 BASE_CONFIG: dict[str, Any] = {
     "target": "emulator",
     "nodeGroups": [{"name": "node", "count": 2, "placements": [A10], "bootTimeoutSeconds": 30}],
     "filesystem": {"name": "sae-gitops", "region": REGION},
-    "training": {"config": "training/configs/tiny-cpu.yaml", "runName": "gitops", "allowCpu": True,
-                 "waitMinutes": 0, "readyTimeoutSeconds": 30,
-                 "overrides": {"threads": 1, "batch_size": 768, "total_vectors": 20480, "eval_vectors": 1024,
-                               "log_every": 10, "checkpoint_every": 10, "plot": False}},
+    "training": {
+        "config": "training/configs/tiny-cpu.yaml",
+        "runName": "gitops",
+        "allowCpu": True,
+        "waitMinutes": 0,
+        "readyTimeoutSeconds": 30,
+        "overrides": {
+            "threads": 1,
+            "batch_size": 768,
+            "total_vectors": 20480,
+            "eval_vectors": 1024,
+            "log_every": 10,
+            "checkpoint_every": 10,
+            "plot": False,
+        },
+    },
     "budget": {"maxUsdPerHour": 10, "maxHours": 2},
 }  # batch_size 768: divisible by every world size the tests make (2, 3, 6 nodes)
-CLIENT_PACING = {"lambda:minRequestInterval": "0", "lambda:minLaunchInterval": "0", "lambda:pollInterval": "0.2",
-                 "lambda:retryBaseDelay": "0.05", "lambda:deleteTimeout": "60", "lambda:reconcileInterval": "0.2"}
+CLIENT_PACING = {
+    "lambda:minRequestInterval": "0",
+    "lambda:minLaunchInterval": "0",
+    "lambda:pollInterval": "0.2",
+    "lambda:retryBaseDelay": "0.05",
+    "lambda:deleteTimeout": "60",
+    "lambda:reconcileInterval": "0.2",
+}
 
 
 def base_config() -> dict[str, Any]:
@@ -76,11 +98,18 @@ class FleetStack:
     def base(self) -> None:
         self.configure(base_config())
 
-    def script(self, name: str, *args: str, check: bool = False,
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def script(
+        self, name: str, *args: str, check: bool = False, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, **self.project.env, **(env or {})}
-        proc = subprocess.run([sys.executable, str(GITOPS / name), *args], cwd=self.project.root, env=env,
-                              capture_output=True, text=True, timeout=400)
+        proc = subprocess.run(
+            [sys.executable, str(GITOPS / name), *args],
+            cwd=self.project.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"{name} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return proc
@@ -98,8 +127,9 @@ class FleetStack:
 
 @pytest.fixture(scope="session")
 def gitops_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorHandle]:
-    with running_emulator(tmp_path_factory.mktemp("gitops-emulator"), time_scale=0.003, config=EMULATOR_CONFIG,
-                          api_key=API_KEY) as handle:
+    with running_emulator(
+        tmp_path_factory.mktemp("gitops-emulator"), time_scale=0.003, config=EMULATOR_CONFIG, api_key=API_KEY
+    ) as handle:
         yield handle
 
 

@@ -22,8 +22,9 @@ def test_drift_check_fails_after_an_out_of_band_terminate(fleet_stack: FleetStac
     drift = fleet_stack.script("drift_check.py", "--stack", "dev")
     assert drift.returncode == 1
     assert "::error title=Drift in stack dev::" in drift.stdout
-    assert re.search(r"\+ pulumi-python:dynamic/lambda:Instance: \(create\)\s+\[urn=\S+Instance::node-1\]",
-                     drift.stdout), drift.stdout
+    assert re.search(
+        r"\+ pulumi-python:dynamic/lambda:Instance: \(create\)\s+\[urn=\S+Instance::node-1\]", drift.stdout
+    ), drift.stdout
     assert "__provider" not in drift.stdout
 
     fleet_stack.project.run("refresh", "--yes")  # what the error annotation tells the on-call to run

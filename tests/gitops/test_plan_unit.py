@@ -17,9 +17,13 @@ from tests.pulumi_support import REPO_ROOT
 
 
 def availability(name: str, cents: int, gpus: int, regions: list[str]) -> InstanceTypeAvailability:
-    return InstanceTypeAvailability.from_api(name, {
-        "instance_type": {"name": name, "price_cents_per_hour": cents, "specs": {"gpus": gpus}},
-        "regions_with_capacity_available": [{"name": r} for r in regions]})
+    return InstanceTypeAvailability.from_api(
+        name,
+        {
+            "instance_type": {"name": name, "price_cents_per_hour": cents, "specs": {"gpus": gpus}},
+            "regions_with_capacity_available": [{"name": r} for r in regions],
+        },
+    )
 
 
 CATALOGUE = {
@@ -34,10 +38,17 @@ def urn(name: str, rtype: str = INSTANCE_TYPE) -> str:
     return f"urn:pulumi:prod::lambda-sae::{rtype}::{name}"
 
 
-def instance_state(name: str, *, placements: list[dict[str, Any]], running: tuple[str, str, int] | None = None,
-                   ) -> dict[str, Any]:
-    state: dict[str, Any] = {"urn": urn(name), "type": INSTANCE_TYPE,
-                             "inputs": {"__provider": "[secret]", "placements": placements}}
+def instance_state(
+    name: str,
+    *,
+    placements: list[dict[str, Any]],
+    running: tuple[str, str, int] | None = None,
+) -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "urn": urn(name),
+        "type": INSTANCE_TYPE,
+        "inputs": {"__provider": "[secret]", "placements": placements},
+    }
     if running:
         state["outputs"] = {"instance_type": running[0], "region": running[1], "price_cents_per_hour": running[2]}
     return state
@@ -97,10 +108,13 @@ def test_added_replaced_removed_and_unchanged_nodes_with_costs() -> None:
 
 def test_no_capacity_lists_alternates_and_fallbacks() -> None:
     wanted = [{"instance_type": "gpu_1x_gh200", "region": "us-east-1"}]
-    text = preview(step("create", "a", None, instance_state("a", placements=wanted)),
-                   step("create", "b", None, instance_state("b", placements=[*wanted, *A10])),
-                   step("create", "c", None, instance_state("c", placements=[
-                       {"instance_type": "gpu_8x_h100_sxm5", "region": None}])))
+    text = preview(
+        step("create", "a", None, instance_state("a", placements=wanted)),
+        step("create", "b", None, instance_state("b", placements=[*wanted, *A10])),
+        step(
+            "create", "c", None, instance_state("c", placements=[{"instance_type": "gpu_8x_h100_sxm5", "region": None}])
+        ),
+    )
     rows = {r.name: r for r in summarize(parse_preview(text), CATALOGUE).rows}
     assert rows["a"].capacity.startswith("❌ none now; alternates: gpu_1x_gh200 in us-east-3")
     assert "gpu_1x_a10 in us-east-1 ($1.29/h)" in rows["a"].capacity
@@ -111,11 +125,21 @@ def test_no_capacity_lists_alternates_and_fallbacks() -> None:
 
 def test_filesystem_deletion_is_flagged_unless_retained() -> None:
     def fs(name: str, retained: bool) -> dict[str, Any]:
-        return {"urn": urn(name, FILESYSTEM_TYPE), "type": FILESYSTEM_TYPE, "inputs": {"name": name},
-                "retainOnDelete": retained}
-    text = json.dumps({"steps": [
-        {"op": "delete", "urn": urn("ckpt", FILESYSTEM_TYPE), "oldState": fs("ckpt", False)},
-        {"op": "delete", "urn": urn("kept", FILESYSTEM_TYPE), "oldState": fs("kept", True)}]})
+        return {
+            "urn": urn(name, FILESYSTEM_TYPE),
+            "type": FILESYSTEM_TYPE,
+            "inputs": {"name": name},
+            "retainOnDelete": retained,
+        }
+
+    text = json.dumps(
+        {
+            "steps": [
+                {"op": "delete", "urn": urn("ckpt", FILESYSTEM_TYPE), "oldState": fs("ckpt", False)},
+                {"op": "delete", "urn": urn("kept", FILESYSTEM_TYPE), "oldState": fs("kept", True)},
+            ]
+        }
+    )
     summary = summarize(parse_preview(text), CATALOGUE)
     assert summary.filesystem_deletions == ("ckpt",)
     assert "⚠️ **filesystem `ckpt` would be deleted**" in render_stack(summary)
@@ -130,21 +154,31 @@ def test_bad_input_says_what_to_pass() -> None:
 
 def test_command_line_reads_files_and_reports_missing_capacity_source(tmp_path) -> None:
     path = tmp_path / "preview.json"
-    path.write_text(preview(step("create", "gh", None, instance_state("gh", placements=GH200)),
-                            budget={"maxUsdPerHour": 5, "maxHours": 3}))
+    path.write_text(
+        preview(
+            step("create", "gh", None, instance_state("gh", placements=GH200)),
+            budget={"maxUsdPerHour": 5, "maxHours": 3},
+        )
+    )
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)}
-    out = subprocess.run([sys.executable, "-m", "lambda_provider.plan", str(path)], capture_output=True, text=True,
-                         env=env, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "lambda_provider.plan", str(path)], capture_output=True, text=True, env=env, check=True
+    ).stdout
     assert "### Stack `prod`: cost and capacity" in out
     assert "capacity unknown: LAMBDA_API_KEY is not set" in out
-    bad = subprocess.run([sys.executable, "-m", "lambda_provider.plan", str(tmp_path / "missing.json")],
-                         capture_output=True, text=True, env=env)
+    bad = subprocess.run(
+        [sys.executable, "-m", "lambda_provider.plan", str(tmp_path / "missing.json")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert bad.returncode != 0
 
 
 def test_repository_cap_lowers_the_budget_verdict() -> None:
-    text = preview(step("create", "gh", None, instance_state("gh", placements=GH200)),
-                   budget={"maxUsdPerHour": 5, "maxHours": 3})
+    text = preview(
+        step("create", "gh", None, instance_state("gh", placements=GH200)), budget={"maxUsdPerHour": 5, "maxHours": 3}
+    )
     assert not summarize(parse_preview(text), CATALOGUE).over_budget
     capped = summarize(parse_preview(text), CATALOGUE, cap_usd_per_hour=2)
     assert capped.over_budget and "**Budget:** $2.00/h: ❌ **over budget**" in render_stack(capped)
@@ -152,10 +186,13 @@ def test_repository_cap_lowers_the_budget_verdict() -> None:
 
 
 def test_preview_error_shows_the_problems_not_the_schema_after_them() -> None:
-    error = ("error: invalid fleet stack config:\n  budget.maxHours: missing -- set budget.maxHours to a number\n\n"
-             "Schema:\nlambda-sae:target  emulator | lambda")
-    assert error_headline(error) == ("error: invalid fleet stack config: budget.maxHours: missing -- set "
-                                     "budget.maxHours to a number")
+    error = (
+        "error: invalid fleet stack config:\n  budget.maxHours: missing -- set budget.maxHours to a number\n\n"
+        "Schema:\nlambda-sae:target  emulator | lambda"
+    )
+    assert error_headline(error) == (
+        "error: invalid fleet stack config: budget.maxHours: missing -- set budget.maxHours to a number"
+    )
 
 
 def test_the_training_decision_line_is_in_the_pr_table() -> None:

@@ -40,8 +40,11 @@ def test_instance_type_change_replaces_the_nodes_and_their_steps(fleet_stack: Fl
     config["nodeGroups"][0]["placements"] = [A100]
     fleet_stack.configure(config)
     out = preview_diff(fleet_stack)
-    assert changed(out) == {**node_with_steps("node-0", "replace"), **node_with_steps("node-1", "replace"),
-                            "training": "update"}, out
+    assert changed(out) == {
+        **node_with_steps("node-0", "replace"),
+        **node_with_steps("node-1", "replace"),
+        "training": "update",
+    }, out
     assert len(re.findall(r'~ instance_type: "gpu_1x_a10" => "gpu_1x_a100_sxm4"', out)) == 2, out
     assert "+-6 to replace" in out
 
@@ -64,8 +67,12 @@ def test_region_change_replaces_the_filesystem_and_every_node(fleet_stack: Fleet
     config["filesystem"] = {"name": "sae-gitops-west", "region": "us-west-1"}
     fleet_stack.configure(config)
     out = preview_diff(fleet_stack)
-    assert changed(out) == {"filesystem": "replace[retain]", **node_with_steps("node-0", "replace"),
-                            **node_with_steps("node-1", "replace"), "training": "update"}, out
+    assert changed(out) == {
+        "filesystem": "replace[retain]",
+        **node_with_steps("node-0", "replace"),
+        **node_with_steps("node-1", "replace"),
+        "training": "update",
+    }, out
     moves = re.findall(r'~ region\s*: "us-east-3" => "us-west-1"', out)
     assert len(moves) == 4, "the filesystem, both nodes' placements and the `filesystem` stack output"
 
@@ -78,19 +85,28 @@ def test_region_move_under_the_same_filesystem_name_fails_at_preview_with_the_fi
     result = fleet_stack.project.run("preview", "--diff", "--color", "never", check=False)
     out = result.stdout + result.stderr
     assert result.returncode != 0, out
-    assert re.search(r"filesystem 'sae-gitops' is kept when replaced .* new name \(e\.g\. 'sae-gitops-us-west-1'\)",
-                     out.replace("\n", " ")), out
+    assert re.search(
+        r"filesystem 'sae-gitops' is kept when replaced .* new name \(e\.g\. 'sae-gitops-us-west-1'\)",
+        out.replace("\n", " "),
+    ), out
 
 
 def test_adding_a_firewall_creates_the_ruleset_and_relaunches_the_nodes(fleet_stack: FleetStack) -> None:
     config = base_config()
-    config["firewall"] = {"rules": [{"protocol": "tcp", "portRange": [22, 22], "sourceNetwork": "203.0.113.7",
-                                     "description": "ssh from ci"}]}
+    config["firewall"] = {
+        "rules": [
+            {"protocol": "tcp", "portRange": [22, 22], "sourceNetwork": "203.0.113.7", "description": "ssh from ci"}
+        ]
+    }
     fleet_stack.configure(config)
     out = preview_diff(fleet_stack)
     # Lambda attaches rulesets only at launch: the nodes (and what runs on them) are replaced.
-    assert changed(out) == {"firewall": "create", **node_with_steps("node-0", "replace"),
-                            **node_with_steps("node-1", "replace"), "training": "update"}, out
+    assert changed(out) == {
+        "firewall": "create",
+        **node_with_steps("node-0", "replace"),
+        **node_with_steps("node-1", "replace"),
+        "training": "update",
+    }, out
     assert '"203.0.113.7/32"' in out, "the rule as the API will store it"
 
 

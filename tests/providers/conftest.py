@@ -21,8 +21,9 @@ EMULATOR_CONFIG: dict[str, Any] = {"lifecycle": {"terminated_retention_seconds":
 
 @pytest.fixture(scope="module")
 def emulator_handle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorHandle]:
-    with running_emulator(tmp_path_factory.mktemp("emulator"), time_scale=TIME_SCALE, config=EMULATOR_CONFIG,
-                          api_key=API_KEY) as handle:
+    with running_emulator(
+        tmp_path_factory.mktemp("emulator"), time_scale=TIME_SCALE, config=EMULATOR_CONFIG, api_key=API_KEY
+    ) as handle:
         yield handle
 
 

@@ -56,10 +56,17 @@ class Api:
     def stack_config(self, **extra: Any) -> dict[str, Any]:
         """Stack config as the engine sends it to the provider host (secrets already decrypted)."""
         return {
-            "lambda:apiKey": self.api_key, "lambda:apiUrl": self.base_url, "lambda:minRequestInterval": "0",
-            "lambda:minLaunchInterval": "0", "lambda:pollInterval": "0.05", "lambda:retryBaseDelay": "0.02",
-            "lambda:reconcileInterval": "0.1", "lambda:retryAttempts": "10", "lambda:deleteTimeout": "30",
-            "lambda:requestTimeout": "5", "lambda:rateLimitBudget": "10",
+            "lambda:apiKey": self.api_key,
+            "lambda:apiUrl": self.base_url,
+            "lambda:minRequestInterval": "0",
+            "lambda:minLaunchInterval": "0",
+            "lambda:pollInterval": "0.05",
+            "lambda:retryBaseDelay": "0.02",
+            "lambda:reconcileInterval": "0.1",
+            "lambda:retryAttempts": "10",
+            "lambda:deleteTimeout": "30",
+            "lambda:requestTimeout": "5",
+            "lambda:rateLimitBudget": "10",
             **extra,
         }
 

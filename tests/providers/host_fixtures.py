@@ -33,8 +33,11 @@ def assert_converged(api: Api, engine: Engine) -> None:
 
 def launches_for(api: Api, resource: str) -> list[dict[str, Any]]:
     """Every instance ever launched for a resource name (terminated included)."""
-    return [i for i in api.all_instances()
-            if any(t["key"] == "pulumi-resource" and t["value"] == resource for t in i.get("tags", []))]
+    return [
+        i
+        for i in api.all_instances()
+        if any(t["key"] == "pulumi-resource" and t["value"] == resource for t in i.get("tags", []))
+    ]
 
 
 def assert_no_api_key_leak(api: Api, engine: Engine) -> None:

@@ -105,7 +105,9 @@ def registrations(define: Callable[[], list[pulumi.CustomResource]]) -> dict[str
             continue
         raw = rpc.deserialize_properties(req.object)
         out[req.name] = Registration(
-            type=req.type, name=req.name, inputs=unwrap_secrets(raw),
+            type=req.type,
+            name=req.name,
+            inputs=unwrap_secrets(raw),
             secret_inputs=sorted(k for k, v in raw.items() if rpc.is_rpc_secret(v)),
             additional_secret_outputs=list(req.additionalSecretOutputs),
             delete_before_replace=req.deleteBeforeReplace,
@@ -124,8 +126,14 @@ class ProviderHost:
     def __enter__(self) -> ProviderHost:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LAMBDA_", "PYTHONPATH"))}
         env.update(PULUMI_PROJECT=PROJECT, PULUMI_CONFIG="{}", **self.env)
-        self.proc = subprocess.Popen([sys.executable, "-u", "-m", "pulumi.dynamic", "127.0.0.1:0"], cwd=REPO_ROOT,
-                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", "-m", "pulumi.dynamic", "127.0.0.1:0"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         port = self.proc.stdout.readline().strip()
         if not port.isdigit():
             raise RuntimeError(f"provider host printed no port: {self.proc.stderr.read()[-3000:]}")
@@ -157,8 +165,9 @@ class ProviderHost:
 
     def configure(self, config: dict[str, Any]) -> provider_pb2.ConfigureResponse:
         """The engine sends the whole stack config, namespaced keys, secrets decrypted."""
-        return self.stub.Configure(provider_pb2.ConfigureRequest(
-            args=to_struct(config), acceptSecrets=True, acceptResources=True))
+        return self.stub.Configure(
+            provider_pb2.ConfigureRequest(args=to_struct(config), acceptSecrets=True, acceptResources=True)
+        )
 
 
 # --------------------------------------------------------------------------- the engine's steps
@@ -190,8 +199,7 @@ class Engine:
         if olds is None:
             old = self.state.get(reg.urn)
             olds = old.inputs if old else {}
-        resp = self.stub.Check(provider_pb2.CheckRequest(urn=reg.urn, olds=to_struct(olds),
-                                                         news=to_struct(reg.inputs)))
+        resp = self.stub.Check(provider_pb2.CheckRequest(urn=reg.urn, olds=to_struct(olds), news=to_struct(reg.inputs)))
         if resp.failures:
             raise CheckFailed([(f.property, f.reason) for f in resp.failures])
         return from_struct(resp.inputs)
@@ -199,13 +207,19 @@ class Engine:
     def diff(self, reg: Registration, checked: dict[str, Any]) -> provider_pb2.DiffResponse:
         self.calls.append("Diff")
         old = self.state[reg.urn]
-        return self.stub.Diff(provider_pb2.DiffRequest(id=old.id, urn=reg.urn, olds=to_struct(old.outputs),
-                                                       old_inputs=to_struct(old.inputs), news=to_struct(checked)))
+        return self.stub.Diff(
+            provider_pb2.DiffRequest(
+                id=old.id,
+                urn=reg.urn,
+                olds=to_struct(old.outputs),
+                old_inputs=to_struct(old.inputs),
+                news=to_struct(checked),
+            )
+        )
 
     def create(self, reg: Registration, checked: dict[str, Any], timeout: float | None = None) -> ResourceState:
         self.calls.append("Create")
-        resp = self.stub.Create(provider_pb2.CreateRequest(urn=reg.urn, properties=to_struct(checked)),
-                                timeout=timeout)
+        resp = self.stub.Create(provider_pb2.CreateRequest(urn=reg.urn, properties=to_struct(checked)), timeout=timeout)
         st = ResourceState(resp.id, checked, from_struct(resp.properties))
         self.state[reg.urn] = st
         return st
@@ -213,8 +227,11 @@ class Engine:
     def delete(self, urn: str) -> None:
         self.calls.append("Delete")
         st = self.state[urn]
-        self.stub.Delete(provider_pb2.DeleteRequest(id=st.id, urn=urn, properties=to_struct(st.outputs),
-                                                    old_inputs=to_struct(st.inputs)))
+        self.stub.Delete(
+            provider_pb2.DeleteRequest(
+                id=st.id, urn=urn, properties=to_struct(st.outputs), old_inputs=to_struct(st.inputs)
+            )
+        )
         del self.state[urn]
 
     def up(self, reg: Registration, *, preview: bool = False) -> str:
@@ -242,24 +259,30 @@ class Engine:
                 old = self.state.pop(reg.urn)
                 self.create(reg, checked)
                 self.calls.append("Delete")
-                self.stub.Delete(provider_pb2.DeleteRequest(id=old.id, urn=reg.urn,
-                                                            properties=to_struct(old.outputs)))
+                self.stub.Delete(provider_pb2.DeleteRequest(id=old.id, urn=reg.urn, properties=to_struct(old.outputs)))
             return "replace"
         if preview:
             return "update"
         self.calls.append("Update")
         old = self.state[reg.urn]
-        resp_u = self.stub.Update(provider_pb2.UpdateRequest(id=old.id, urn=reg.urn, olds=to_struct(old.outputs),
-                                                             old_inputs=to_struct(old.inputs),
-                                                             news=to_struct(checked)))
+        resp_u = self.stub.Update(
+            provider_pb2.UpdateRequest(
+                id=old.id,
+                urn=reg.urn,
+                olds=to_struct(old.outputs),
+                old_inputs=to_struct(old.inputs),
+                news=to_struct(checked),
+            )
+        )
         self.state[reg.urn] = ResourceState(old.id, checked, from_struct(resp_u.properties))
         return "update"
 
     def refresh(self, urn: str) -> str:
         self.calls.append("Read")
         st = self.state[urn]
-        resp = self.stub.Read(provider_pb2.ReadRequest(id=st.id, urn=urn, properties=to_struct(st.outputs),
-                                                       inputs=to_struct(st.inputs)))
+        resp = self.stub.Read(
+            provider_pb2.ReadRequest(id=st.id, urn=urn, properties=to_struct(st.outputs), inputs=to_struct(st.inputs))
+        )
         if not resp.id:
             del self.state[urn]
             return "deleted"
@@ -276,5 +299,6 @@ class Engine:
 
     def dump(self) -> str:
         """The state as JSON text (what a checkpoint file would hold, before secret encryption)."""
-        return json.dumps({u: {"id": s.id, "inputs": s.inputs, "outputs": s.outputs} for u, s in self.state.items()},
-                          default=str)
+        return json.dumps(
+            {u: {"id": s.id, "inputs": s.inputs, "outputs": s.outputs} for u, s in self.state.items()}, default=str
+        )

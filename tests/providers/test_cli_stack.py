@@ -41,8 +41,12 @@ class Stack:
         self.api = api
         self.project = PulumiProject.create(root, program, env={"PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true"})
         self.transcript: list[str] = []
-        pairs = [arg for key, value in api.stack_config(**config).items() if key != "lambda:apiKey"
-                 for arg in ("--plaintext", f"{key}={value}")]
+        pairs = [
+            arg
+            for key, value in api.stack_config(**config).items()
+            if key != "lambda:apiKey"
+            for arg in ("--plaintext", f"{key}={value}")
+        ]
         self.run("config", "set-all", "--secret", f"lambda:apiKey={api.api_key}", *pairs)
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -129,8 +133,15 @@ def test_up_noop_rename_replace_refresh_destroy(api: Api, stack: Stack) -> None:
 def test_sigkill_during_launch_then_up_again_adopts(api: Api, stack: Stack) -> None:
     api.control("PUT", "/boot", {"hang": "ip"})  # the launch happens, the boot never ends: up is mid-create
     cmd = [require_pulumi(), "up", "--yes", "--skip-preview", "--stack", stack.project.stack, "--non-interactive"]
-    proc = subprocess.Popen(cmd, cwd=stack.project.root, env={**os.environ, **stack.project.env},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=stack.project.root,
+        env={**os.environ, **stack.project.env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         api.wait_for(lambda: len(launches_for(api, "node")) == 1, timeout=60)
     finally:

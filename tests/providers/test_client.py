@@ -26,8 +26,13 @@ OWNER = {"pulumi-project": "sae", "pulumi-stack": "test", "pulumi-resource": "no
 
 
 def _launch_request(**overrides: object) -> LaunchRequest:
-    fields = {"region_name": "us-east-1", "instance_type_name": "gpu_1x_a10", "ssh_key_name": "k",
-              "name": "node", "tags": dict(OWNER)}
+    fields = {
+        "region_name": "us-east-1",
+        "instance_type_name": "gpu_1x_a10",
+        "ssh_key_name": "k",
+        "name": "node",
+        "tags": dict(OWNER),
+    }
     fields.update(overrides)
     return LaunchRequest(**fields)  # type: ignore[arg-type]
 

@@ -13,15 +13,18 @@ from tests.providers.emulator_api import Api
 from tests.providers.host_fixtures import PUBLIC_KEY, key_and_node
 from tests.providers.host_harness import CheckFailed, Engine, registrations
 
-SSH_FROM_OFFICE = {"protocol": "tcp", "port_range": [22, 22], "source_network": "203.0.113.7",
-                   "description": "SSH from the office"}
+SSH_FROM_OFFICE = {
+    "protocol": "tcp",
+    "port_range": [22, 22],
+    "source_network": "203.0.113.7",
+    "description": "SSH from the office",
+}
 PING = {"protocol": "icmp", "source_network": "0.0.0.0/0", "description": "ping"}
 
 
 def _ruleset(rules: list[dict[str, Any]], **args: Any):
     args.setdefault("region", "us-east-1")
-    return registrations(lambda: [FirewallRuleset("fw", name=args.pop("name", "sae-fw"), rules=rules,
-                                                  **args)])["fw"]
+    return registrations(lambda: [FirewallRuleset("fw", name=args.pop("name", "sae-fw"), rules=rules, **args)])["fw"]
 
 
 def test_rules_and_name_update_in_place_the_region_replaces(api: Api, engine: Engine) -> None:
@@ -59,11 +62,13 @@ def test_an_attached_instance_gets_new_rules_without_a_relaunch(api: Api, engine
 
 
 def test_check_names_the_rule_and_the_fix(api: Api, engine: Engine) -> None:
-    bad = [{"protocol": "tcp", "port_range": [22, 22], "source_network": "0.0.0.0/0", "description": "ok"},
-           {"protocol": "sctp", "port_range": [1, 2], "source_network": "0.0.0.0/0"},
-           {"protocol": "icmp", "port_range": [1, 1], "source_network": "0.0.0.0/0"},
-           {"protocol": "udp", "port_range": [9000, 80], "source_network": "10.0.0.0/8"},
-           {"protocol": "tcp", "port_range": [443, 443], "source_network": "example.com", "note": "x"}]
+    bad = [
+        {"protocol": "tcp", "port_range": [22, 22], "source_network": "0.0.0.0/0", "description": "ok"},
+        {"protocol": "sctp", "port_range": [1, 2], "source_network": "0.0.0.0/0"},
+        {"protocol": "icmp", "port_range": [1, 1], "source_network": "0.0.0.0/0"},
+        {"protocol": "udp", "port_range": [9000, 80], "source_network": "10.0.0.0/8"},
+        {"protocol": "tcp", "port_range": [443, 443], "source_network": "example.com", "note": "x"},
+    ]
     with pytest.raises(CheckFailed) as failed:
         engine.up(_ruleset(bad), preview=True)
     text = str(failed.value)
@@ -82,8 +87,9 @@ def test_delete_waits_while_an_instance_using_it_terminates(api: Api, engine: En
     engine.up(reg)
     client = api.client()
     client.ssh_keys.create("k", PUBLIC_KEY)
-    instance_id = client.instances.launch(LaunchRequest("us-east-1", "gpu_1x_a10", "k",
-                                                        firewall_ruleset_ids=[engine.state[reg.urn].id]))
+    instance_id = client.instances.launch(
+        LaunchRequest("us-east-1", "gpu_1x_a10", "k", firewall_ruleset_ids=[engine.state[reg.urn].id])
+    )
     client.instances.terminate([instance_id])
     with pytest.raises(FirewallRulesetInUse):  # "terminating" still counts as in use
         client.firewall.delete_ruleset(engine.state[reg.urn].id)

@@ -76,18 +76,22 @@ def test_adding_a_fallback_placement_keeps_the_running_instance(api: Api, engine
     assert engine.state[wider.urn].id == first_id and len(launches_for(api, "node")) == 1
 
 
-@pytest.mark.parametrize(("args", "prop", "fragment"), [
-    ({"instance_type": "gpu_9x_nope"}, "placements", "unknown instance type 'gpu_9x_nope'"),
-    ({"instance_type": "gpu_1x_gh200", "region": "us-east-1"}, "placements", "does not offer gpu_1x_gh200"),
-    ({"region": "mars-north-1"}, "placements", "unknown region 'mars-north-1'"),
-    ({"name": "n" * 65}, "name", "at most 64"),
-    ({"tags": {"Bad_Key": "x"}}, "tags", "tag key 'Bad_Key' is invalid"),
-    ({"tags": {"pulumi-stack": "x"}}, "tags", "reserved prefix"),
-    ({"hostname": "-bad"}, "hostname", "must match"),
-    ({"image": {"name": "x"}}, "image", "family"),
-])
-def test_bad_input_fails_in_check_with_what_to_fix(api: Api, engine: Engine, args: dict, prop: str,
-                                                   fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "prop", "fragment"),
+    [
+        ({"instance_type": "gpu_9x_nope"}, "placements", "unknown instance type 'gpu_9x_nope'"),
+        ({"instance_type": "gpu_1x_gh200", "region": "us-east-1"}, "placements", "does not offer gpu_1x_gh200"),
+        ({"region": "mars-north-1"}, "placements", "unknown region 'mars-north-1'"),
+        ({"name": "n" * 65}, "name", "at most 64"),
+        ({"tags": {"Bad_Key": "x"}}, "tags", "tag key 'Bad_Key' is invalid"),
+        ({"tags": {"pulumi-stack": "x"}}, "tags", "reserved prefix"),
+        ({"hostname": "-bad"}, "hostname", "must match"),
+        ({"image": {"name": "x"}}, "image", "family"),
+    ],
+)
+def test_bad_input_fails_in_check_with_what_to_fix(
+    api: Api, engine: Engine, args: dict, prop: str, fragment: str
+) -> None:
     regs = _stack(**args)
     with pytest.raises(CheckFailed) as failed:
         engine.up(regs["node"], preview=True)
@@ -131,10 +135,14 @@ def test_filesystem_region_pins_placement_and_mounts_are_outputs(api: Api, engin
     out = engine.outputs(regs["node"])
     assert out["region"] == "us-west-1" and out["file_system_mounts"] == {"data": "/lambda/nfs/data"}
 
-    wrong = registrations(lambda: [Instance("x", instance_type="gpu_1x_a10", region="us-east-1",
-                                            ssh_key_name="test-key", file_system_names=["data"])])["x"]
+    wrong = registrations(
+        lambda: [
+            Instance(
+                "x", instance_type="gpu_1x_a10", region="us-east-1", ssh_key_name="test-key", file_system_names=["data"]
+            )
+        ]
+    )["x"]
     with pytest.raises(CheckFailed, match="no placement allows us-west-1"):
         engine.up(wrong, preview=True)
     engine.destroy()
     assert api.live_instances() == [] and api.client().filesystems.list() == []
-

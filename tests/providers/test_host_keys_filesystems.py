@@ -110,12 +110,16 @@ def test_filesystem_lifecycle_adopt_and_region_replace(api: Api, engine: Engine)
 
 def test_filesystem_kept_on_delete_cannot_move_regions_under_its_name(api: Api, engine: Engine) -> None:
     def kept(region: str):
-        return registrations(lambda: [Filesystem("data", region=region, opts=pulumi.ResourceOptions(
-            retain_on_delete=True))])["data"]
+        return registrations(
+            lambda: [Filesystem("data", region=region, opts=pulumi.ResourceOptions(retain_on_delete=True))]
+        )["data"]
 
     assert engine.up(kept("us-east-1")) == "create"
-    with pytest.raises(CheckFailed, match=r"region: filesystem 'data' is kept when replaced .* keep its name in "
-                                          r"us-east-1 .*new name \(e.g. 'data-us-west-1'\)"):
+    with pytest.raises(
+        CheckFailed,
+        match=r"region: filesystem 'data' is kept when replaced .* keep its name in "
+        r"us-east-1 .*new name \(e.g. 'data-us-west-1'\)",
+    ):
         engine.up(kept("us-west-1"), preview=True)
     assert [(f.name, f.region.name) for f in api.client().filesystems.list()] == [("data", "us-east-1")]
 
@@ -182,7 +186,8 @@ def test_a_generated_key_replaces_the_orphan_of_a_lost_pair(api: Api, engine: En
     private = serialization.load_ssh_private_key(out["private_key"].encode(), password=None)
     public = private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     assert [(k.id, k.public_key.split()[:2]) for k in api.client().ssh_keys.list()] == [
-        (engine.state[reg.urn].id, public.decode().split()[:2])]
+        (engine.state[reg.urn].id, public.decode().split()[:2])
+    ]
     assert orphan != engine.state[reg.urn].id
 
 

@@ -37,8 +37,7 @@ def test_instance_tags_decode_to_a_mapping():
 
 
 def test_instance_types_both_recordings_decode():
-    live = {k: InstanceTypeAvailability.from_api(k, v)
-            for k, v in recorded("instance_types_2026-08-20.json").items()}
+    live = {k: InstanceTypeAvailability.from_api(k, v) for k, v in recorded("instance_types_2026-08-20.json").items()}
     assert live["gpu_1x_a10"].instance_type.architecture == "x86_64"
     assert live["gpu_1x_a10"].regions_with_capacity == ()  # the trimmed recording has no capacity key
     older = {k: InstanceTypeAvailability.from_api(k, v) for k, v in _data("instance_types_response.json").items()}
@@ -59,21 +58,33 @@ def test_record_without_id_is_a_clear_error():
         Instance.from_api({"status": "active"})
 
 
-@pytest.mark.parametrize(("status", "body", "cls"), [
-    (400, {"error": {"code": "instance-operations/launch/insufficient-capacity", "message": "m"}},
-     errors.InsufficientCapacity),
-    (400, {"error": {"code": "global/quota-exceeded", "message": "m", "suggestion": "s"}}, errors.QuotaExceeded),
-    (404, {"error": {"code": "global/object-does-not-exist", "message": "m"}}, errors.NotFound),
-    (404, {"error": {"code": "global/not-found", "message": "m"}}, errors.NotFound),
-    (400, {"error": {"code": "filesystems/filesystem-in-use", "message": "m"}}, errors.FilesystemInUse),
-    (400, {"error": {"code": "", "message": "Key is currently in use, cannot delete"}}, errors.InUse),
-    (400, {"error": {"code": "global/invalid-parameters", "message": "Key is currently in use, cannot delete"}},
-     errors.InUse),
-    (401, {"error": {"code": "global/invalid-api-key", "message": "m"}}, errors.InvalidApiKey),
-    (400, {"error": {"code": "global/invalid-parameters", "message": "m"}}, errors.InvalidParameters),
-    (503, {"error": {"code": "provider/internal-unavailable", "message": "Provider unavailable"}},
-     errors.ServerError),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "cls"),
+    [
+        (
+            400,
+            {"error": {"code": "instance-operations/launch/insufficient-capacity", "message": "m"}},
+            errors.InsufficientCapacity,
+        ),
+        (400, {"error": {"code": "global/quota-exceeded", "message": "m", "suggestion": "s"}}, errors.QuotaExceeded),
+        (404, {"error": {"code": "global/object-does-not-exist", "message": "m"}}, errors.NotFound),
+        (404, {"error": {"code": "global/not-found", "message": "m"}}, errors.NotFound),
+        (400, {"error": {"code": "filesystems/filesystem-in-use", "message": "m"}}, errors.FilesystemInUse),
+        (400, {"error": {"code": "", "message": "Key is currently in use, cannot delete"}}, errors.InUse),
+        (
+            400,
+            {"error": {"code": "global/invalid-parameters", "message": "Key is currently in use, cannot delete"}},
+            errors.InUse,
+        ),
+        (401, {"error": {"code": "global/invalid-api-key", "message": "m"}}, errors.InvalidApiKey),
+        (400, {"error": {"code": "global/invalid-parameters", "message": "m"}}, errors.InvalidParameters),
+        (
+            503,
+            {"error": {"code": "provider/internal-unavailable", "message": "Provider unavailable"}},
+            errors.ServerError,
+        ),
+    ],
+)
 def test_error_bodies_map_to_typed_errors(status, body, cls):
     err = errors.error_from_response(status, json.dumps(body).encode(), "application/json")
     assert type(err) is cls

@@ -20,8 +20,9 @@ SCALE = 0.1  # emulator: 10 requests/s (burst 5) and 1 launch per 1.2 s
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorHandle]:
-    with running_emulator(tmp_path_factory.mktemp("limited"), time_scale=SCALE, rate_limits=True,
-                          config=EMULATOR_CONFIG, api_key=API_KEY) as handle:
+    with running_emulator(
+        tmp_path_factory.mktemp("limited"), time_scale=SCALE, rate_limits=True, config=EMULATOR_CONFIG, api_key=API_KEY
+    ) as handle:
         yield handle
 
 
@@ -38,8 +39,10 @@ def test_unpaced_client_trips_the_limit_and_the_paced_one_does_not(api: Api) -> 
         for _ in range(50):
             unpaced.regions.list()
     api.emulator.set_rate_limits(True)
-    paced = api.client(limiter=RateLimiter(min_request_interval=1.0 * SCALE, min_launch_interval=12.0 * SCALE),
-                       retry=RetryPolicy(attempts=1))  # any 429 would surface
+    paced = api.client(
+        limiter=RateLimiter(min_request_interval=1.0 * SCALE, min_launch_interval=12.0 * SCALE),
+        retry=RetryPolicy(attempts=1),
+    )  # any 429 would surface
     for _ in range(15):
         paced.regions.list()
     paced.ssh_keys.create("k", PUBLIC_KEY)
@@ -61,9 +64,14 @@ def test_provider_pacing_keeps_a_whole_up_and_destroy_free_of_429s(api: Api) -> 
         return [SshKey("key", public_key=PUBLIC_KEY), Filesystem("data", region="us-east-1")]
 
     regs = registrations(define)
-    config = api.stack_config(**{"lambda:minRequestInterval": str(1.0 * SCALE),
-                                 "lambda:minLaunchInterval": str(12.0 * SCALE), "lambda:retryAttempts": "1",
-                                 "lambda:rateLimitBudget": "0"})  # any 429 would surface
+    config = api.stack_config(
+        **{
+            "lambda:minRequestInterval": str(1.0 * SCALE),
+            "lambda:minLaunchInterval": str(12.0 * SCALE),
+            "lambda:retryAttempts": "1",
+            "lambda:rateLimitBudget": "0",
+        }
+    )  # any 429 would surface
     with ProviderHost() as host:
         host.configure(config)
         engine = Engine(host)

@@ -36,7 +36,7 @@ class Marker(Resource):
         super().__init__(MarkerProvider(), name, {"path": path, "text": text}, opts)
 '''
 
-PROGRAM = '''
+PROGRAM = """
 import pulumi
 from marker import Marker
 
@@ -44,7 +44,7 @@ config = pulumi.Config()
 marker = Marker("marker", config.require("path"), config.require("text"))
 pulumi.export("path", marker.id)
 pulumi.export("token", config.require_secret("token"))
-'''
+"""
 
 
 def test_preview_up_noop_update_destroy(tmp_path: Path) -> None:

@@ -21,9 +21,22 @@ torch.set_num_threads(1)  # tiny problems: a second thread only adds OpenMP sync
 def tiny_overrides(out_dir: Path, **extra: Any) -> dict[str, Any]:
     """A small planted-feature problem that trains in a few seconds on one or two threads."""
     values: dict[str, Any] = dict(
-        data_source="synthetic", d_in=32, expansion_factor=8, k=6, synthetic_features=256, synthetic_active=3.0,
-        synthetic_pool=16384, shuffle_buffer=8192, eval_vectors=4096, batch_size=256, total_vectors=256 * 120,
-        threads=1, log_every=20, checkpoint_every=40, out_dir=str(out_dir), plot=False,
+        data_source="synthetic",
+        d_in=32,
+        expansion_factor=8,
+        k=6,
+        synthetic_features=256,
+        synthetic_active=3.0,
+        synthetic_pool=16384,
+        shuffle_buffer=8192,
+        eval_vectors=4096,
+        batch_size=256,
+        total_vectors=256 * 120,
+        threads=1,
+        log_every=20,
+        checkpoint_every=40,
+        out_dir=str(out_dir),
+        plot=False,
     )
     values.update(extra)
     return values

@@ -15,8 +15,15 @@ FINISHED = RunView("finished", 5000, 5000)
 
 def inputs(world: int = 2, **trainer: Any) -> dict[str, Any]:
     config = {"k": 8, "lr": 1e-3, "total_vectors": 5000 * 64, "batch_size": 64, "log_every": 50, **trainer}
-    return {"run_base": BASE, "generation": 1, "trainer_config": config, "world_size": world,
-            "code_digest": "abc", "master_port": 29500, "node_ids": [f"i-{n}" for n in range(world)]}
+    return {
+        "run_base": BASE,
+        "generation": 1,
+        "trainer_config": config,
+        "world_size": world,
+        "code_digest": "abc",
+        "master_port": 29500,
+        "node_ids": [f"i-{n}" for n in range(world)],
+    }
 
 
 def test_every_trainer_key_has_exactly_one_class() -> None:
@@ -68,8 +75,7 @@ def test_a_dead_trainer_is_restarted_from_its_checkpoint() -> None:
 
 
 def test_a_healthy_run_without_changes_is_left_alone_and_says_nothing() -> None:
-    assert decide(inputs(), inputs(), RUNNING) == decide(inputs(), inputs(), RUNNING).__class__(
-        "none", "", 1, BASE)
+    assert decide(inputs(), inputs(), RUNNING) == decide(inputs(), inputs(), RUNNING).__class__("none", "", 1, BASE)
 
 
 def test_a_logging_change_does_not_restart_and_says_when_it_applies() -> None:

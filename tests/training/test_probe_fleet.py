@@ -41,8 +41,9 @@ def test_probe_keys_parse() -> None:
 @pytest.fixture
 def fleet(tmp_path: Path) -> Any:
     with running_emulator(tmp_path / "emulator", time_scale=0.01) as emulator:
-        project = PulumiProject.create(tmp_path / "project", PROGRAM, env={
-            "LAMBDA_API_URL": emulator.base_url, "LAMBDA_API_KEY": emulator.api_key})
+        project = PulumiProject.create(
+            tmp_path / "project", PROGRAM, env={"LAMBDA_API_URL": emulator.base_url, "LAMBDA_API_KEY": emulator.api_key}
+        )
         yield Fleet(project, emulator, filesystem="sae-probe")
         project.run("destroy", "--yes", check=False, timeout=300)
 
@@ -52,9 +53,14 @@ def test_fleet_probe_stage_puts_the_f1s_in_the_outputs(fleet: Fleet, tmp_path: P
     tokens = tmp_path / "tokens.npy"  # the emulated nodes share this host's filesystem
     np.save(tokens, np.frombuffer(text.encode(), dtype=np.uint8).astype(np.int64))
     # The model config comes from a YAML file: integers in stack config overrides reach the trainer as floats.
-    raw = stack_config([A10], count=1, run_name="probe", filesystem="sae-probe",
-                       config="training/probe/tiny-gpt2.yaml",
-                       overrides={"hf_tokens": str(tokens), "total_vectors": 7560, "eval_vectors": 504})
+    raw = stack_config(
+        [A10],
+        count=1,
+        run_name="probe",
+        filesystem="sae-probe",
+        config="training/probe/tiny-gpt2.yaml",
+        overrides={"hf_tokens": str(tokens), "total_vectors": 7560, "eval_vectors": 504},
+    )
     raw["probe"] = {"enabled": True, "trainExamples": 120, "testExamples": 60}
     fleet.configure(raw)
     result = fleet.up_result()

@@ -32,20 +32,23 @@ def test_derived_defaults_scale_with_latents() -> None:
     assert len({data, init, shuffle}) == 3
 
 
-@pytest.mark.parametrize(("values", "key", "hint"), [
-    ({"lrr": 1e-3}, "lrr", "did you mean 'lr'"),
-    ({"k": "many"}, "k", "expected int"),
-    ({"k": 0}, "k", "> 0"),
-    ({"d_in": 16, "k": 500}, "k", "lower k"),
-    ({"architecture": "relu"}, "architecture", "topk, batchtopk"),
-    ({"decode_impl": "fast"}, "decode_impl", "auto, sparse, dense"),
-    ({"data_source": "shards"}, "shard_paths", "at least one"),
-    ({"data_source": "hf", "hf_layer": "h.0", "hf_tokens": "t.npy"}, "hf_model", "exactly one"),
-    ({"data_source": "hf", "hf_model": "gpt2", "hf_tokens": "t.npy"}, "hf_layer", "dotted name"),
-    ({"adam_beta2": 1.5}, "adam_beta2", "[0, 1)"),
-    ({"decay_start": 0}, "decay_start", "(0, 1]"),
-    ({"max_hours": -1.0}, "max_hours", "> 0"),
-])
+@pytest.mark.parametrize(
+    ("values", "key", "hint"),
+    [
+        ({"lrr": 1e-3}, "lrr", "did you mean 'lr'"),
+        ({"k": "many"}, "k", "expected int"),
+        ({"k": 0}, "k", "> 0"),
+        ({"d_in": 16, "k": 500}, "k", "lower k"),
+        ({"architecture": "relu"}, "architecture", "topk, batchtopk"),
+        ({"decode_impl": "fast"}, "decode_impl", "auto, sparse, dense"),
+        ({"data_source": "shards"}, "shard_paths", "at least one"),
+        ({"data_source": "hf", "hf_layer": "h.0", "hf_tokens": "t.npy"}, "hf_model", "exactly one"),
+        ({"data_source": "hf", "hf_model": "gpt2", "hf_tokens": "t.npy"}, "hf_layer", "dotted name"),
+        ({"adam_beta2": 1.5}, "adam_beta2", "[0, 1)"),
+        ({"decay_start": 0}, "decay_start", "(0, 1]"),
+        ({"max_hours": -1.0}, "max_hours", "> 0"),
+    ],
+)
 def test_bad_config_names_key(values: dict, key: str, hint: str) -> None:
     with pytest.raises(ConfigError) as info:
         apply_overrides(TrainConfig(), values).validate()
@@ -69,9 +72,14 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 
 def test_train_cli_rejects_bad_config_with_exit_2(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "training.train", "--set", "expansion_factr=4",
-                           "--out-dir", str(tmp_path / "run")], cwd=REPO, env=subprocess_env(),
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "training.train", "--set", "expansion_factr=4", "--out-dir", str(tmp_path / "run")],
+        cwd=REPO,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "expansion_factr: unknown config key (did you mean 'expansion_factor'?)" in proc.stderr
     assert not (tmp_path / "run").exists()

@@ -22,8 +22,9 @@ def _assert_same_selection(pre: torch.Tensor, k: int) -> None:
     assert bool((idx.sort(dim=1).values.diff(dim=1) > 0).all())  # no column chosen twice
 
 
-@pytest.mark.parametrize(("rows", "width", "k"), [(4096, 2048, 32), (512, 2048, 128), (64, 40, 40), (33, 9, 1),
-                                                  (300, 1000, 7)])
+@pytest.mark.parametrize(
+    ("rows", "width", "k"), [(4096, 2048, 32), (512, 2048, 128), (64, 40, 40), (33, 9, 1), (300, 1000, 7)]
+)
 def test_matches_torch_topk(rows: int, width: int, k: int) -> None:
     pre = torch.randn(rows, width, generator=torch.Generator().manual_seed(rows + width + k))
     _assert_same_selection(pre, k)

@@ -34,8 +34,12 @@ def _write_shards(tmp_path: Path, d_in: int = 8) -> torch.Tensor:
 
 def test_shards_stream_every_vector_once_per_epoch_shuffled(tmp_path: Path) -> None:
     data = _write_shards(tmp_path)
-    source = ShardSource([str(tmp_path / "*.npy"), str(tmp_path / "*.safetensors"), str(tmp_path / "c.pt")],
-                         key="acts", seed=5, chunk_rows=150)
+    source = ShardSource(
+        [str(tmp_path / "*.npy"), str(tmp_path / "*.safetensors"), str(tmp_path / "c.pt")],
+        key="acts",
+        seed=5,
+        chunk_rows=150,
+    )
     assert source.d_in == 8
     stream = ShuffledStream(source, batch_rows=50, buffer_rows=600, seed=5)
     seen = torch.cat([stream.next_batch() for _ in range(24)])  # 1200 vectors = one epoch
@@ -50,8 +54,7 @@ def test_shards_stream_every_vector_once_per_epoch_shuffled(tmp_path: Path) -> N
 
 def test_stream_resume_replays_the_same_batches(tmp_path: Path) -> None:
     _write_shards(tmp_path)
-    source = ShardSource([str(tmp_path / "a.npy"), str(tmp_path / "b.safetensors")], key="acts", seed=1,
-                         chunk_rows=100)
+    source = ShardSource([str(tmp_path / "a.npy"), str(tmp_path / "b.safetensors")], key="acts", seed=1, chunk_rows=100)
     first = ShuffledStream(source, batch_rows=64, buffer_rows=256, seed=9)
     for _ in range(7):
         first.next_batch()
@@ -101,8 +104,13 @@ def test_planted_dictionary_and_init_use_separate_streams() -> None:
 
 def test_shards_hold_out_their_last_rows_from_the_stream(tmp_path: Path) -> None:
     data = _write_shards(tmp_path)
-    source = ShardSource([str(tmp_path / "a.npy"), str(tmp_path / "b.safetensors"), str(tmp_path / "c.pt")],
-                         key="acts", seed=5, chunk_rows=150, holdout_rows=500)
+    source = ShardSource(
+        [str(tmp_path / "a.npy"), str(tmp_path / "b.safetensors"), str(tmp_path / "c.pt")],
+        key="acts",
+        seed=5,
+        chunk_rows=150,
+        holdout_rows=500,
+    )
     assert source.holdout_rows == 120  # at most a tenth of the 1200 rows
     held = source.heldout()
     assert held is not None and torch.equal(held, data[-120:])
@@ -116,8 +124,14 @@ def test_shards_hold_out_their_last_rows_from_the_stream(tmp_path: Path) -> None
 def test_remapped_positions_cover_every_chunk_from_the_earliest_unfinished_once(old_world: int, new_world: int) -> None:
     rng = np.random.default_rng(old_world * 10 + new_world)
     for _ in range(50):
-        states = [{"epoch": int(rng.integers(2, 4)), "window_start": int(rng.integers(0, 6)),
-                   "offset": int(rng.integers(0, 100))} for _ in range(old_world)]
+        states = [
+            {
+                "epoch": int(rng.integers(2, 4)),
+                "window_start": int(rng.integers(0, 6)),
+                "offset": int(rng.integers(0, 100)),
+            }
+            for _ in range(old_world)
+        ]
         epoch, earliest = min((s["epoch"], s["window_start"] * old_world + r) for r, s in enumerate(states))
         new = remap_stream_states(states, new_world)
         assert [s["epoch"] for s in new] == [epoch] * new_world

@@ -70,9 +70,14 @@ def _cli(out_dir: Path, **extra: object) -> list[str]:
 
 def test_sigterm_checkpoints_then_exits(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = subprocess.Popen(_cli(out, total_vectors=256 * 1_000_000, log_every=5, checkpoint_every=100_000),
-                            cwd=REPO, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(
+        _cli(out, total_vectors=256 * 1_000_000, log_every=5, checkpoint_every=100_000),
+        cwd=REPO,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -95,8 +100,14 @@ def test_sigterm_checkpoints_then_exits(tmp_path: Path) -> None:
     state = torch.load(out / "checkpoints" / latest / "state.pt", weights_only=False)
     assert state["step"] == status["step"] and "optimizer" in state
     # the same command resumes from that checkpoint
-    again = subprocess.run(_cli(out, total_vectors=256 * (status["step"] + 5)), cwd=REPO, env=subprocess_env(),
-                           capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        _cli(out, total_vectors=256 * (status["step"] + 5)),
+        cwd=REPO,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"resumed at step {status['step']}" in again.stdout
     assert json.loads((out / "summary.json").read_text())["steps"] == status["step"] + 5
@@ -104,8 +115,17 @@ def test_sigterm_checkpoints_then_exits(tmp_path: Path) -> None:
 
 def test_two_process_ddp_with_gloo(tmp_path: Path) -> None:
     out = tmp_path / "ddp"
-    args = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
-            "--master-addr=127.0.0.1", f"--master-port={free_port()}", "-m", "training.train"]
+    args = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=1",
+        "--nproc-per-node=2",
+        "--master-addr=127.0.0.1",
+        f"--master-port={free_port()}",
+        "-m",
+        "training.train",
+    ]
     args += _cli(out, total_vectors=256 * 60)[3:]
     proc = subprocess.run(args, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -122,12 +142,25 @@ def test_two_process_ddp_with_gloo(tmp_path: Path) -> None:
 def test_hf_hook_on_tiny_random_model(tmp_path: Path) -> None:
     tokens = np.random.default_rng(0).integers(0, 96, size=64 * 40).astype(np.int64)
     np.save(tmp_path / "tokens.npy", tokens)
-    model_config = {"model_type": "gpt2", "n_layer": 2, "n_embd": 32, "n_head": 2, "vocab_size": 96,
-                    "n_positions": 64}
-    overrides = dict(data_source="hf", hf_model_config=model_config, hf_layer="transformer.h.0",
-                     hf_tokens=str(tmp_path / "tokens.npy"), hf_context=32, hf_batch_sequences=8, expansion_factor=4,
-                     k=4, batch_size=124, total_vectors=124 * 30, shuffle_buffer=496, log_every=10,
-                     checkpoint_every=100, threads=1, out_dir=str(tmp_path / "run"), plot=False)
+    model_config = {"model_type": "gpt2", "n_layer": 2, "n_embd": 32, "n_head": 2, "vocab_size": 96, "n_positions": 64}
+    overrides = dict(
+        data_source="hf",
+        hf_model_config=model_config,
+        hf_layer="transformer.h.0",
+        hf_tokens=str(tmp_path / "tokens.npy"),
+        hf_context=32,
+        hf_batch_sequences=8,
+        expansion_factor=4,
+        k=4,
+        batch_size=124,
+        total_vectors=124 * 30,
+        shuffle_buffer=496,
+        log_every=10,
+        checkpoint_every=100,
+        threads=1,
+        out_dir=str(tmp_path / "run"),
+        plot=False,
+    )
     cfg = build_config(None, overrides)
     source = HFActivationSource(cfg, torch.device("cpu"), seed=0)
     assert source.d_in == 32
@@ -135,7 +168,7 @@ def test_hf_hook_on_tiny_random_model(tmp_path: Path) -> None:
     assert acts.shape == (8 * 31, 32)  # first position of each window skipped
     # the hooked output equals the model's own hidden state after block 0
     order = torch.randperm(source.n_windows, generator=make_generator(0, PURPOSE_SHUFFLE, 0))[:8].tolist()
-    ids = torch.as_tensor(np.stack([tokens[w * 32:(w + 1) * 32] for w in order]))
+    ids = torch.as_tensor(np.stack([tokens[w * 32 : (w + 1) * 32] for w in order]))
     with torch.no_grad():
         hidden = source.model(ids, output_hidden_states=True).hidden_states[1][:, 1:]
     torch.testing.assert_close(acts, hidden.reshape(-1, 32))
@@ -143,14 +176,16 @@ def test_hf_hook_on_tiny_random_model(tmp_path: Path) -> None:
     held = source.heldout()
     assert held is not None and held.shape == (8 * 31, 32)
     with torch.no_grad():
-        last = torch.as_tensor(tokens[72 * 32:].reshape(8, 32))
-        torch.testing.assert_close(held, source.model(last, output_hidden_states=True).hidden_states[1][:, 1:]
-                                   .reshape(-1, 32))
+        last = torch.as_tensor(tokens[72 * 32 :].reshape(8, 32))
+        torch.testing.assert_close(
+            held, source.model(last, output_hidden_states=True).hidden_states[1][:, 1:].reshape(-1, 32)
+        )
     # The spliced-loss eval replaces the hooked output: by itself it changes nothing, by zeros it is the floor.
     windows = source.heldout_windows()
     assert windows.shape == (8, 32) and torch.equal(windows, last)
-    same = spliced_lm_loss(source.model, source.module, windows, lambda h: h, skip_first=True,
-                           max_logit_elements=1)  # one window at a time
+    same = spliced_lm_loss(
+        source.model, source.module, windows, lambda h: h, skip_first=True, max_logit_elements=1
+    )  # one window at a time
     assert same["ce_loss_with_sae"] == pytest.approx(same["ce_loss_clean"], abs=1e-5)
     assert same["kl_with_sae"] == pytest.approx(0.0, abs=1e-5) and same["ce_loss_recovered"] == pytest.approx(1.0)
     zero = spliced_lm_loss(source.model, source.module, windows, torch.zeros_like, skip_first=True)
@@ -163,7 +198,8 @@ def test_hf_hook_on_tiny_random_model(tmp_path: Path) -> None:
     # the trained SAE spliced in: a real, different loss (neither the clean one nor the floor)
     assert summary["ce_loss_clean"] == pytest.approx(same["ce_loss_clean"])
     assert summary["kl_with_sae"] > 0 and summary["delta_lm_loss"] == pytest.approx(
-        summary["ce_loss_with_sae"] - summary["ce_loss_clean"])
+        summary["ce_loss_with_sae"] - summary["ce_loss_clean"]
+    )
     assert summary["ce_loss_with_sae"] != pytest.approx(summary["ce_loss_zero_ablation"])
     assert load_file(str(tmp_path / "run" / "sae.safetensors"))["W_dec"].shape == (128, 32)
 
@@ -179,8 +215,11 @@ def test_bf16_autocast_path_trains(tmp_path: Path) -> None:
 
 
 def test_plateau_and_max_hours_stop_early(tmp_path: Path) -> None:
-    plateau = _train(tiny_overrides(tmp_path / "plateau", plateau_patience=2, plateau_min_delta=0.5,
-                                    total_vectors=256 * 400, log_every=10))
+    plateau = _train(
+        tiny_overrides(
+            tmp_path / "plateau", plateau_patience=2, plateau_min_delta=0.5, total_vectors=256 * 400, log_every=10
+        )
+    )
     assert plateau["state"] == "finished" and plateau["reason"] == "plateau"
     assert plateau["steps"] < 400
     assert (tmp_path / "plateau" / "sae.safetensors").is_file()
@@ -196,9 +235,21 @@ def test_shard_run_reports_metrics_on_held_out_rows(tmp_path: Path) -> None:
 
     planted = PlantedFeatures(32, 64, 4, 1.1, 0.02, 1.0, seed=3)
     np.save(tmp_path / "acts.npy", planted.sample(20_000, make_generator(3, 99)).numpy())
-    summary = _train(dict(data_source="shards", shard_paths=str(tmp_path / "acts.npy"), expansion_factor=4, k=4,
-                          batch_size=256, total_vectors=256 * 150, eval_vectors=1_000, log_every=50, threads=1,
-                          out_dir=str(tmp_path / "run"), plot=False))
+    summary = _train(
+        dict(
+            data_source="shards",
+            shard_paths=str(tmp_path / "acts.npy"),
+            expansion_factor=4,
+            k=4,
+            batch_size=256,
+            total_vectors=256 * 150,
+            eval_vectors=1_000,
+            log_every=50,
+            threads=1,
+            out_dir=str(tmp_path / "run"),
+            plot=False,
+        )
+    )
     assert summary["metrics_source"] == "held-out shard rows (1000, never trained on)"
     assert 0 < summary["fvu"] < 0.5 and 3 < summary["l0"] <= 4
 

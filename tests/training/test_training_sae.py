@@ -39,8 +39,9 @@ def test_sparse_products_match_dense_reference_on_both_backends() -> None:
     for csr in (True, False):
         active = ActiveLatents(n_latents, idx, csr=csr)
         torch.testing.assert_close(active.t_matmul(coef, dense), z.t() @ dense, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(active.sampled_dots(weight, dense), (dense @ weight.t()).gather(1, idx),
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            active.sampled_dots(weight, dense), (dense @ weight.t()).gather(1, idx), atol=1e-5, rtol=1e-5
+        )
 
 
 def test_sparse_and_dense_paths_match_reference_gradients() -> None:
@@ -50,8 +51,13 @@ def test_sparse_and_dense_paths_match_reference_gradients() -> None:
     dead[::3] = True
     grads = {}
     for impl in ("sparse", "dense", "reference"):
-        sae = SparseAutoencoder(48, 384, 6, decode_impl="sparse" if impl == "reference" else impl,
-                                generator=torch.Generator().manual_seed(1))
+        sae = SparseAutoencoder(
+            48,
+            384,
+            6,
+            decode_impl="sparse" if impl == "reference" else impl,
+            generator=torch.Generator().manual_seed(1),
+        )
         with torch.no_grad():
             sae.b_dec.copy_(x.mean(0))
             sae.b_enc.copy_(torch.randn(384, generator=torch.Generator().manual_seed(2)) * 0.1)

@@ -1,0 +1,44 @@
+"""The summary `up` ends with: the probe stage's span F1s (the shape the fleet's `probe` NodeStep puts into the
+`training` output, see lambda_provider/fleet/component.py `_probe`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lambda_provider.cli.summary import summary_lines
+
+OUTPUTS: dict[str, Any] = {
+    "target": "emulator",
+    "nodes": [],
+    "hourly_cost_usd": 1.29,
+    "max_hours": 1,
+    "training": {
+        "state": "finished",
+        "step": 146,
+        "total_steps": 146,
+        "probe": {
+            "span_f1": {"transformer.h.0": {"raw": 0.31, "sae": 0.3, "sae_binary": 0.24, "regex": 0.61}},
+            "report": "/lambda/nfs/sae-dev/runs/tiny-cpu/probe_report.md",
+            "error": None,
+        },
+    },
+}
+
+
+def test_the_summary_gives_the_probe_span_f1s_per_layer() -> None:
+    lines = summary_lines("dev", OUTPUTS)
+    assert (
+        "  probe span F1 (transformer.h.0): raw 0.31, sae 0.3, sae_binary 0.24, regex 0.61 "
+        "(report /lambda/nfs/sae-dev/runs/tiny-cpu/probe_report.md)"
+    ) in lines
+
+
+def test_a_failed_probe_stage_is_in_the_summary() -> None:
+    failed = {
+        **OUTPUTS,
+        "training": {
+            **OUTPUTS["training"],
+            "probe": {"span_f1": None, "report": None, "error": "node node-0: probe failed"},
+        },
+    }
+    assert "  probe failed: node node-0: probe failed" in summary_lines("dev", failed)
