@@ -137,7 +137,7 @@ def decide(old: dict[str, Any] | None, new: dict[str, Any], view: RunView) -> De
     fresh = [k for k in changed if k in FRESH]
     resume = [k for k in changed if k in RESUME]
     quiet = [k for k in changed if k in NO_RESTART]
-    old_world, new_world = old.get("world_size"), new.get("world_size")
+    old_world, new_world = _count(old.get("world_size")), _count(new.get("world_size"))  # floats via the engine
     world_changed = old_world != new_world
     code_changed = old.get("code_digest") != new.get("code_digest")
     port_changed = old.get("master_port") != new.get("master_port")
@@ -162,7 +162,7 @@ def decide(old: dict[str, Any] | None, new: dict[str, Any], view: RunView) -> De
     if world_changed:
         reasons.append(f"{new_world} rank(s) instead of {old_world}")
     elif nodes_changed:
-        reasons.append("on the replaced node(s)")
+        reasons.append("the replaced node(s)")
     if code_changed:
         reasons.append("the new trainer code")
     if port_changed:
@@ -239,6 +239,10 @@ def decide(old: dict[str, Any] | None, new: dict[str, Any], view: RunView) -> De
             run_dir,
         )
     return Decision("none", "", generation, run_dir)
+
+
+def _count(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _total_steps(config: dict[str, Any]) -> int:

@@ -301,3 +301,9 @@ def test_verify_names_a_file_that_differs_from_its_sum(stack: Stack, tmp_path: P
     (copy / "summary.json").write_text("{}")
     problems = verify(copy, parse_sums((copy / "SHA256SUMS").read_text()))
     assert [p.split(":")[0] for p in problems] == ["summary.json"]
+
+
+def test_refresh_reads_the_finished_run_back_into_the_outputs(stack: Stack) -> None:
+    wait_for_state(stack, {"finished"}, 240)  # `up` returned while it trained (waitMinutes: 0): outputs said running
+    refreshed = stack.cli("refresh")
+    assert re.search(r"^  training: finished .*at step (\d+)/\1$", refreshed.stdout, re.M), refreshed.stdout[-3000:]

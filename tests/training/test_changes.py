@@ -51,6 +51,14 @@ def test_a_node_count_change_mid_run_resumes_on_the_new_world() -> None:
     assert (decision.action, decision.run_dir) == ("resume", BASE)
 
 
+def test_the_world_size_reads_as_a_count_when_the_state_gives_it_back_as_a_float() -> None:
+    old = {**inputs(world=2), "world_size": 2.0}  # numbers come back from the engine's state as floats
+    assert (
+        decide(old, inputs(world=3), RUNNING).line
+        == "training: restart from step 2200 with 3 rank(s) instead of 2 in runs/big"
+    )
+
+
 def test_a_node_added_to_a_finished_run_is_refused_with_the_fix() -> None:
     decision = decide(inputs(world=2), inputs(world=3), FINISHED)
     assert decision.action == "refuse" and "total_vectors" in (decision.refusal or "")
