@@ -90,13 +90,17 @@ class _Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The stdlib's own errors (bad request line, unsupported method, headers too long) as JSON envelopes; an
         unsupported method is a 405, as on a FastAPI server."""
+        if self.request_version == "HTTP/0.9":  # an unparsable request line: answer with a status line anyway
+            self.request_version = self.protocol_version
         if code == HTTPStatus.NOT_IMPLEMENTED:
             error = method_not_allowed([])
         else:
-            phrase = HTTPStatus(code).phrase if code in HTTPStatus._value2member_map_ else "Error"
-            error = ApiError(code, "global/invalid-parameters" if 400 <= code < 500 else "global/unknown", phrase)
-            if message:
-                error.message = message
+            try:
+                phrase = HTTPStatus(code).phrase
+            except ValueError:
+                phrase = "Error"
+            kind = "global/invalid-parameters" if 400 <= code < 500 else "global/unknown"
+            error = ApiError(code, kind, message or phrase)
         self._send_json(error.status, error.body(), {"Connection": "close"})
 
     # ------------------------------------------------------------------ body

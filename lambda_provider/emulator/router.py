@@ -60,12 +60,14 @@ class MethodNotAllowed(Exception):
 _ROUTES: list[Route] = []
 
 
-def _register(scope: Scope, method: str, path: str, **extra: Any) -> Callable[[Handler], Handler]:
+def _register(
+    scope: Scope, method: str, path: str, envelope_extra: dict[str, Any] | None = None
+) -> Callable[[Handler], Handler]:
     prefix = API_PREFIX if scope == "api" else CONTROL_PREFIX
     regex = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(prefix + path))
 
     def register(handler: Handler) -> Handler:
-        _ROUTES.append(Route(scope, method, path, re.compile(f"^{regex}$"), handler, dict(extra)))
+        _ROUTES.append(Route(scope, method, path, re.compile(f"^{regex}$"), handler, dict(envelope_extra or {})))
         return handler
 
     return register
@@ -73,7 +75,7 @@ def _register(scope: Scope, method: str, path: str, **extra: Any) -> Callable[[H
 
 def api(method: str, path: str, *, envelope_extra: dict[str, Any] | None = None) -> Callable[[Handler], Handler]:
     """A public API route (`path` after /api/v1)."""
-    return _register("api", method, path, **(envelope_extra or {}))
+    return _register("api", method, path, envelope_extra)
 
 
 def control(method: str, path: str) -> Callable[[Handler], Handler]:

@@ -155,3 +155,10 @@ def test_a_bad_content_length_is_refused_in_the_envelope(conn: RawConnection) ->
     response = conn.read()
     assert response.status == 400
     assert response.json()["error"]["code"] == "global/invalid-parameters"
+
+
+def test_a_malformed_request_line_answers_json_not_html(conn: RawConnection) -> None:
+    conn.send("NOT-HTTP\n")
+    response = conn.read()
+    assert response.status == 400
+    assert response.json()["error"]["code"] == "global/invalid-parameters"
