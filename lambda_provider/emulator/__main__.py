@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from .catalog import CatalogError, load_catalog
-from .server import ENV_FILE, PID_FILE, running_pid, serve
+from .httpd import ENV_FILE, PID_FILE, running_pid, serve
 
 DEFAULT_DATA_DIR = Path(".lambda-emulator")
 DEFAULT_TIME_SCALE = 0.05
@@ -55,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="YAML merged over the built-in catalog.yaml (types, prices, capacity, quotas, faults)",
     )
+    parser.add_argument(
+        "--terminated-retention",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long a terminated instance stays listed and GET-able before it is gone (404), in catalogue "
+        "seconds x --time-scale like every duration (default: the catalogue's lifecycle.terminated_retention_seconds, "
+        "300)",
+    )
     parser.add_argument("--api-key", default=None, help="accept this API key (default: a key stable per data dir)")
     parser.add_argument("--no-rate-limit", action="store_true", help="switch the per-account rate limits off")
     parser.add_argument("--log-level", default="INFO", help="DEBUG logs every request (default: INFO)")
@@ -75,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.time_scale <= 0:
         print("--time-scale must be > 0 (1 = live timings, 0.01 = 100x faster)", file=sys.stderr)
         return 2
+    if args.terminated_retention is not None and args.terminated_retention < 0:
+        print("--terminated-retention must be >= 0 seconds (0 = gone as soon as terminated)", file=sys.stderr)
+        return 2
     try:
         catalog = load_catalog(args.config)
     except CatalogError as exc:
@@ -94,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         time_scale=args.time_scale,
         api_key=args.api_key,
         rate_limits=not args.no_rate_limit,
+        terminated_retention_seconds=args.terminated_retention,
     )
 
 

@@ -1,12 +1,12 @@
 """Static catalogue of the emulated cloud: instance types, regions, images, limits, read from YAML.
 
-`catalog.yaml` beside this file holds the defaults; a user file given with `--config` is merged over it.
+`catalog.yaml` beside this file holds the defaults; a user file given with `--config` is merged over it. The
+image list is the recorded live one (`images_file`, default recorded_images.yaml) plus `images_extra`.
 """
 
 from __future__ import annotations
 
 import copy
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,8 +14,6 @@ from typing import Any
 import yaml
 
 DEFAULT_CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
-_IMAGE_NAMESPACE = uuid.UUID("6f1b8a52-57a4-4a0c-9a38-3b0a1c8f2a10")
-_IMAGE_TIMESTAMP = "2025-07-07T15:20:25.091000+00:00"
 
 # Boot times by GPU count where a type gives none (../shared/lambda-cloud/NOTES.md §4.1: 1 GPU 3-5 min, multi-GPU 10-15
 # min, 8x 15-25 min).
@@ -75,6 +73,8 @@ class InstanceTypeSpec:
 
 @dataclass(frozen=True)
 class ImageSpec:
+    """One record of GET /images: an image build in one region (`region` is the region's name)."""
+
     id: str
     family: str
     name: str
@@ -82,6 +82,8 @@ class ImageSpec:
     version: str
     architecture: str
     region: str
+    created_time: str
+    updated_time: str
 
 
 @dataclass(frozen=True)
@@ -118,8 +120,19 @@ class Catalog:
 
 def load_catalog(user_config: Path | None = None) -> Catalog:
     raw = _read_yaml(DEFAULT_CATALOG_PATH)
+    raw["images_file"] = str(DEFAULT_CATALOG_PATH.parent / raw["images_file"])
     if user_config is not None:
-        raw = _merge(raw, _read_yaml(user_config))
+        user = _read_yaml(user_config)
+        if "images" in user:
+            raise CatalogError(
+                f"{user_config}: `images:` is not read any more; the list is the recorded live one "
+                "(images_file, default recorded_images.yaml beside catalog.yaml). Add records with "
+                "`images_extra: [{id: <an id from GET /images>, region: <region>}]`, or point `images_file:` at "
+                "a YAML file with an `images:` list of records"
+            )
+        if "images_file" in user:
+            user["images_file"] = str(Path(user_config).parent / str(user["images_file"]))
+        raw = _merge(raw, user)
     try:
         return _build(raw)
     except (KeyError, TypeError, ValueError) as exc:
@@ -155,7 +168,7 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 def _build(raw: dict[str, Any]) -> Catalog:
     regions = {str(k): str(v) for k, v in raw["regions"].items()}
     types = {name: _build_type(name, body or {}, regions) for name, body in raw["instance_types"].items()}
-    images = _build_images(raw.get("images", []), regions)
+    images = _build_images(Path(raw["images_file"]), raw.get("images_extra") or [], regions)
     quotas = raw.get("quotas", {})
     faults = raw.get("faults") or []
     if not isinstance(faults, list):
@@ -206,36 +219,28 @@ def _build_type(name: str, body: dict[str, Any], regions: dict[str, str]) -> Ins
     )
 
 
-def _build_images(raw_images: list[dict[str, Any]], regions: dict[str, str]) -> list[ImageSpec]:
+def _build_images(path: Path, extra: list[dict[str, Any]], regions: dict[str, str]) -> list[ImageSpec]:
+    """The records of `path` (`images:` list), then each `images_extra` entry `{id, region}`: a copy of the
+    first record with that id, listed in one more region."""
+    records = _read_yaml(path).get("images")
+    if not isinstance(records, list):
+        raise ValueError(f"{path}: needs an `images:` list of records")
+    fields = list(ImageSpec.__dataclass_fields__)
     images = []
-    for body in raw_images:
-        for region in body.get("regions") or list(regions):
-            key = f"{body['family']}/{body['version']}/{body['architecture']}"
-            images.append(
-                ImageSpec(
-                    # One id per image build shared by all regions, as in the recorded /images
-                    # (../shared/lambda-cloud/NOTES.md §3.7).
-                    id=str(uuid.uuid5(_IMAGE_NAMESPACE, key)),
-                    family=str(body["family"]),
-                    name=str(body["name"]),
-                    description=str(body["description"]),
-                    version=str(body["version"]),
-                    architecture=str(body["architecture"]),
-                    region=str(region),
-                )
-            )
+    for body in records:
+        missing = [f for f in fields if f not in body]
+        if missing:
+            raise ValueError(f"{path}: image record {body.get('id')!r} lacks {missing}")
+        images.append(ImageSpec(**{f: str(body[f]) for f in fields}))
+    by_id = {}
+    for image in images:
+        by_id.setdefault(image.id, image)
+    for entry in extra:
+        source = by_id.get(str(entry.get("id")))
+        if source is None:
+            raise ValueError(f"images_extra: no image with id {entry.get('id')!r} in {path}")
+        images.append(ImageSpec(**{**source.__dict__, "region": str(entry["region"])}))
+    unknown = sorted({i.region for i in images} - set(regions))
+    if unknown:
+        raise ValueError(f"images name regions that are not in `regions:`: {unknown}")
     return images
-
-
-def image_to_api(image: ImageSpec, catalog: Catalog) -> dict[str, Any]:
-    return {
-        "id": image.id,
-        "created_time": _IMAGE_TIMESTAMP,
-        "updated_time": _IMAGE_TIMESTAMP,
-        "name": image.name,
-        "description": image.description,
-        "family": image.family,
-        "version": image.version,
-        "architecture": image.architecture,
-        "region": catalog.region_api(image.region),
-    }

@@ -49,6 +49,7 @@ class EmulatorHandle:
     rate_limits: bool
     config: Path | dict[str, Any] | None
     requested_api_key: str | None
+    terminated_retention: float | None = None
     base_url: str = ""
     api_key: str = ""
     control_url: str = ""
@@ -80,6 +81,8 @@ class EmulatorHandle:
             argv += ["--config", str(self.config)]
         if self.requested_api_key is not None:
             argv += ["--api-key", self.requested_api_key]
+        if self.terminated_retention is not None:
+            argv += ["--terminated-retention", repr(self.terminated_retention)]
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")]))
         stderr_log = open(self.data_dir / "emulator-stderr.log", "ab")  # noqa: SIM115 -- owned by the child
@@ -244,12 +247,14 @@ def running_emulator(
     rate_limits: bool = False,
     config: Path | dict[str, Any] | None = None,
     api_key: str | None = None,
+    terminated_retention: float | None = None,
 ) -> Iterator[EmulatorHandle]:
     """Start the real emulator process on `data_dir`; stop it (SIGTERM) on exit.
 
-    `config` is a YAML file merged over catalog.yaml, or the same content as a dict.
+    `config` is a YAML file merged over catalog.yaml, or the same content as a dict. `terminated_retention`:
+    catalogue seconds (x time_scale) a terminated record stays listed (`--terminated-retention`).
     """
-    handle = EmulatorHandle(Path(data_dir), time_scale, rate_limits, config, api_key)
+    handle = EmulatorHandle(Path(data_dir), time_scale, rate_limits, config, api_key, terminated_retention)
     handle.start()
     try:
         yield handle
