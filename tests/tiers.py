@@ -21,6 +21,8 @@ UNIT_FILES = frozenset(
     {
         "tests/cli/test_summary.py",
         "tests/emulator/test_contract_spec.py",
+        "tests/emulator/test_routes.py",
+        "tests/emulator/test_validation.py",
         "tests/fleet/test_config.py",
         "tests/fleet/test_failure_attribution.py",
         "tests/gitops/test_domain_unit.py",
