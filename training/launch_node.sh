@@ -11,7 +11,8 @@
 # Env: FLEET_HOME, RUN_PATH (the run's directory on the shared filesystem, live path /lambda/nfs/<fs>/...),
 # NODE_RANK, NNODES, NPROC (processes on this node), MASTER_ADDR, MASTER_PORT, TRAIN_CONFIG_B64 (the trainer's YAML,
 # base64), FLEET_LAUNCH_ID (this launch: in the log's start line and the ranks' heartbeat files), FLEET_EXTRA_ENV
-# (e.g. GLOO_SOCKET_IFNAME=lo)
+# (e.g. GLOO_SOCKET_IFNAME=lo). Secrets (HF_TOKEN) arrive already exported (read from the session's stdin, never on
+# a command line) and reach the trainer only through its inherited environment.
 set -euo pipefail
 FLEET_HOME="${FLEET_HOME:-$HOME/lambda-sae}"
 NODE_RANK="${NODE_RANK:-0}"
@@ -79,6 +80,10 @@ start() {
   fi
   echo "$TRAIN_CONFIG_B64" | base64 -d > "$FLEET_HOME/run-config.yaml"
   local py; py="$(cat "$FLEET_HOME/python" 2>/dev/null)" || fail "setup has not run on this node"
+  if [ -n "${LAMBDA_INSTANCE_ROOT:-}" ]; then  # the emulator: /lambda/nfs/... lives under the instance's root
+    PYTHONPATH="$FLEET_HOME" "$py" -m training.node_paths "$FLEET_HOME/run-config.yaml" \
+      || fail "could not map the config's /lambda/nfs paths onto this instance"
+  fi
   local cmd=("$py" -m training.train --config "$FLEET_HOME/run-config.yaml" --out_dir "$RUN_DIR")
   if [ "$((NNODES * NPROC))" -gt 1 ]; then
     cmd=("$py" -m torch.distributed.run --nnodes "$NNODES" --node-rank "$NODE_RANK" --nproc-per-node "$NPROC"

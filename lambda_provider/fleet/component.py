@@ -15,6 +15,7 @@ from lambda_provider.fleet import scripts
 from lambda_provider.fleet.clock import FleetClock
 from lambda_provider.fleet.config import FleetConfig
 from lambda_provider.fleet.cost import fleet_hourly_usd
+from lambda_provider.fleet.data_upload import fleet_data
 from lambda_provider.fleet.node_step import NodeStep, directory_digest
 from lambda_provider.fleet.training_run import TrainingRun
 from lambda_provider.resources import Filesystem, FirewallRuleset, Instance, SshKey
@@ -115,6 +116,7 @@ class GpuFleet(pulumi.ComponentResource):
         run_nodes: list[pulumi.Output[dict[str, Any]]] = []
         head_connection: pulumi.Output[dict[str, Any]] | None = None
         setups: list[NodeStep] = []
+        readies: list[NodeStep] = []
         node_outputs: list[pulumi.Output[dict[str, Any]]] = []
         for rank, (node_name, inst, nproc) in enumerate(instances):
             node_opts = pulumi.ResourceOptions(parent=self, additional_secret_outputs=["connection"])
@@ -148,6 +150,7 @@ class GpuFleet(pulumi.ComponentResource):
                 connect_timeout_seconds=config.training.ready_timeout_seconds,
                 opts=pulumi.ResourceOptions.merge(node_opts, pulumi.ResourceOptions(depends_on=[inst])),
             )
+            readies.append(ready)
             # Every later connection pins the host key the ready gate saw on this instance (trust on first use).
             connection = pulumi.Output.all(connection, ready.host_key).apply(lambda v: {**v[0], "host_key": v[1]})
             head_connection = connection if rank == 0 else head_connection
@@ -203,6 +206,7 @@ class GpuFleet(pulumi.ComponentResource):
             )
 
         world_size = sum(nproc for _, _, nproc in instances)
+        data = fleet_data(config, fs_mount, head_connection, readies[0], repo_root, self)  # [] without `data`
         run = TrainingRun(
             "training",
             nodes=run_nodes,
@@ -214,8 +218,9 @@ class GpuFleet(pulumi.ComponentResource):
             master_port=port,
             wait_seconds=config.training.wait_minutes * 60.0,
             launch_timeout_seconds=config.training.launch_timeout_seconds,
-            requires=[s.ok for s in setups],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=setups),
+            requires=[s.ok for s in [*setups, *data]],
+            secret_environment=pulumi.Output.secret({"HF_TOKEN": config.hf_token}) if config.hf_token else None,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*setups, *data]),
         )
         clock = FleetClock("clock", max_hours=config.budget.max_hours, opts=child)
 

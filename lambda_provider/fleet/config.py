@@ -6,8 +6,9 @@ Keys live in the project namespace (`lambda-sae:` in Pulumi.<stack>.yaml); see `
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,9 @@ MAX_NODES = 64  # a sane fleet: beyond it a typo (count: 100000) would launch, a
 # CPU architecture of the arm64 types, for catalogues that omit the undeclared `architecture` field (the client then
 # reads x86_64); the live catalogue says arm64 for these (../shared/lambda-cloud/NOTES.md).
 ARM64_TYPES = frozenset({"gpu_1x_gh200"})
+# A `data` destination: a relative path under the filesystem's mount point, plain segments only.
+DATA_DEST_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$")
+DATA_RESERVED = ("runs", ".lambda-sae")  # the fleet's run directories and its own records on the filesystem
 
 SCHEMA_DOC = """\
 lambda-sae:target        emulator | lambda (required). emulator refuses a non-loopback API URL.
@@ -47,6 +51,11 @@ lambda-sae:probe         optional {enabled: false, data: JSONL path on the node,
 lambda-sae:firewall      optional {rules: [{protocol: tcp|udp|icmp|all, portRange: [min, max], sourceNetwork: CIDR,
                          description}]}: a ruleset in the filesystem's region attached to every node (inbound
                          traffic only where a rule allows it); one rule must allow SSH (tcp 22) to the nodes.
+lambda-sae:data         optional {<path on the filesystem>: <local file or directory>}: sent to the filesystem
+                         before the run (only what changed since the last `up`); the trainer reads it at
+                         /lambda/nfs/<filesystem.name>/<path>. Relative local paths are from the project directory.
+lambda-sae:hfToken       optional secret (`pulumi config set --secret lambda-sae:hfToken hf_...`): HF_TOKEN in the
+                         trainers' environment, for gated models; never stored or sent in clear
 lambda:apiKey (secret)   or LAMBDA_API_KEY; lambda:apiUrl or LAMBDA_API_URL (see lambda_provider/resources/settings.py)
 """.replace("{MAX_NODES}", str(MAX_NODES))
 
@@ -120,6 +129,18 @@ class ProbeConfig:
 
 
 @dataclass(frozen=True)
+class DataEntry:
+    """One `data` entry: a local file or directory sent to `<mount point>/<dest>` on the filesystem."""
+
+    dest: str  # relative to the filesystem's mount point
+    source: Path  # absolute
+
+    @property
+    def is_dir(self) -> bool:
+        return self.source.is_dir()
+
+
+@dataclass(frozen=True)
 class Budget:
     max_usd_per_hour: float
     max_hours: float
@@ -135,6 +156,8 @@ class FleetConfig:
     budget: Budget
     firewall_rules: tuple[dict[str, Any], ...] | None = None  # API form (port_range, source_network); None: none
     probe: ProbeConfig = ProbeConfig()
+    data: tuple[DataEntry, ...] = ()
+    hf_token: str | None = field(default=None, repr=False)  # a Pulumi secret's plain value: never printed
 
     @property
     def node_count(self) -> int:
@@ -224,8 +247,11 @@ class _Reader:
         return value
 
 
-def parse_fleet_config(raw: dict[str, Any], *, api_url: str | None, repo_root: Path) -> FleetConfig:
-    """Validate the project-namespace config (keys without the `lambda-sae:` prefix)."""
+def parse_fleet_config(
+    raw: dict[str, Any], *, api_url: str | None, repo_root: Path, secret_keys: Collection[str] = ()
+) -> FleetConfig:
+    """Validate the project-namespace config (keys without the `lambda-sae:` prefix); `secret_keys`: which of them
+    the stack stores as secrets."""
     r = _Reader()
     target = raw.get("target")
     if target not in TARGETS:
@@ -270,16 +296,113 @@ def parse_fleet_config(raw: dict[str, Any], *, api_url: str | None, repo_root: P
         )
     firewall = _firewall(r, raw.get("firewall"))
     probe = _probe(r, raw.get("probe"), training)
-    for unknown in sorted(
-        set(raw) - {"target", "nodeGroups", "sshKey", "filesystem", "training", "budget", "firewall", "probe"}
-    ):
-        r.fail(unknown, "unknown key", "use target, nodeGroups, sshKey, filesystem, training, budget, firewall, probe")
+    data = _data(r, raw.get("data"), repo_root)
+    hf_token = _hf_token(r, raw.get("hfToken"), "hfToken" in secret_keys)
+    known = ("target", "nodeGroups", "sshKey", "filesystem", "training", "budget", "firewall", "probe")
+    known += ("data", "hfToken")
+    for unknown in sorted(set(raw) - set(known)):
+        r.fail(unknown, "unknown key", f"use {', '.join(known)}")
     if not r.problems:
         _check_world(r, groups, training)
     if r.problems:
         raise FleetConfigError(r.problems)
     assert filesystem is not None
-    return FleetConfig(str(target), tuple(groups), ssh_key, filesystem, training, budget, firewall, probe)
+    return FleetConfig(
+        str(target), tuple(groups), ssh_key, filesystem, training, budget, firewall, probe, data, hf_token
+    )
+
+
+def _data(r: _Reader, raw: Any, repo_root: Path) -> tuple[DataEntry, ...]:
+    """`data: {dest: local path}`: every destination a plain relative path outside the fleet's own directories and
+    not inside another entry; every source a readable local file or a directory holding files."""
+    if raw is None:
+        return ()
+    example = "e.g. data: {tokens/train.npy: data/train.npy, acts/layer16: data/acts/layer16}"
+    if not isinstance(raw, dict) or not raw:
+        r.fail("data", "expected a non-empty mapping of <path on the filesystem>: <local path>", example)
+        return ()
+    entries: list[DataEntry] = []
+    for dest, source in raw.items():
+        key = f"data.{dest}"
+        dest = str(dest).strip("/") if isinstance(dest, str) and not dest.startswith("/") else str(dest)
+        if not DATA_DEST_PATTERN.match(dest) or any(part in (".", "..") for part in dest.split("/")):
+            r.fail(
+                key,
+                f"{dest!r} is not a path relative to the filesystem",
+                "name where it lands under /lambda/nfs/<filesystem.name>/, e.g. tokens/train.npy: letters, digits, "
+                "'.', '_', '-' and '/' (no leading '/', no '..')",
+            )
+            continue
+        if dest.split("/")[0] in DATA_RESERVED:
+            r.fail(
+                key,
+                f"{dest.split('/')[0]}/ on the filesystem belongs to the fleet (run directories, its own records)",
+                "send the data to another directory, e.g. data/" + dest,
+            )
+            continue
+        if not isinstance(source, str) or not source:
+            r.fail(key, f"expected a local file or directory, got {source!r}", f"set {key}: path/to/local/data")
+            continue
+        path = Path(source).expanduser()
+        path = path if path.is_absolute() else repo_root / path
+        if not path.exists():
+            r.fail(
+                key,
+                f"{path} does not exist",
+                f"point it at a local file or directory (a relative path is read from the project directory "
+                f"{repo_root})",
+            )
+            continue
+        problem = _unreadable(path)
+        if problem:
+            r.fail(key, problem, f"make it readable (chmod -R u+r {path}) or remove {key}")
+            continue
+        entries.append(DataEntry(dest, path.resolve()))
+    dests = sorted(e.dest for e in entries)
+    for outer in dests:
+        for inner in dests:
+            if inner.startswith(outer + "/"):
+                r.fail(
+                    f"data.{inner}",
+                    f"lands inside data.{outer}, another entry",
+                    f"remove one of them, or move data.{inner} outside {outer}/",
+                )
+    return tuple(sorted(entries, key=lambda e: e.dest))
+
+
+def _unreadable(path: Path) -> str | None:
+    if path.is_file():
+        return None if os.access(path, os.R_OK) else f"{path} is not readable"
+    if not path.is_dir():
+        return f"{path} is neither a file nor a directory"
+    files = 0
+    for folder, _dirs, names in os.walk(path):
+        for name in names:
+            child = Path(folder) / name
+            if not child.is_file():
+                continue  # a socket, a broken link: not data
+            if not os.access(child, os.R_OK):
+                return f"{child} is not readable"
+            files += 1
+    return None if files else f"{path} is an empty directory (nothing to send)"
+
+
+def _hf_token(r: _Reader, raw: Any, secret: bool) -> str | None:
+    """Never echoes the value: a problem names the key and the fix only."""
+    if raw is None:
+        return None
+    set_it = "`pulumi config set --secret lambda-sae:hfToken <your Hugging Face token>`"
+    if not isinstance(raw, str) or not raw.strip() or any(c.isspace() for c in raw.strip()):
+        r.fail("hfToken", "expected a Hugging Face access token (one word, e.g. hf_...)", set_it)
+        return None
+    if not secret:
+        r.fail(
+            "hfToken",
+            "is stored in clear in the stack file, where anyone who reads the repository or the state sees it",
+            f"`pulumi config rm lambda-sae:hfToken`, revoke that token, then {set_it}",
+        )
+        return None
+    return raw.strip()
 
 
 def _probe(r: _Reader, raw: Any, training: TrainingConfig) -> ProbeConfig:

@@ -90,6 +90,17 @@ def with_environment(script: str, environment: dict[str, Any] | None) -> str:
     return exports + script
 
 
+def with_secret_environment(script: str, secrets: dict[str, str]) -> tuple[str, bytes]:
+    """`script` with `secrets` exported from the session's stdin, and that stdin: a secret never appears on a command
+    line (a remote shell's arguments are visible to every process on the node, and to logs that record commands)."""
+    names = sorted(secrets)
+    for name in names:
+        if not name.isidentifier() or any(c in secrets[name] for c in "\r\n"):
+            raise ValueError(f"secret environment variable {name!r}: a name and a one-line value are required")
+    prelude = "".join(f"IFS= read -r {name} || true; export {name}\n" for name in names)
+    return prelude + script, "".join(f"{secrets[name]}\n" for name in names).encode()
+
+
 def upload_command(remote_dir: str) -> str:
     """Unpack a tarball from stdin into `remote_dir` (replaced as a whole, so deleted files disappear too)."""
     quoted = remote_dir if remote_dir.startswith("$") else shlex.quote(remote_dir)

@@ -32,13 +32,24 @@ def project_config() -> dict[str, Any]:
     return raw
 
 
+def secret_keys() -> set[str]:
+    """The project keys the stack stores as secrets (`pulumi config set --secret`), without the prefix."""
+    prefix = f"{pulumi.get_project()}:"
+    listed = set(pulumi.runtime.config.get_config_secret_keys_env())
+    return {
+        key[len(prefix) :]
+        for key in pulumi.runtime.get_config_env()
+        if key.startswith(prefix) and (key in listed or pulumi.runtime.config.is_config_secret(key))
+    }
+
+
 def api_url() -> str:
     return pulumi.runtime.get_config("lambda:apiUrl") or os.environ.get("LAMBDA_API_URL") or DEFAULT_BASE_URL
 
 
 def load_config(repo_root: Path) -> FleetConfig:
     try:
-        return parse_fleet_config(project_config(), api_url=api_url(), repo_root=repo_root)
+        return parse_fleet_config(project_config(), api_url=api_url(), repo_root=repo_root, secret_keys=secret_keys())
     except FleetConfigError as exc:
         raise pulumi.RunError(f"{exc}\n\nSchema:\n{SCHEMA_DOC}") from None
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncssh
 
-from lambda_provider.fleet.node_step import StepFailed, parse_result, with_environment
+from lambda_provider.fleet.node_step import StepFailed, parse_result, with_environment, with_secret_environment
 from lambda_provider.fleet.remote import (
     AuthenticationRefused,
     Connection,
@@ -49,8 +49,12 @@ class Node:
         conn = self.raw.get("connection") or {}
         return conn.get("host"), conn.get("port")
 
-    async def sh(self, script: str, timeout: float = 180.0) -> tuple[int, str]:
-        result = await run_on(self.ssh, with_environment(script, self.env), timeout=timeout)
+    async def sh(self, script: str, timeout: float = 180.0, secrets: dict[str, str] | None = None) -> tuple[int, str]:
+        """Run `script` with the node's environment; `secrets` are exported from stdin (never on a command line)."""
+        stdin = None
+        if secrets:
+            script, stdin = with_secret_environment(script, secrets)
+        result = await run_on(self.ssh, with_environment(script, self.env), stdin=stdin, timeout=timeout)
         return result.exit_status, result.output_tail
 
     async def status(self) -> dict[str, Any]:

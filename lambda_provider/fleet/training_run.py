@@ -147,9 +147,9 @@ async def _stop(nodes: list[Node]) -> None:
     await asyncio.gather(*(stop(n) for n, s in zip(nodes, statuses, strict=True) if s.get("running")))
 
 
-async def _start(nodes: list[Node]) -> None:
+async def _start(nodes: list[Node], secrets: dict[str, str] | None = None) -> None:
     async def start(node: Node) -> None:
-        code, out = await node.sh(f"{LAUNCHER} start", timeout=300)
+        code, out = await node.sh(f"{LAUNCHER} start", timeout=300, secrets=secrets)
         if code != 0:
             raise StepFailed(f"node {node.name}: training launch failed: {out[-1500:]}")
 
@@ -285,7 +285,7 @@ async def _converge(olds: dict[str, Any] | None, news: dict[str, Any]) -> dict[s
             )
             if not finished:
                 await _record_run(nodes[0], news)
-                await _start(nodes)
+                await _start(nodes, news.get("secret_environment") or None)
                 await _launch_health(
                     nodes,
                     launch_id,
@@ -401,7 +401,9 @@ class TrainingRunProvider(ResourceProvider):
 
     @staticmethod
     def _outs(props: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
-        return {**{k: v for k, v in props.items() if k != "__provider"}, "training": report}
+        # The secret environment stays an input (stored encrypted) and is never an output.
+        kept = {k: v for k, v in props.items() if k not in ("__provider", "secret_environment")}
+        return {**kept, "training": report}
 
 
 class TrainingRun(Resource, module="fleet", name="TrainingRun"):
@@ -427,8 +429,11 @@ class TrainingRun(Resource, module="fleet", name="TrainingRun"):
         requires: list[Any] | None = None,
         connect_timeout_seconds: float = 60.0,
         launch_timeout_seconds: float = 900.0,
+        secret_environment: pulumi.Input[dict[str, str]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        # `secret_environment` (HF_TOKEN): exported to the trainers at launch through the SSH session's stdin; a
+        # Pulumi secret, so state holds it encrypted, and never an output.
         props = {
             "nodes": nodes,
             "node_ids": node_ids,
@@ -441,13 +446,14 @@ class TrainingRun(Resource, module="fleet", name="TrainingRun"):
             "requires": requires or [],
             "connect_timeout_seconds": connect_timeout_seconds,
             "launch_timeout_seconds": launch_timeout_seconds,
+            **({"secret_environment": pulumi.Output.secret(secret_environment)} if secret_environment else {}),
             "action": None,
             "change": None,
             "generation": None,
             "run_dir": None,
             "training": None,
         }
-        ours = pulumi.ResourceOptions(additional_secret_outputs=["nodes"])
+        ours = pulumi.ResourceOptions(additional_secret_outputs=["nodes", "secret_environment"])
         super().__init__(TrainingRunProvider(), resource_name, props, pulumi.ResourceOptions.merge(opts, ours))
         self.training.apply(_report_error)
 

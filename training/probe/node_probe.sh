@@ -6,6 +6,10 @@ set -euo pipefail
 FLEET_HOME="${FLEET_HOME:-$HOME/lambda-sae}"
 fail() { echo "FLEET-ERROR: $*"; exit 1; }
 run="${LAMBDA_INSTANCE_ROOT:-}$RUN_DIR"
+# the emulator: a --data path on the filesystem (/lambda/nfs/...) lives under the instance's root
+if [ -n "${LAMBDA_INSTANCE_ROOT:-}" ]; then
+  PROBE_ARGS="${PROBE_ARGS:-}"; PROBE_ARGS="${PROBE_ARGS//\/lambda\/nfs\//$LAMBDA_INSTANCE_ROOT/lambda/nfs/}"
+fi
 
 marker="$(ls "$FLEET_HOME"/.setup-done-* 2>/dev/null | head -n1 || true)"
 PY="$( [ -n "$marker" ] && cat "$marker" || command -v python3)"
