@@ -24,6 +24,7 @@ UNIT_FILES = frozenset(
         "tests/emulator/test_routes.py",
         "tests/emulator/test_validation.py",
         "tests/fleet/test_config.py",
+        "tests/fleet/test_data_config.py",
         "tests/fleet/test_failure_attribution.py",
         "tests/gitops/test_domain_unit.py",
         "tests/gitops/test_plan_unit.py",

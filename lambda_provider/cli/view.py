@@ -170,6 +170,8 @@ class FleetView:
                 self.set_phase(record["node"], record["phase"])
             elif kind == "training":
                 self._training_record(record)
+            elif kind == "data" and self.say:
+                self.say(f"  data       {data_line(record)}")
 
     def _training_record(self, record: dict[str, Any]) -> None:
         t, now = self.training, float(record.get("time") or time.time())
@@ -229,3 +231,15 @@ class FleetView:
                 parts.append(Text(f"training: {self.training_line(now)}"))
             parts.append(Text(f"fleet: {money(self.hourly())}/h, {money(self.spent(now))} spent so far", style="dim"))
             return Group(*parts)
+
+
+def data_line(record: dict[str, Any]) -> str:
+    """A `data` progress record (lambda_provider/fleet/data_upload.py) as one line of the live view."""
+
+    def mib(value: Any) -> str:
+        return f"{float(value or 0) / 2**20:,.1f} MiB"
+
+    return (
+        f"{record.get('state') or 'sending'}: {record.get('done_files')}/{record.get('files')} files, "
+        f"{mib(record.get('sent_bytes'))} of {mib(record.get('bytes'))} at {mib(record.get('bytes_per_second'))}/s"
+    )
