@@ -59,9 +59,7 @@ def test_data_entries_parse_to_absolute_sources(corpus: Path) -> None:
 
 
 def test_a_relative_data_source_is_read_from_the_project_directory() -> None:
-    config = parse_fleet_config(
-        stack(data={"configs": "training/configs"}), api_url=EMULATOR_URL, repo_root=REPO
-    )
+    config = parse_fleet_config(stack(data={"configs": "training/configs"}), api_url=EMULATOR_URL, repo_root=REPO)
     assert config.data[0].source == REPO / "training" / "configs"
 
 

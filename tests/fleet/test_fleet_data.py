@@ -103,9 +103,9 @@ def files_containing(root: Path, needle: bytes) -> list[str]:
     hits = []
     for path in root.rglob("*"):
         try:
-            if path.is_file() and not path.is_symlink() and path.stat().st_size < 64 << 20:
-                if needle in path.read_bytes():
-                    hits.append(str(path))
+            small = path.is_file() and not path.is_symlink() and path.stat().st_size < 64 << 20
+            if small and needle in path.read_bytes():
+                hits.append(str(path))
         except OSError:
             continue
     return hits
