@@ -237,6 +237,7 @@ class Progress:
     files: int
     bytes: int
     sent_bytes: int = 0
+    resumed_bytes: int = 0  # found on the filesystem in partial files, not sent again
     done_files: int = 0
     started: float = field(default_factory=time.monotonic)
 
@@ -259,7 +260,7 @@ def _partial(mount: str, f: dict[str, Any]) -> str:
 
 async def _send_file(sftp: asyncssh.SFTPClient, mount: str, f: dict[str, Any], seen: Progress) -> None:
     """Send one file to its partial path, resuming a partial copy of the same content (its last window of writes
-    may have holes: it is sent again)."""
+    may have holes: that window is sent again)."""
     partial, size = _partial(mount, f), int(f["size"])
     try:
         have = int((await sftp.stat(partial)).size or 0)
@@ -267,33 +268,39 @@ async def _send_file(sftp: asyncssh.SFTPClient, mount: str, f: dict[str, Any], s
         have = 0
     start = 0 if have > size else max(0, have - WINDOW * CHUNK) // CHUNK * CHUNK
     seen.sent_bytes += start  # already there
+    seen.resumed_bytes += start
     slots = asyncio.Semaphore(WINDOW)
+    pending: set[asyncio.Task[None]] = set()
+    errors: list[BaseException] = []
+
+    def finished(task: asyncio.Task[None]) -> None:
+        pending.discard(task)
+        slots.release()
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            errors.append(error)
 
     async def write(handle: asyncssh.SFTPClientFile, data: bytes, offset: int) -> None:
-        try:
-            await handle.write(data, offset)
-            seen.sent_bytes += len(data)
-        finally:
-            slots.release()
+        await handle.write(data, offset)
+        seen.sent_bytes += len(data)
 
     async with sftp.open(partial, "r+b" if start else "wb") as handle:
-        writes: list[asyncio.Task[None]] = []
         try:
             with open(f["local"], "rb") as source:
                 source.seek(start)
                 offset = start
-                while data := source.read(CHUNK):
+                while not errors and (data := source.read(CHUNK)):
                     await slots.acquire()
-                    failed = next((w for w in writes if w.done() and w.exception()), None)
-                    if failed is not None:
-                        slots.release()
-                        break
-                    writes.append(asyncio.create_task(write(handle, data, offset)))
+                    task = asyncio.create_task(write(handle, data, offset))
+                    pending.add(task)
+                    task.add_done_callback(finished)
                     offset += len(data)
-            await asyncio.gather(*writes)
+            await asyncio.gather(*pending, return_exceptions=True)
         finally:
-            for w in writes:
-                w.cancel()
+            for task in list(pending):
+                task.cancel()
+    if errors:
+        raise errors[0]
 
 
 def _finish_script(mount: str, batch: list[dict[str, Any]]) -> str:
@@ -338,7 +345,7 @@ def _batches(files: tuple[dict[str, Any], ...]) -> list[list[dict[str, Any]]]:
     return [b for b in batches if b]
 
 
-async def _send(ssh: asyncssh.SSHClientConnection, sftp: asyncssh.SFTPClient, mount: str, plan: Plan) -> None:
+async def _send(ssh: asyncssh.SSHClientConnection, sftp: asyncssh.SFTPClient, mount: str, plan: Plan) -> Progress:
     seen = Progress(len(plan.send), plan.send_bytes)
 
     async def report() -> None:
@@ -370,6 +377,7 @@ async def _send(ssh: asyncssh.SSHClientConnection, sftp: asyncssh.SFTPClient, mo
         seen.emit("sent")
     finally:
         reporter.cancel()
+    return seen
 
 
 async def _open(raw: dict[str, Any], timeout: float) -> asyncssh.SSHClientConnection:
@@ -391,13 +399,13 @@ async def _converge(props: dict[str, Any]) -> dict[str, Any]:
     async with ssh, ssh.start_sftp_client() as sftp:
         mount = props["mount"]
         plan = make_plan(props["files"], props.get("directories") or [], await read_manifest(sftp, mount))
-        if plan.send:
-            await _send(ssh, sftp, mount, plan)
+        resumed = (await _send(ssh, sftp, mount, plan)).resumed_bytes if plan.send else 0
         if plan.remove:
             await _sh(ssh, _remove_script(mount, plan.remove), "removing files gone from their local directory")
     return {
         "sent_files": len(plan.send),
-        "sent_bytes": plan.send_bytes,
+        "sent_bytes": plan.send_bytes - resumed,
+        "resumed_bytes": resumed,
         "removed_files": len(plan.remove),
         "up_to_date_files": plan.files - len(plan.send),
         "seconds": round(time.monotonic() - started, 2),

@@ -5,6 +5,7 @@ token reaches the trainer's environment and appears in no state, output, log, co
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 from safetensors.torch import save_file
 
 from lambda_provider.emulator.testing import running_emulator
+from lambda_provider.fleet.data_upload import CHUNK, WINDOW
 from tests.fleet.fleet_support import A10, PROGRAM, Fleet, assert_clean_up, run_status, stack_config
 from tests.pulumi_support import PulumiProject
 
@@ -74,6 +76,11 @@ def fs_dir(fleet: Fleet) -> Path:
 def manifest_lines(fleet: Fleet) -> list[dict[str, Any]]:
     text = (fs_dir(fleet) / ".lambda-sae" / "data-manifest.jsonl").read_text()
     return [json.loads(line) for line in text.splitlines()]
+
+
+def data_outputs(fleet: Fleet) -> dict[str, Any]:
+    deployment = json.loads(fleet.project.run("stack", "export").stdout)["deployment"]
+    return next(r for r in deployment["resources"] if r["type"].endswith("fleet:DataUpload"))["outputs"]
 
 
 def trainer_environments(fleet: Fleet) -> list[dict[str, str]]:
@@ -173,7 +180,21 @@ def test_data_onto_the_filesystem_and_the_hf_token_into_the_trainer(fleet: Fleet
         if path != changed:
             assert path.stat().st_mtime_ns == mtime, f"{path.name} was sent again"
 
-    # 6. a shards run reads the uploaded shard directory through a /lambda/nfs glob and finishes.
+    # 6. an interrupted send resumes: a partial copy of a new file on the filesystem is not sent again (but for the
+    #    last window of writes, which an interruption may have left with holes).
+    big = np.random.default_rng(1).integers(0, 256, size=6 << 20, dtype=np.uint8).tobytes()
+    (local / "acts" / "big.bin").write_bytes(big)
+    partial = fs / "acts" / "layer0" / f"big.bin.part-{hashlib.sha256(big).hexdigest()[:12]}"
+    partial.write_bytes(big[: 5 << 20])
+    output = fleet.up()
+    outputs.append(output)
+    assert_clean_up(output)
+    sent = data_outputs(fleet)["sent"]
+    assert (sent["sent_files"], sent["resumed_bytes"]) == (1, (5 << 20) - WINDOW * CHUNK), sent
+    assert (fs / "acts" / "layer0" / "big.bin").read_bytes() == big
+    assert not partial.exists()
+
+    # 7. a shards run reads the uploaded shard directory through a /lambda/nfs glob and finishes.
     shards = hf_stack(local, config=None, runName="shards", waitMinutes=4)
     shards["training"]["overrides"] = {
         "data_source": "shards",
@@ -199,9 +220,10 @@ def test_data_onto_the_filesystem_and_the_hf_token_into_the_trainer(fleet: Fleet
     assert training["state"] == "finished", training
     assert training["summary"]["steps"] == 40, training
 
-    # 7. the token appears nowhere in clear: state, outputs, CLI output, files of the emulator's instances and
+    # 8. the token appears nowhere in clear: state, outputs, CLI output, files of the emulator's instances and
     #    filesystem (logs, configs, the run directories), the stack file.
     assert TOKEN not in fleet.project.state_text()
+    assert TOKEN not in fleet.project.run("stack", "export").stdout
     assert TOKEN not in json.dumps(fleet.project.outputs())
     assert all(TOKEN not in text for text in outputs)
     assert files_containing(fleet.emulator.data_dir, TOKEN.encode()) == []
