@@ -111,10 +111,21 @@ def test_a_training_config_that_is_a_list_is_refused_without_a_traceback(
 
 
 def shipped_stack(path: Path, public_key: Path, private_key: Path) -> dict[str, Any]:
-    """The stack as shipped, aimed at the emulator and at a key pair that exists here."""
+    """The stack as shipped, aimed at the emulator, at a key pair and at local data (a file, or a directory with a
+    file, where the stack's `data` names them: the user brings their own) that exist here."""
     config = dict(yaml.safe_load(path.read_text())["config"])
     config[f"{PROJECT}:target"] = "emulator"
     config[f"{PROJECT}:sshKey"] = {"publicKeyPath": str(public_key), "privateKeyPath": str(private_key)}
+    data = config.get(f"{PROJECT}:data") or {}
+    for dest, source in data.items():
+        local = public_key.parent / "data" / source
+        if Path(source).suffix:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_text("some text\n")
+        else:
+            local.mkdir(parents=True, exist_ok=True)
+            (local / "shard-0.safetensors").write_bytes(b"0" * 64)
+        data[dest] = str(local)
     return config
 
 
