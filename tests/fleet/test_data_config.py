@@ -215,3 +215,10 @@ def test_a_secret_environment_travels_on_stdin_not_on_the_command_line() -> None
     assert TOKEN not in script
     assert stdin == f"{TOKEN}\n".encode()
     assert script.startswith("IFS= read -r HF_TOKEN || true; export HF_TOKEN\n")
+
+
+def test_the_live_view_shows_a_data_progress_record_as_one_line() -> None:
+    from lambda_provider.cli.view import data_line
+
+    record = {"state": "sending", "files": 4, "done_files": 1, "bytes": 3 << 20, "sent_bytes": 1 << 20}
+    assert data_line({**record, "bytes_per_second": 1 << 19}) == ("sending: 1/4 files, 1.0 MiB of 3.0 MiB at 0.5 MiB/s")
