@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import math
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -215,7 +216,7 @@ class HFActivationSource:
     windows (enough for `eval_vectors` activations, at most a tenth) are held out: never streamed, returned by
     `heldout()` for the final metrics."""
 
-    def __init__(self, cfg: TrainConfig, device: torch.device, seed: int) -> None:
+    def __init__(self, cfg: TrainConfig, device: torch.device, seed: int, layers: list[str] | None = None) -> None:
         from transformers import AutoConfig, AutoModelForCausalLM
 
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -229,11 +230,17 @@ class HFActivationSource:
         else:
             model = AutoModelForCausalLM.from_pretrained(cfg.hf_model, dtype=dtype)
         self.model = model.to(device=device, dtype=dtype).eval()
-        try:
-            self.module = self.model.get_submodule(cfg.hf_layer or "")
-        except AttributeError as exc:
-            names = [n for n, _ in self.model.named_modules() if n.count(".") <= 3][:40]
-            raise ConfigError(f"hf_layer: no module {cfg.hf_layer!r} in the model; some names: {names}") from exc
+        # Several layers: one forward captures them all (it stops after the last of them has run); a chunk is their
+        # activations side by side, [rows, len(layers) * d_in], layer i in columns [i * d_in, (i + 1) * d_in).
+        self.layers = list(layers) if layers else [cfg.hf_layer or ""]
+        self.modules = []
+        for layer in self.layers:
+            try:
+                self.modules.append(self.model.get_submodule(layer))
+            except AttributeError as exc:
+                names = [n for n, _ in self.model.named_modules() if n.count(".") <= 3][:40]
+                raise ConfigError(f"hf_layer: no module {layer!r} in the model; some names: {names}") from exc
+        self.module = self.modules[0]
         if cfg.hf_tokens is not None:
             tokens = load_token_ids(cfg.hf_tokens)
         else:
@@ -274,13 +281,13 @@ class HFActivationSource:
         """The held-out token windows, [holdout_windows, context], on the model's device."""
         return torch.stack([self._window(w) for w in self._heldout_indices()])
 
-    def lm_loss_with(self, reconstruct: Callable[[Tensor], Tensor]) -> dict[str, float | None]:
-        """The LM's loss on the held-out windows with the hooked output replaced by `reconstruct` of it
-        (see `evaluate.spliced_lm_loss`); empty when nothing is held out."""
+    def lm_loss_with(self, reconstruct: Callable[[Tensor], Tensor], layer: int = 0) -> dict[str, float | None]:
+        """The LM's loss on the held-out windows with the output of hooked layer `layer` replaced by `reconstruct` of
+        it (see `evaluate.spliced_lm_loss`); empty when nothing is held out."""
         if not self.holdout_windows:
             return {}
         return spliced_lm_loss(
-            self.model, self.module, self.heldout_windows(), reconstruct, self.skip_first, self.per_chunk
+            self.model, self.modules[layer], self.heldout_windows(), reconstruct, self.skip_first, self.per_chunk
         )
 
     def _heldout_indices(self) -> list[int]:
@@ -293,20 +300,26 @@ class HFActivationSource:
     @torch.no_grad()
     def _activations(self, windows: list[int]) -> Tensor:
         ids = torch.stack([self._window(w) for w in windows])
-        captured: list[Tensor] = []
+        captured: dict[int, Tensor] = {}
 
-        def hook(_module: Any, _inputs: Any, output: Any) -> None:
-            captured.append(output[0] if isinstance(output, tuple) else output)
-            raise _StopForward
+        def hook_for(i: int) -> Callable[[Any, Any, Any], None]:
+            def hook(_module: Any, _inputs: Any, output: Any) -> None:
+                captured[i] = output[0] if isinstance(output, tuple) else output
+                if len(captured) == len(self.modules):
+                    raise _StopForward
 
-        handle = self.module.register_forward_hook(hook)
+            return hook
+
+        handles = [module.register_forward_hook(hook_for(i)) for i, module in enumerate(self.modules)]
         try:
             self.model(ids)
         except _StopForward:
             pass
         finally:
-            handle.remove()
-        acts = captured[0]
+            for handle in handles:
+                handle.remove()
+        parts = [captured[i] for i in range(len(self.modules))]
+        acts = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
         if self.skip_first:
             acts = acts[:, 1:]
         return acts.reshape(-1, acts.shape[-1]).float().cpu()
@@ -325,7 +338,14 @@ class ShuffledStream:
     end of a window, fewer than a batch, are dropped so that a state is just three integers)."""
 
     def __init__(
-        self, source: ChunkSource, batch_rows: int, buffer_rows: int, seed: int, rank: int = 0, world: int = 1
+        self,
+        source: ChunkSource,
+        batch_rows: int,
+        buffer_rows: int,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+        prefetch: bool = False,
     ) -> None:
         self.source, self.batch_rows, self.buffer_rows = source, batch_rows, max(buffer_rows, batch_rows)
         self.seed, self.rank, self.world = seed, rank, world
@@ -333,24 +353,64 @@ class ShuffledStream:
         self._window: Tensor | None = None
         self._order = torch.empty(0, dtype=torch.long)
         self._window_end = 0
+        # prefetch: while batches are drawn from one window, a background thread reads the next one (for an hf source
+        # the LM forward of the next window overlaps the SAE steps). The same chunks either way: only when changes.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") if prefetch else None
+        self._next: tuple[tuple[int, int], Future[tuple[list[Tensor], int, int]]] | None = None
 
     def _my_chunks(self, epoch: int) -> list[int]:
         return list(range(self.rank, self.source.num_chunks(epoch), self.world))
 
+    def _read_window(self, epoch: int, start: int) -> tuple[list[Tensor], int, int]:
+        """The chunks of the window starting at this rank's chunk `start` of `epoch`: (parts, rows, end)."""
+        mine = self._my_chunks(epoch)
+        parts, rows, i = [], 0, start
+        while i < len(mine) and rows < self.buffer_rows:
+            part = self.source.chunk(epoch, mine[i])
+            parts.append(part)
+            rows += len(part)
+            i += 1
+        return parts, rows, i
+
+    def _read_window_in_background(self, epoch: int, start: int) -> tuple[list[Tensor], int, int]:
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            with torch.cuda.stream(torch.cuda.Stream()):  # the LM forward beside the SAE step, not behind it
+                return self._read_window(epoch, start)
+        return self._read_window(epoch, start)
+
+    def _window_parts(self, epoch: int, start: int) -> tuple[list[Tensor], int, int]:
+        if self._next is not None:
+            key, future = self._next
+            self._next = None
+            result = future.result()  # always waited for: a read is never left running
+            if key == (epoch, start):
+                return result
+        return self._read_window(epoch, start)
+
+    def _prefetch_next(self) -> None:
+        if self._pool is not None:
+            key = (self.state.epoch, self._window_end)
+            self._next = (key, self._pool.submit(self._read_window_in_background, *key))
+
+    def close(self) -> None:
+        """Waits for a background read and stops its thread (a no-op without prefetch)."""
+        if self._next is not None:
+            self._next[1].result()
+            self._next = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
     def _load_window(self) -> None:
         for _ in range(3):  # an empty remainder of an epoch moves on to the next epoch
             mine = self._my_chunks(self.state.epoch)
-            parts, rows, i = [], 0, self.state.window_start
-            while i < len(mine) and rows < self.buffer_rows:
-                part = self.source.chunk(self.state.epoch, mine[i])
-                parts.append(part)
-                rows += len(part)
-                i += 1
+            parts, rows, i = self._window_parts(self.state.epoch, self.state.window_start)
             if rows >= self.batch_rows:
                 gen = make_generator(self.seed, PURPOSE_SHUFFLE, self.state.epoch, self.state.window_start, self.rank)
                 self._window = parts[0] if len(parts) == 1 else torch.cat(parts)
                 self._order = torch.randperm(rows, generator=gen)  # batches gather through it: no shuffled copy
                 self._window_end = i
+                self._prefetch_next()
                 return
             if not mine:
                 chunks = self.source.num_chunks(self.state.epoch)
@@ -408,7 +468,7 @@ def remap_stream_states(states: list[dict[str, int]], world: int) -> list[dict[s
     ]
 
 
-def build_source(cfg: TrainConfig, device: torch.device) -> ChunkSource:
+def build_source(cfg: TrainConfig, device: torch.device, layers: list[str] | None = None) -> ChunkSource:
     data_seed, _, shuffle_seed = cfg.seeds()
     if cfg.data_source == "synthetic":
         if cfg.d_in is None:
@@ -425,4 +485,4 @@ def build_source(cfg: TrainConfig, device: torch.device) -> ChunkSource:
         return SyntheticSource(planted, pool_vectors=cfg.synthetic_pool)
     if cfg.data_source == "shards":
         return ShardSource(cfg.shard_paths, cfg.shard_key, shuffle_seed, holdout_rows=cfg.eval_vectors)
-    return HFActivationSource(cfg, device, data_seed)
+    return HFActivationSource(cfg, device, data_seed, layers)
