@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import glob
 import math
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -241,6 +242,7 @@ class HFActivationSource:
                 names = [n for n, _ in self.model.named_modules() if n.count(".") <= 3][:40]
                 raise ConfigError(f"hf_layer: no module {layer!r} in the model; some names: {names}") from exc
         self.module = self.modules[0]
+        self._forward_lock = threading.Lock()
         if cfg.hf_tokens is not None:
             tokens = load_token_ids(cfg.hf_tokens)
         else:
@@ -299,6 +301,10 @@ class HFActivationSource:
 
     @torch.no_grad()
     def _activations(self, windows: list[int]) -> Tensor:
+        with self._forward_lock:  # hooks are the module's, not the thread's: one hooked forward at a time
+            return self._hooked_forward(windows)
+
+    def _hooked_forward(self, windows: list[int]) -> Tensor:
         ids = torch.stack([self._window(w) for w in windows])
         captured: dict[int, Tensor] = {}
 
