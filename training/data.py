@@ -131,6 +131,37 @@ def _shard_shape(view: Any) -> tuple[int, ...]:
     return tuple(int(s) for s in shape)
 
 
+CACHE_MANIFEST = "manifest.json"
+
+
+def read_cache_manifest(path: Path) -> tuple[dict[str, Any], list[str]]:
+    """An activation cache (`python -m training.cache_activations`): its directory or its manifest.json -> (manifest,
+    shard files in manifest order), each checked to exist with the rows the manifest says."""
+    import json
+
+    manifest_path = path / CACHE_MANIFEST if path.is_dir() else path
+    if not manifest_path.is_file():
+        raise ConfigError(
+            f"shard_paths: {path} is a directory without {CACHE_MANIFEST}; give an activation cache directory "
+            "(python -m training.cache_activations) or the shard files (a glob such as DIR/*.safetensors)"
+        )
+    manifest = json.loads(manifest_path.read_text())
+    files = []
+    for shard in manifest.get("shards", []):
+        file = manifest_path.parent / shard["file"]
+        if not file.is_file():
+            raise ConfigError(f"shard_paths: {manifest_path} lists {shard['file']}, which is missing; re-run the cache")
+        rows = math.prod(_shard_shape(_open_shard(str(file), manifest.get("shard_key")))[:-1])
+        if rows != shard["rows"]:
+            raise ConfigError(
+                f"shard_paths: {file} has {rows} rows, {manifest_path} says {shard['rows']}; re-run the cache"
+            )
+        files.append(str(file))
+    if not files:
+        raise ConfigError(f"shard_paths: {manifest_path} lists no shards; re-run the cache")
+    return manifest, files
+
+
 class ShardSource:
     """Activation shards [rows, d_in] (or [..., d_in], flattened), split into slices of at most `chunk_rows`;
     the slice order is re-shuffled every epoch. The last `holdout_rows` rows (by path order; at most a tenth of the
@@ -140,7 +171,13 @@ class ShardSource:
         self, patterns: list[str], key: str | None, seed: int, chunk_rows: int = 65536, holdout_rows: int = 0
     ) -> None:
         paths: list[str] = []
+        self.manifest: dict[str, Any] | None = None  # the first activation cache's manifest, if any
         for pattern in patterns:
+            if Path(pattern).is_dir() or Path(pattern).name == CACHE_MANIFEST:
+                manifest, files = read_cache_manifest(Path(pattern))
+                self.manifest = self.manifest or manifest
+                paths.extend(files)
+                continue
             matched = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
             if not matched:
                 raise ConfigError(f"shard_paths: pattern {pattern!r} matched no files")

@@ -116,9 +116,11 @@ class Member:
         self.intervals_without_gain = state["intervals_without_gain"]
         self.init_recovery = state.get("init_recovery")
 
-    def sae_config(self, step: int) -> dict[str, Any]:
+    def sae_config(self, step: int, activations: dict[str, Any] | None = None) -> dict[str, Any]:
+        """sae_config.json; `activations`: where a shards run's activations came from (an activation cache's
+        manifest: model, layer, context), so that the export names the model and hook even then."""
         cfg = self.cfg
-        return {
+        out = {
             "d_in": cfg.d_in,
             "d_sae": self.sae.n_latents,
             "k": cfg.k,
@@ -132,3 +134,9 @@ class Member:
             "steps": step,
             "train_config": cfg.to_dict(),
         }
+        if activations is not None:
+            keys = ("model", "hf_model_config", "layer", "context", "skip_first_token", "dtype", "token_count")
+            out["activations"] = {key: activations.get(key) for key in keys}
+            out["hf_model"] = out["hf_model"] or activations.get("model")
+            out["hf_layer"] = out["hf_layer"] or activations.get("layer")
+        return out

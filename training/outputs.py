@@ -100,7 +100,7 @@ class RunOutputs:
         save_file(sae.export_state(), str(tmp), metadata={"format": "pt"})
         tmp.replace(self.out_dir / "sae.safetensors")
         write_json_atomic(self.out_dir / "sae_config.json", sae_config)
-        write_saelens(self.out_dir, sae, sae_config.get("train_config") or {})
+        write_saelens(self.out_dir, sae, sae_config.get("train_config") or {}, sae_config.get("activations"))
 
     def plot(self) -> Path | None:
         records = self.read_metrics()

@@ -39,11 +39,17 @@ def transformer_lens_hook(hf_layer: str | None) -> str | None:
     return f"blocks.{match.group(1)}.hook_resid_post" if match else None
 
 
-def saelens_config(sae: SparseAutoencoder, train: dict[str, Any]) -> dict[str, Any]:
-    """cfg.json for `sae` trained with the TrainConfig dict `train`."""
+def saelens_config(
+    sae: SparseAutoencoder, train: dict[str, Any], activations: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """cfg.json for `sae` trained with the TrainConfig dict `train` (on an activation cache with that `activations`
+    manifest, for a shards run: the model, layer and context come from it)."""
     topk = sae.architecture == "topk"
     context = train.get("hf_context") if train.get("data_source") == "hf" else None
     skip_first = bool(train.get("hf_skip_first_token")) and context is not None
+    if activations is not None and train.get("data_source") == "shards":
+        train = {**train, "hf_model": activations.get("model"), "hf_layer": activations.get("layer")}
+        context, skip_first = activations.get("context"), bool(activations.get("skip_first_token"))
     cfg: dict[str, Any] = {
         "d_in": sae.d_in,
         "d_sae": sae.n_latents,
@@ -65,7 +71,7 @@ def saelens_config(sae: SparseAutoencoder, train: dict[str, Any]) -> dict[str, A
             "context_size": context,
             "prepend_bos": None,
             "seqpos_slice": [1, None] if skip_first else [None],
-            "dataset_path": train.get("hf_tokens") or (train.get("hf_text_files") or None),
+            "dataset_path": train.get("hf_tokens") or train.get("hf_text_files") or train.get("shard_paths") or None,
             "k": sae.k,
         },
     }
@@ -88,11 +94,13 @@ def saelens_weights(sae: SparseAutoencoder) -> dict[str, torch.Tensor]:
     return out
 
 
-def write_saelens(out_dir: Path, sae: SparseAutoencoder, train: dict[str, Any]) -> None:
+def write_saelens(
+    out_dir: Path, sae: SparseAutoencoder, train: dict[str, Any], activations: dict[str, Any] | None = None
+) -> None:
     tmp = out_dir / f".{WEIGHTS_FILE}.tmp"
     save_file(saelens_weights(sae), str(tmp), metadata={"format": "pt"})
     tmp.replace(out_dir / WEIGHTS_FILE)
-    write_json_atomic(out_dir / CFG_FILE, saelens_config(sae, train))
+    write_json_atomic(out_dir / CFG_FILE, saelens_config(sae, train, activations))
 
 
 def is_saelens_dir(path: Path) -> bool:

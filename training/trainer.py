@@ -593,7 +593,8 @@ class Trainer:
             summary["metrics_source"] = f"held-out planted vectors ({len(self.eval_vectors)})"
             summary["recovery"] = feature_recovery(sae.W_dec.detach(), self.source.planted.dictionary)
             summary["recovery_at_init"] = member.init_recovery
-        outputs.export_sae(sae, member.sae_config(self.step))
+        manifest = self.source.manifest if isinstance(self.source, ShardSource) else None
+        outputs.export_sae(sae, member.sae_config(self.step, manifest))
         if cfg.plot:
             outputs.plot()
         outputs.write_summary(summary)
