@@ -3,6 +3,11 @@
     python -m training.bench                       # 1M and 4M vectors, SAELens at lr 3e-3 (sae-notes §5)
     python -m training.bench --sizes 64k --saelens-lrs 3e-3 --threads 2   # smoke check
     python -m training.bench --saelens-lrs 1e-3,3e-3,1e-2                 # sweep SAELens at the smallest size
+    python -m training.bench --device cuda --shape 4096x32768k64           # a shape from cached activations
+    python -m training.bench --multi                                       # 4 SAEs on one LM forward vs 4 runs
+
+(--shape: training/bench_shapes.py; --multi: training/bench_multi.py.) Each run of ours is also loaded with
+`sae_lens.SAE.load_from_disk` from its SAELens export, and its codes and reconstruction compared with ours.
 
 Shape: d_in 256, 8x (2048 latents), k 32, batch 4096, fp32 on CPU. Ours runs at its defaults. SAELens
 (`sae-lens`, requirements-bench.txt; a separate venv) runs its own `TopKTrainingSAE` + `SAETrainer` fed by a plain
@@ -14,6 +19,7 @@ cosine with a decoder row). Throughput is steady state (first 10% of steps exclu
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import shutil
@@ -83,6 +89,7 @@ def run_ours(total_vectors: int, threads: int, work_dir: Path) -> dict[str, Any]
     summary = trainer.run().summary
     return {
         "impl": "ours",
+        "saelens_load_max_abs_diff": saelens_round_trip(out_dir),
         "lr": summary["lr"],
         "vectors": summary["vectors"],
         "vectors_per_second": summary["vectors_per_second"],
@@ -93,6 +100,21 @@ def run_ours(total_vectors: int, threads: int, work_dir: Path) -> dict[str, Any]
         "recovery_at_init": summary["recovery_at_init"],
         "decode_impl": summary["decode_impl"],
     }
+
+
+def saelens_round_trip(out_dir: Path) -> float | None:
+    """SAELens loads our export (`SAE.load_from_disk`): the largest difference of codes and reconstruction, which must
+    be <= 1e-5; None (said out loud) where sae-lens is not installed."""
+    if importlib.util.find_spec("sae_lens") is None:
+        print("NO SAE-LENS here: the SAELens round trip of our export was not checked", flush=True)
+        return None
+    from training.saelens_check import compare
+
+    check = compare(out_dir)
+    worst = max(check["codes_max_abs_diff"], check["recon_max_abs_diff"])
+    if worst > 1e-5:
+        raise AssertionError(f"SAELens computes another SAE from our export: {check}")
+    return worst
 
 
 # --- SAELens ---
@@ -215,7 +237,7 @@ def interleaved_speed(
     batches = [source.pool[i * SHAPE["batch_size"] : (i + 1) * SHAPE["batch_size"]] for i in range(steps)]
 
     def ours_step(x: torch.Tensor) -> None:
-        ours._train_step(ours.sae, x)
+        ours._train_step(ours.members[0], x)
 
     def theirs_step(x: torch.Tensor) -> None:
         theirs.step(x)
@@ -279,7 +301,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-saelens", action="store_true")
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--shape", action="append", help="D_INxN_LATENTSkK: benchmark this shape (bench_shapes)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="with --shape")
+    parser.add_argument("--vectors", type=parse_size, default=None, help="with --shape: training vectors per path")
+    parser.add_argument("--batch", type=int, default=4096, help="with --shape")
+    parser.add_argument("--cache-rows", type=parse_size, default=parse_size("128k"), help="with --shape")
+    parser.add_argument("--multi", action="store_true", help="4 SAEs on one LM forward vs 4 runs (bench_multi)")
+    parser.add_argument("--multi-vectors", type=parse_size, default=parse_size("32k"), help="with --multi")
     args = parser.parse_args(argv)
+    if args.shape:
+        from training import bench_shapes
+
+        device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        vectors = args.vectors or (parse_size("4M") if device == "cuda" else parse_size("64k"))
+        threads = args.threads if device == "cpu" else None
+        return bench_shapes.main(args.shape, device, vectors, args.batch, args.cache_rows, threads, args.json)
+    if args.multi:
+        from training import bench_multi
+
+        return bench_multi.main(args.multi_vectors, args.threads, args.json)
     torch.set_num_threads(args.threads)
     tune_cpu_allocator()  # process-wide, so SAELens gets it too (without it SAELens runs ~2x slower here)
     sizes = [parse_size(s) for s in args.sizes.split(",")]

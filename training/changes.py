@@ -19,7 +19,7 @@ from typing import Any
 
 from training.config import TrainConfig
 
-NO_RESTART = frozenset({"log_every", "plot"})
+NO_RESTART = frozenset({"log_every", "plot", "prefetch"})  # prefetch: when the same data is read, not what
 FRESH = frozenset(
     {
         # the SAE's shape and what it is
@@ -55,6 +55,8 @@ FRESH = frozenset(
         "hf_context",
         "hf_batch_sequences",
         "hf_skip_first_token",
+        # the list of SAEs a run trains (their layers, k, widths: each entry's keys are FRESH keys of one SAE)
+        "saes",
     }
 )
 RESUME = frozenset(f.name for f in fields(TrainConfig)) - NO_RESTART - FRESH - {"out_dir"}

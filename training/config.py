@@ -24,6 +24,26 @@ DATA_SOURCES = ("synthetic", "shards", "hf")
 B_DEC_INITS = ("median", "mean", "zero")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
+PREFETCH = ("auto", "on", "off")
+# Keys one entry of `saes` may set: what makes one SAE differ from another trained on the same LM forward. Everything
+# else (data, batch, schedule, runtime) is the run's and shared.
+SAE_ENTRY_KEYS = (
+    "name",
+    "hf_layer",
+    "k",
+    "expansion_factor",
+    "n_latents",
+    "architecture",
+    "batchtopk_candidates",
+    "decode_impl",
+    "auxk_alpha",
+    "k_aux",
+    "dead_window_vectors",
+    "b_dec_init",
+    "lr",
+    "lr_base",
+    "init_seed",
+)
 
 
 class ConfigError(ValueError):
@@ -77,6 +97,10 @@ class TrainConfig:
     hf_context: int = 256
     hf_batch_sequences: int = 16
     hf_skip_first_token: bool = True  # BOS/first-position activations are outliers
+    # Several SAEs on one data stream (one LM forward for all): a list of {name, hf_layer, k, expansion_factor, ...}
+    # (SAE_ENTRY_KEYS), each overriding the keys above for its SAE, trained in out_dir/<name>; [] = one SAE
+    saes: list[dict[str, Any]] = field(default_factory=list)
+    prefetch: str = "auto"  # read the next data window in a background thread: auto = on CUDA with data_source hf
     # --- runtime ---
     out_dir: str = "runs/sae"
     device: str = "auto"
@@ -138,6 +162,7 @@ class TrainConfig:
         _choice(self, "b_dec_init", B_DEC_INITS)
         _choice(self, "device", DEVICES)
         _choice(self, "precision", PRECISIONS)
+        _choice(self, "prefetch", PREFETCH)
         for key in (
             "expansion_factor",
             "k",
@@ -201,7 +226,7 @@ class TrainConfig:
                     "hf_model: data_source 'hf' needs exactly one of hf_model (name or path) or "
                     "hf_model_config (a config dict for a randomly initialised model)"
                 )
-            if not self.hf_layer:
+            if not self.hf_layer and not (self.saes and all(e.get("hf_layer") for e in self.saes)):
                 raise ConfigError(
                     "hf_layer: data_source 'hf' needs the dotted name of the hooked module, "
                     "e.g. model.layers.16 or transformer.h.1"
@@ -216,7 +241,62 @@ class TrainConfig:
                     "hf_text_files: tokenising text needs hf_model (its tokenizer); "
                     "give hf_tokens instead when using hf_model_config"
                 )
+        if self.saes:
+            sae_configs(self)
         return self
+
+    def layers(self) -> list[str]:
+        """The hooked modules of an hf run, in first-use order (one per distinct hf_layer of its SAEs)."""
+        return list(dict.fromkeys(str(member.hf_layer) for _, member in sae_configs(self)))
+
+
+def _entry_value(key: str, value: Any) -> Any:
+    """Through the fleet (Pulumi's engine) every integer arrives as a float: an int field gets its int back."""
+    hint = _field_types()[key]
+    if isinstance(value, float) and value.is_integer() and int in typing.get_args(hint) + (hint,):
+        return int(value)
+    return _coerce(key, value)
+
+
+def _default_name(member: TrainConfig) -> str:
+    width = f"n{member.n_latents}" if member.n_latents is not None else f"x{member.expansion_factor}"
+    layer = f"{member.hf_layer}-" if member.hf_layer else ""
+    return f"{layer}k{member.k}-{width}"
+
+
+def sae_configs(cfg: TrainConfig) -> list[tuple[str, TrainConfig]]:
+    """(name, config) of every SAE the run trains: itself ("" , out_dir as given) without `saes`, else one per entry,
+    in out_dir/<name>, each validated (errors name the entry: `saes[1].k: ...`)."""
+    if not cfg.saes:
+        return [("", cfg)]
+    out: list[tuple[str, TrainConfig]] = []
+    for i, entry in enumerate(cfg.saes):
+        where = f"saes[{i}]"
+        unknown = sorted(set(entry) - set(SAE_ENTRY_KEYS))
+        if unknown:
+            shared = [key for key in unknown if key in _field_types()]
+            hint = (
+                f"{shared[0]} is the run's, shared by all its SAEs: set it at the top level"
+                if shared
+                else f"an entry may set {', '.join(SAE_ENTRY_KEYS)}"
+            )
+            raise ConfigError(f"{where}.{unknown[0]}: not a per-SAE key; {hint}")
+        if "hf_layer" in entry and cfg.data_source != "hf":
+            raise ConfigError(f"{where}.hf_layer: only data_source 'hf' hooks layers; drop it or use data_source hf")
+        values = {key: _entry_value(key, value) for key, value in entry.items() if key != "name"}
+        try:
+            member = dataclasses.replace(cfg, saes=[], **values)
+            _check_types(member)
+            member.validate()
+        except ConfigError as exc:
+            raise ConfigError(f"{where}.{exc}") from None
+        name = entry.get("name") or _default_name(member)
+        if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+            raise ConfigError(f"{where}.name: a directory name under out_dir (no '/', not hidden), got {name!r}")
+        if name in (n for n, _ in out):
+            raise ConfigError(f"{where}.name: {name!r} is already another entry's; give each entry its own name")
+        out.append((name, dataclasses.replace(member, out_dir=str(Path(cfg.out_dir) / name))))
+    return out
 
 
 def _choice(cfg: TrainConfig, key: str, choices: tuple[str, ...]) -> None:

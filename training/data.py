@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import glob
 import math
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -129,6 +131,37 @@ def _shard_shape(view: Any) -> tuple[int, ...]:
     return tuple(int(s) for s in shape)
 
 
+CACHE_MANIFEST = "manifest.json"
+
+
+def read_cache_manifest(path: Path) -> tuple[dict[str, Any], list[str]]:
+    """An activation cache (`python -m training.cache_activations`): its directory or its manifest.json -> (manifest,
+    shard files in manifest order), each checked to exist with the rows the manifest says."""
+    import json
+
+    manifest_path = path / CACHE_MANIFEST if path.is_dir() else path
+    if not manifest_path.is_file():
+        raise ConfigError(
+            f"shard_paths: {path} is a directory without {CACHE_MANIFEST}; give an activation cache directory "
+            "(python -m training.cache_activations) or the shard files (a glob such as DIR/*.safetensors)"
+        )
+    manifest = json.loads(manifest_path.read_text())
+    files = []
+    for shard in manifest.get("shards", []):
+        file = manifest_path.parent / shard["file"]
+        if not file.is_file():
+            raise ConfigError(f"shard_paths: {manifest_path} lists {shard['file']}, which is missing; re-run the cache")
+        rows = math.prod(_shard_shape(_open_shard(str(file), manifest.get("shard_key")))[:-1])
+        if rows != shard["rows"]:
+            raise ConfigError(
+                f"shard_paths: {file} has {rows} rows, {manifest_path} says {shard['rows']}; re-run the cache"
+            )
+        files.append(str(file))
+    if not files:
+        raise ConfigError(f"shard_paths: {manifest_path} lists no shards; re-run the cache")
+    return manifest, files
+
+
 class ShardSource:
     """Activation shards [rows, d_in] (or [..., d_in], flattened), split into slices of at most `chunk_rows`;
     the slice order is re-shuffled every epoch. The last `holdout_rows` rows (by path order; at most a tenth of the
@@ -138,7 +171,13 @@ class ShardSource:
         self, patterns: list[str], key: str | None, seed: int, chunk_rows: int = 65536, holdout_rows: int = 0
     ) -> None:
         paths: list[str] = []
+        self.manifest: dict[str, Any] | None = None  # the first activation cache's manifest, if any
         for pattern in patterns:
+            if Path(pattern).is_dir() or Path(pattern).name == CACHE_MANIFEST:
+                manifest, files = read_cache_manifest(Path(pattern))
+                self.manifest = self.manifest or manifest
+                paths.extend(files)
+                continue
             matched = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
             if not matched:
                 raise ConfigError(f"shard_paths: pattern {pattern!r} matched no files")
@@ -215,7 +254,7 @@ class HFActivationSource:
     windows (enough for `eval_vectors` activations, at most a tenth) are held out: never streamed, returned by
     `heldout()` for the final metrics."""
 
-    def __init__(self, cfg: TrainConfig, device: torch.device, seed: int) -> None:
+    def __init__(self, cfg: TrainConfig, device: torch.device, seed: int, layers: list[str] | None = None) -> None:
         from transformers import AutoConfig, AutoModelForCausalLM
 
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -229,11 +268,18 @@ class HFActivationSource:
         else:
             model = AutoModelForCausalLM.from_pretrained(cfg.hf_model, dtype=dtype)
         self.model = model.to(device=device, dtype=dtype).eval()
-        try:
-            self.module = self.model.get_submodule(cfg.hf_layer or "")
-        except AttributeError as exc:
-            names = [n for n, _ in self.model.named_modules() if n.count(".") <= 3][:40]
-            raise ConfigError(f"hf_layer: no module {cfg.hf_layer!r} in the model; some names: {names}") from exc
+        # Several layers: one forward captures them all (it stops after the last of them has run); a chunk is their
+        # activations side by side, [rows, len(layers) * d_in], layer i in columns [i * d_in, (i + 1) * d_in).
+        self.layers = list(layers) if layers else [cfg.hf_layer or ""]
+        self.modules = []
+        for layer in self.layers:
+            try:
+                self.modules.append(self.model.get_submodule(layer))
+            except AttributeError as exc:
+                names = [n for n, _ in self.model.named_modules() if n.count(".") <= 3][:40]
+                raise ConfigError(f"hf_layer: no module {layer!r} in the model; some names: {names}") from exc
+        self.module = self.modules[0]
+        self._forward_lock = threading.Lock()
         if cfg.hf_tokens is not None:
             tokens = load_token_ids(cfg.hf_tokens)
         else:
@@ -274,13 +320,13 @@ class HFActivationSource:
         """The held-out token windows, [holdout_windows, context], on the model's device."""
         return torch.stack([self._window(w) for w in self._heldout_indices()])
 
-    def lm_loss_with(self, reconstruct: Callable[[Tensor], Tensor]) -> dict[str, float | None]:
-        """The LM's loss on the held-out windows with the hooked output replaced by `reconstruct` of it
-        (see `evaluate.spliced_lm_loss`); empty when nothing is held out."""
+    def lm_loss_with(self, reconstruct: Callable[[Tensor], Tensor], layer: int = 0) -> dict[str, float | None]:
+        """The LM's loss on the held-out windows with the output of hooked layer `layer` replaced by `reconstruct` of
+        it (see `evaluate.spliced_lm_loss`); empty when nothing is held out."""
         if not self.holdout_windows:
             return {}
         return spliced_lm_loss(
-            self.model, self.module, self.heldout_windows(), reconstruct, self.skip_first, self.per_chunk
+            self.model, self.modules[layer], self.heldout_windows(), reconstruct, self.skip_first, self.per_chunk
         )
 
     def _heldout_indices(self) -> list[int]:
@@ -292,21 +338,31 @@ class HFActivationSource:
 
     @torch.no_grad()
     def _activations(self, windows: list[int]) -> Tensor:
+        with self._forward_lock:  # hooks are the module's, not the thread's: one hooked forward at a time
+            return self._hooked_forward(windows)
+
+    def _hooked_forward(self, windows: list[int]) -> Tensor:
         ids = torch.stack([self._window(w) for w in windows])
-        captured: list[Tensor] = []
+        captured: dict[int, Tensor] = {}
 
-        def hook(_module: Any, _inputs: Any, output: Any) -> None:
-            captured.append(output[0] if isinstance(output, tuple) else output)
-            raise _StopForward
+        def hook_for(i: int) -> Callable[[Any, Any, Any], None]:
+            def hook(_module: Any, _inputs: Any, output: Any) -> None:
+                captured[i] = output[0] if isinstance(output, tuple) else output
+                if len(captured) == len(self.modules):
+                    raise _StopForward
 
-        handle = self.module.register_forward_hook(hook)
+            return hook
+
+        handles = [module.register_forward_hook(hook_for(i)) for i, module in enumerate(self.modules)]
         try:
             self.model(ids)
         except _StopForward:
             pass
         finally:
-            handle.remove()
-        acts = captured[0]
+            for handle in handles:
+                handle.remove()
+        parts = [captured[i] for i in range(len(self.modules))]
+        acts = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
         if self.skip_first:
             acts = acts[:, 1:]
         return acts.reshape(-1, acts.shape[-1]).float().cpu()
@@ -325,7 +381,14 @@ class ShuffledStream:
     end of a window, fewer than a batch, are dropped so that a state is just three integers)."""
 
     def __init__(
-        self, source: ChunkSource, batch_rows: int, buffer_rows: int, seed: int, rank: int = 0, world: int = 1
+        self,
+        source: ChunkSource,
+        batch_rows: int,
+        buffer_rows: int,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+        prefetch: bool = False,
     ) -> None:
         self.source, self.batch_rows, self.buffer_rows = source, batch_rows, max(buffer_rows, batch_rows)
         self.seed, self.rank, self.world = seed, rank, world
@@ -333,24 +396,64 @@ class ShuffledStream:
         self._window: Tensor | None = None
         self._order = torch.empty(0, dtype=torch.long)
         self._window_end = 0
+        # prefetch: while batches are drawn from one window, a background thread reads the next one (for an hf source
+        # the LM forward of the next window overlaps the SAE steps). The same chunks either way: only when changes.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prefetch") if prefetch else None
+        self._next: tuple[tuple[int, int], Future[tuple[list[Tensor], int, int]]] | None = None
 
     def _my_chunks(self, epoch: int) -> list[int]:
         return list(range(self.rank, self.source.num_chunks(epoch), self.world))
 
+    def _read_window(self, epoch: int, start: int) -> tuple[list[Tensor], int, int]:
+        """The chunks of the window starting at this rank's chunk `start` of `epoch`: (parts, rows, end)."""
+        mine = self._my_chunks(epoch)
+        parts, rows, i = [], 0, start
+        while i < len(mine) and rows < self.buffer_rows:
+            part = self.source.chunk(epoch, mine[i])
+            parts.append(part)
+            rows += len(part)
+            i += 1
+        return parts, rows, i
+
+    def _read_window_in_background(self, epoch: int, start: int) -> tuple[list[Tensor], int, int]:
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            with torch.cuda.stream(torch.cuda.Stream()):  # the LM forward beside the SAE step, not behind it
+                return self._read_window(epoch, start)
+        return self._read_window(epoch, start)
+
+    def _window_parts(self, epoch: int, start: int) -> tuple[list[Tensor], int, int]:
+        if self._next is not None:
+            key, future = self._next
+            self._next = None
+            result = future.result()  # always waited for: a read is never left running
+            if key == (epoch, start):
+                return result
+        return self._read_window(epoch, start)
+
+    def _prefetch_next(self) -> None:
+        if self._pool is not None:
+            key = (self.state.epoch, self._window_end)
+            self._next = (key, self._pool.submit(self._read_window_in_background, *key))
+
+    def close(self) -> None:
+        """Waits for a background read and stops its thread (a no-op without prefetch)."""
+        if self._next is not None:
+            self._next[1].result()
+            self._next = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
     def _load_window(self) -> None:
         for _ in range(3):  # an empty remainder of an epoch moves on to the next epoch
             mine = self._my_chunks(self.state.epoch)
-            parts, rows, i = [], 0, self.state.window_start
-            while i < len(mine) and rows < self.buffer_rows:
-                part = self.source.chunk(self.state.epoch, mine[i])
-                parts.append(part)
-                rows += len(part)
-                i += 1
+            parts, rows, i = self._window_parts(self.state.epoch, self.state.window_start)
             if rows >= self.batch_rows:
                 gen = make_generator(self.seed, PURPOSE_SHUFFLE, self.state.epoch, self.state.window_start, self.rank)
                 self._window = parts[0] if len(parts) == 1 else torch.cat(parts)
                 self._order = torch.randperm(rows, generator=gen)  # batches gather through it: no shuffled copy
                 self._window_end = i
+                self._prefetch_next()
                 return
             if not mine:
                 chunks = self.source.num_chunks(self.state.epoch)
@@ -408,7 +511,7 @@ def remap_stream_states(states: list[dict[str, int]], world: int) -> list[dict[s
     ]
 
 
-def build_source(cfg: TrainConfig, device: torch.device) -> ChunkSource:
+def build_source(cfg: TrainConfig, device: torch.device, layers: list[str] | None = None) -> ChunkSource:
     data_seed, _, shuffle_seed = cfg.seeds()
     if cfg.data_source == "synthetic":
         if cfg.d_in is None:
@@ -425,4 +528,4 @@ def build_source(cfg: TrainConfig, device: torch.device) -> ChunkSource:
         return SyntheticSource(planted, pool_vectors=cfg.synthetic_pool)
     if cfg.data_source == "shards":
         return ShardSource(cfg.shard_paths, cfg.shard_key, shuffle_seed, holdout_rows=cfg.eval_vectors)
-    return HFActivationSource(cfg, device, data_seed)
+    return HFActivationSource(cfg, device, data_seed, layers)

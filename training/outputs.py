@@ -1,5 +1,6 @@
 """Files a run leaves in its out_dir (rank 0 only): metrics.jsonl, status.json, summary.json, sae.safetensors +
-sae_config.json, training_curves.png, and SHA256SUMS over the exported ones (`sha256sum -c` format)."""
+sae_config.json (our layout), cfg.json + sae_weights.safetensors (SAELens's, see `saelens_format`),
+training_curves.png, and SHA256SUMS over the exported ones (`sha256sum -c` format)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,20 @@ from safetensors.torch import load_file, save_file
 
 from training.checkpoint import write_json_atomic
 from training.sae import SparseAutoencoder
+from training.saelens_format import CFG_FILE, WEIGHTS_FILE, is_saelens_dir, read_saelens, write_saelens
 
 SUMS_FILE = "SHA256SUMS"
 # What a finished (or stopped) run exports, in this order; status.json keeps changing and checkpoints/ are the
 # optimizer's, so neither is summed.
-EXPORTED_FILES = ("sae.safetensors", "sae_config.json", "summary.json", "metrics.jsonl", "training_curves.png")
+EXPORTED_FILES = (
+    "sae.safetensors",
+    "sae_config.json",
+    WEIGHTS_FILE,
+    CFG_FILE,
+    "summary.json",
+    "metrics.jsonl",
+    "training_curves.png",
+)
 
 
 def file_sha256(path: Path) -> str:
@@ -90,6 +100,7 @@ class RunOutputs:
         save_file(sae.export_state(), str(tmp), metadata={"format": "pt"})
         tmp.replace(self.out_dir / "sae.safetensors")
         write_json_atomic(self.out_dir / "sae_config.json", sae_config)
+        write_saelens(self.out_dir, sae, sae_config.get("train_config") or {}, sae_config.get("activations"))
 
     def plot(self) -> Path | None:
         records = self.read_metrics()
@@ -117,16 +128,20 @@ class RunOutputs:
 
 
 def load_sae(path: str | Path, device: torch.device | str = "cpu") -> SparseAutoencoder:
-    """The SAE a run exported (its out_dir, or the sae.safetensors in it, with sae_config.json beside), in eval mode:
-    `sae.codes(x)` for latent activations, `sae.encode(x, inference=True)` / `sae.decode(vals, idx)` for the sparse
-    form."""
+    """The SAE a run exported, in eval mode: `sae.codes(x)` for latent activations, `sae.encode(x, inference=True)` /
+    `sae.decode(vals, idx)` for the sparse form. `path` is a run's out_dir (our `sae.safetensors` +
+    `sae_config.json`, else its SAELens `cfg.json` + `sae_weights.safetensors`), our sae.safetensors itself, or any
+    SAELens-layout directory of a topk SAE or a jumprelu one with a single threshold (an exported BatchTopK)."""
     path = Path(path)
+    if path.is_dir() and not (path / "sae_config.json").is_file() and is_saelens_dir(path):
+        return read_saelens(path, device)
     weights_path = path / "sae.safetensors" if path.is_dir() else path
     config_path = weights_path.parent / "sae_config.json"
     for needed in (weights_path, config_path):
         if not needed.is_file():
             raise FileNotFoundError(
-                f"{needed}: not found; give a run's out_dir (or its sae.safetensors) after the run finished or stopped"
+                f"{needed}: not found; give a run's out_dir (or its sae.safetensors, or a SAELens directory with "
+                f"{CFG_FILE} and {WEIGHTS_FILE}) after the run finished or stopped"
             )
     config = json.loads(config_path.read_text())
     weights = load_file(str(weights_path))

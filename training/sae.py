@@ -254,10 +254,7 @@ class SparseAutoencoder(nn.Module):
     ) -> tuple[Tensor, ActiveLatents, Tensor, ActiveLatents]:
         active, aux_active = ActiveLatents(self.n_latents), ActiveLatents(self.n_latents)
         if self.architecture == "batchtopk" and inference and float(self.threshold) > 0:
-            vals, aux_vals = SparseEncode.apply(
-                x, self.b_dec, self.W_enc, self.b_enc, self._row_k(), None, None, 0, active, aux_active
-            )
-            return torch.where(vals > self.threshold, vals, torch.zeros_like(vals)), active, aux_vals, aux_active
+            return (*self._threshold_encode(x, active), x.new_zeros(x.shape[0], 0), aux_active)
         batch_k = self.k * x.shape[0] if self.architecture == "batchtopk" and not inference else None
         vals, aux_vals = SparseEncode.apply(
             x,
@@ -272,6 +269,17 @@ class SparseAutoencoder(nn.Module):
             aux_active,
         )
         return vals, active, aux_vals, aux_active
+
+    @torch.no_grad()
+    def _threshold_encode(self, x: Tensor, active: ActiveLatents) -> tuple[Tensor, ActiveLatents]:
+        """BatchTopK at inference: every latent whose pre-activation is above the threshold keeps it (a JumpReLU
+        with one threshold, as SAELens runs an exported BatchTopK SAE); the row width is the largest count."""
+        pre = F.linear(x - self.b_dec, self.W_enc, self.b_enc)
+        above = pre > self.threshold
+        width = max(1, int(above.sum(dim=1).max()))
+        vals, idx = exact_topk(pre, width)
+        active.idx = idx
+        return torch.where(vals > self.threshold, vals, torch.zeros_like(vals)).float(), active
 
     def encode(
         self, x: Tensor, dead_cols: Tensor | None = None, k_aux: int = 0, inference: bool = False

@@ -1,10 +1,12 @@
-"""The training loop: data stream -> SAE step -> metrics, checkpoints, stop conditions. Single process or DDP."""
+"""The training loop: data stream -> SAE step(s) -> metrics, checkpoints, stop conditions. Single process or DDP.
+
+One SAE, or several (`saes`) stepping on the same batches: an hf run hooks each distinct layer once in the same LM
+forward, and each SAE reads its layer's columns of the batch (see `training.member`)."""
 
 from __future__ import annotations
 
 import ctypes
 import inspect
-import math
 import os
 import signal
 import socket
@@ -20,10 +22,9 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from training.checkpoint import latest_checkpoint, load_checkpoint, read_json, save_checkpoint, write_json_atomic
-from training.config import ConfigError, TrainConfig
+from training.config import ConfigError, TrainConfig, sae_configs
 from training.data import (
     PURPOSE_EVAL,
-    PURPOSE_INIT,
     HFActivationSource,
     ShardSource,
     ShuffledStream,
@@ -34,6 +35,7 @@ from training.data import (
     remap_stream_states,
 )
 from training.evaluate import evaluate, feature_recovery, reconstruction_of
+from training.member import Member
 from training.outputs import RunOutputs
 from training.sae import SparseAutoencoder
 
@@ -125,16 +127,6 @@ def resolve_device(cfg: TrainConfig, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
-def lr_factor(step: int, total_steps: int, warmup: int, decay_start: float) -> float:
-    """Linear warm-up, constant, then linear decay to zero over the last (1 - decay_start) of training."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    decay_from = int(total_steps * decay_start)
-    if step >= decay_from and total_steps > decay_from:
-        return max(0.0, (total_steps - step) / (total_steps - decay_from))
-    return 1.0
-
-
 def centred_total(v: torch.Tensor) -> torch.Tensor:
     """The sum of squared deviations from the batch mean: `fvu_of`'s denominator, clamped the same way."""
     return (v - v.mean(0)).pow(2).sum().clamp_min(1e-12)
@@ -205,13 +197,17 @@ class Trainer:
         self.previous_status = self.dist.gather(previous)[0]
         self.was_finished = self.previous_status.get("state") == "finished"
         self.outputs = RunOutputs(self.out_dir) if self.dist.is_main else None
-        self.source = build_source(cfg, self.device)
+        layers = cfg.layers() if cfg.data_source == "hf" else None
+        self.source = build_source(cfg, self.device, layers)
         if cfg.d_in is None:
             cfg.d_in = self.source.d_in
         elif cfg.d_in != self.source.d_in:
             raise ConfigError(f"d_in: config says {cfg.d_in} but the data has width {self.source.d_in}")
         cfg.validate()
-        _, init_seed, shuffle_seed = cfg.seeds()
+        _, _, shuffle_seed = cfg.seeds()
+        prefetch = cfg.prefetch == "on" or (
+            cfg.prefetch == "auto" and self.device.type == "cuda" and cfg.data_source == "hf"
+        )
         self.stream = ShuffledStream(
             self.source,
             rank_rows(cfg.batch_size, self.dist.world, self.dist.rank),
@@ -219,35 +215,34 @@ class Trainer:
             shuffle_seed,
             self.dist.rank,
             self.dist.world,
+            prefetch=prefetch,
         )
-        self.sae = SparseAutoencoder(
-            cfg.d_in,
-            cfg.resolved_n_latents(),
-            cfg.k,
-            cfg.architecture,
-            cfg.batchtopk_candidates,
-            "sparse" if cfg.decode_impl == "auto" else cfg.decode_impl,
-            generator=make_generator(init_seed, PURPOSE_INIT),
-            device=self.device,
-        )
+        self.several = bool(cfg.saes)
+        self.members = [
+            Member(
+                name,
+                member_cfg,
+                layers.index(str(member_cfg.hf_layer)) if layers else 0,
+                self.device,
+                (RunOutputs(Path(member_cfg.out_dir)) if self.several else self.outputs) if self.dist.is_main else None,
+            )
+            for name, member_cfg in sae_configs(cfg)
+        ]
         self.total_steps = cfg.total_steps()
-        fused = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
-        self.optimizer = torch.optim.Adam(
-            self.sae.parameters(),
-            lr=cfg.resolved_lr(),
-            betas=(cfg.adam_beta1, cfg.adam_beta2),
-            eps=cfg.adam_eps,
-            **fused,
-        )
-        self.vectors_since_fired = torch.zeros(self.sae.n_latents, dtype=torch.long, device=self.device)
         self.step = 0
         self.steps_here = 0  # optimizer steps completed by this process (not counting the resumed ones)
         self.train_seconds = 0.0  # cumulative over resumes, for max_hours
-        self.best_fvu = math.inf
-        self.intervals_without_gain = 0
         self.stop_signal: str | None = None
         self.eval_vectors: torch.Tensor | None = None
-        self.init_recovery: float | None = None
+
+    @property
+    def sae(self) -> SparseAutoencoder:
+        """The first (with one SAE, the only) SAE."""
+        return self.members[0].sae
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.members[0].optimizer
 
     # --- setup ---
     def _initialise_or_resume(self) -> int | None:
@@ -258,47 +253,49 @@ class Trainer:
             self._load(state)
             return int(state["world"])
         first = self.stream.next_batch().to(self.device)
-        self.sae.init_b_dec(first, self.cfg.b_dec_init)
-        if self.cfg.decode_impl == "auto":
-            self.sae.decode_impl = self.dist.gather(choose_decode_impl(self.sae, first))[0]  # rank 0's choice
+        for member in self.members:
+            x = member.columns(first)
+            member.sae.init_b_dec(x, member.cfg.b_dec_init)
+            if member.cfg.decode_impl == "auto":  # rank 0's choice
+                member.sae.decode_impl = self.dist.gather(choose_decode_impl(member.sae, x))[0]
         self.stream.load_state_dict({"epoch": 0, "window_start": 0, "offset": 0})
         return None
 
     def _state(self) -> dict[str, Any]:
         streams = self.dist.gather(self.stream.state_dict())
-        return {
+        state = {
             "step": self.step,
             "config": self.cfg.to_dict(),
-            "model": self.sae.state_dict(),
-            "decode_impl": self.sae.decode_impl,
-            "optimizer": self.optimizer.state_dict(),
-            "vectors_since_fired": self.vectors_since_fired.cpu(),
             "streams": streams,
             "world": self.dist.world,
             "train_seconds": self.train_seconds,
-            "best_fvu": self.best_fvu,
-            "intervals_without_gain": self.intervals_without_gain,
             "torch_rng": torch.get_rng_state(),
-            "init_recovery": self.init_recovery,
         }
+        if self.several:
+            state["members"] = [{"name": m.name, **m.state()} for m in self.members]
+        else:
+            state.update(self.members[0].state())  # one SAE: the layout checkpoints always had
+        return state
 
     def _load(self, state: dict[str, Any]) -> None:
         """Parameters, optimizer state, the BatchTopK threshold and the counters are the same on every rank, so a
         checkpoint of any world size loads as it is; only the data positions are per rank (remapped for another
         world size)."""
         self.step = state["step"]
-        self.sae.load_state_dict(state["model"])
-        self.sae.decode_impl = state["decode_impl"]
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.vectors_since_fired = state["vectors_since_fired"].to(self.device)
+        saved = state.get("members") or [{"name": "", **state}]
+        names = [m.get("name", "") for m in saved]
+        if names != [m.name for m in self.members]:
+            raise ConfigError(
+                f"saes: the checkpoint in {self.out_dir} holds SAEs {names}, this config trains "
+                f"{[m.name for m in self.members]}; a changed list of SAEs needs a fresh out_dir"
+            )
+        for member, member_state in zip(self.members, saved, strict=True):
+            member.load(member_state)
         streams = state["streams"]
         if state["world"] != self.dist.world:
             streams = remap_stream_states(streams, self.dist.world)
         self.stream.load_state_dict(streams[self.dist.rank])
         self.train_seconds = state["train_seconds"]
-        self.best_fvu = state["best_fvu"]
-        self.intervals_without_gain = state["intervals_without_gain"]
-        self.init_recovery = state.get("init_recovery")
         torch.set_rng_state(state["torch_rng"])
 
     def checkpoint(self) -> None:
@@ -307,19 +304,11 @@ class Trainer:
             save_checkpoint(self.out_dir / "checkpoints", self.step, state, self.cfg.keep_checkpoints)
 
     # --- the step ---
-    def _set_lr(self) -> float:
-        lr = self.cfg.resolved_lr() * lr_factor(
-            self.step, self.total_steps, self.cfg.resolved_warmup(), self.cfg.decay_start
-        )
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        return lr
-
-    def _train_step(self, model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        cfg = self.cfg
-        dead = self.vectors_since_fired >= cfg.resolved_dead_window()
+    def _train_step(self, member: Member, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        cfg = member.cfg
+        dead = member.dead_mask()
         with self.autocast:
-            out = model(
+            out = member.model(
                 x, dead_mask=dead if bool(dead.any()) else None, k_aux=cfg.resolved_k_aux(), auxk_alpha=cfg.auxk_alpha
             )
         if self.dist.enabled:  # weigh each rank by its share of the global batch (see global_batch_weights)
@@ -329,17 +318,12 @@ class Trainer:
         else:
             fvu, auxk, loss, row_weight = out.fvu, out.auxk, out.loss, None
         loss.backward()
-        self.sae.project_decoder_grad()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.sae.normalize_decoder()
+        member.sae.project_decoder_grad()
+        member.optimizer.step()
+        member.optimizer.zero_grad(set_to_none=True)
+        member.sae.normalize_decoder()
         with torch.no_grad():
-            fired = torch.zeros(self.sae.n_latents, device=self.device)
-            fired.index_fill_(0, out.idx[out.vals > 0], 1.0)
-            if self.dist.enabled:
-                dist.all_reduce(fired, op=dist.ReduceOp.MAX)
-            self.vectors_since_fired += self.cfg.batch_size
-            self.vectors_since_fired[fired > 0] = 0
+            member.note_fired(out.vals, out.idx, cfg.batch_size, self.dist.enabled)
             l0 = (out.vals > 0).sum(dim=1).float().mean()
             if row_weight is not None:
                 l0 = l0 * row_weight
@@ -347,27 +331,33 @@ class Trainer:
 
     # --- the loop ---
     def run(self) -> RunResult:
-        cfg = self.cfg
         resumed_from = self._initialise_or_resume()
         resumed = resumed_from is not None
         self._prepare_eval(resumed)
         if self.outputs is not None:
             if resumed:
-                self.outputs.truncate_metrics_after(self.step)
+                for member in self.members:
+                    if member.outputs is not None:
+                        member.outputs.truncate_metrics_after(self.step)
             if not self.was_finished:
                 self.outputs.write_status("running", self.step, self.total_steps)
-            self._log(
-                f"{_start_line(self.step, resumed_from, self.dist.world)}: d_in={cfg.d_in} "
-                f"n_latents={self.sae.n_latents} k={cfg.k} {cfg.architecture} decode={self.sae.decode_impl} "
-                f"{self.precision} on {self.device} x{self.dist.world} lr={cfg.resolved_lr():.3g} "
-                f"steps={self.total_steps}"
-            )
-        model = self.wrapped_model()
+            for member in self.members:
+                mcfg = member.cfg
+                self._log(
+                    f"{_prefix(member)}{_start_line(self.step, resumed_from, self.dist.world)}: d_in={mcfg.d_in} "
+                    f"n_latents={member.sae.n_latents} k={mcfg.k} {mcfg.architecture} "
+                    f"decode={member.sae.decode_impl} {self.precision} on {self.device} x{self.dist.world} "
+                    f"lr={mcfg.resolved_lr():.3g} steps={self.total_steps}"
+                    + (f" layer={mcfg.hf_layer}" if self.several and mcfg.hf_layer else "")
+                )
+        for member in self.members:
+            member.model = self.wrapped_model(member.sae)
         previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
-            state, reason = self._loop(model)
+            state, reason = self._loop()
         finally:
             signal.signal(signal.SIGTERM, previous_handler)
+            self.stream.close()
         if self.steps_here == 0:  # nothing was left to train: this launch came up all the same
             self.write_heartbeat()
             if self.was_finished:
@@ -377,12 +367,12 @@ class Trainer:
         self.dist.close()
         return RunResult(state, reason, self.step, summary)
 
-    def wrapped_model(self) -> torch.nn.Module:
+    def wrapped_model(self, sae: SparseAutoencoder) -> torch.nn.Module:
         """The module the step runs: the SAE itself, or under DDP the SAE wrapped for gradient averaging."""
         if not self.dist.enabled:
-            return self.sae
+            return sae
         return DistributedDataParallel(
-            self.sae, device_ids=[self.device.index] if self.device.type == "cuda" else None, **RANK_LOCAL_BUFFERS
+            sae, device_ids=[self.device.index] if self.device.type == "cuda" else None, **RANK_LOCAL_BUFFERS
         )
 
     def _already_finished(self) -> RunResult:
@@ -422,9 +412,9 @@ class Trainer:
     def _on_sigterm(self, _signum: int, _frame: Any) -> None:
         self.stop_signal = "sigterm"
 
-    def _loop(self, model: torch.nn.Module) -> tuple[str, str]:
+    def _loop(self) -> tuple[str, str]:
         cfg = self.cfg
-        sums = torch.zeros(5, device=self.device)
+        sums = torch.zeros(len(self.members), 5, device=self.device)
         interval_steps, interval_start = 0, time.perf_counter()
         steady_from = self.step + max(1, int((self.total_steps - self.step) * THROUGHPUT_WARMUP_FRACTION))
         steady_start: float | None = None
@@ -433,9 +423,10 @@ class Trainer:
         while self.step < self.total_steps:
             if self.step == steady_from:
                 steady_start = time.perf_counter()
-            lr = self._set_lr()
+            lrs = [member.set_lr(self.step, self.total_steps) for member in self.members]
             x = self.stream.next_batch().to(self.device, non_blocking=True)
-            sums += torch.stack(self._train_step(model, x))
+            for i, member in enumerate(self.members):
+                sums[i] += torch.stack(self._train_step(member, member.columns(x)))
             self.step += 1
             self.steps_here += 1
             if self.steps_here == 1:
@@ -452,10 +443,15 @@ class Trainer:
                     torch.cuda.synchronize()
                 means = self.dist.all_reduce_mean(sums / interval_steps).tolist()
                 elapsed = time.perf_counter() - interval_start
-                record = self._record(means, lr, interval_steps * cfg.batch_size / elapsed)
+                records = [
+                    self._record(member, row, lr, interval_steps * cfg.batch_size / elapsed)
+                    for member, row, lr in zip(self.members, means, lrs, strict=True)
+                ]
+                self._write_run_status(records)
                 sums.zero_()
                 interval_steps, interval_start = 0, time.perf_counter()
-                if self._plateaued(record["fvu"]):
+                plateaued = [member.plateaued(r["fvu"]) for member, r in zip(self.members, records, strict=True)]
+                if all(plateaued):  # with several SAEs: once every one of them has plateaued
                     return "finished", "plateau"
             if self.step % cfg.checkpoint_every == 0 and self.step < self.total_steps:
                 self.checkpoint()
@@ -474,16 +470,7 @@ class Trainer:
             return local or "peer_stopped"
         return None
 
-    def _plateaued(self, fvu: float) -> bool:
-        if not self.cfg.plateau_patience:
-            return False
-        if fvu < self.best_fvu * (1 - self.cfg.plateau_min_delta):
-            self.best_fvu, self.intervals_without_gain = fvu, 0
-            return False
-        self.intervals_without_gain += 1
-        return self.intervals_without_gain >= self.cfg.plateau_patience
-
-    def _record(self, means: list[float], lr: float, vectors_per_second: float) -> dict[str, Any]:
+    def _record(self, member: Member, means: list[float], lr: float, vectors_per_second: float) -> dict[str, Any]:
         loss, fvu, auxk, l0, dead = means
         remaining = (self.total_steps - self.step) * self.cfg.batch_size / max(vectors_per_second, 1e-9)
         record = {
@@ -499,14 +486,29 @@ class Trainer:
             "eta_seconds": remaining,
             "train_seconds": self.train_seconds,
         }
-        if self.outputs is not None:
-            self.outputs.append_metrics(record)
-            self.outputs.write_status("running", self.step, self.total_steps, record)
+        if member.outputs is not None:
+            member.outputs.append_metrics(record)
+            member.outputs.write_status("running", self.step, self.total_steps, record)
             self._log(
-                f"step {self.step}/{self.total_steps} | {vectors_per_second:,.0f} vec/s | loss {loss:.4f} | "
+                f"{_prefix(member)}step {self.step}/{self.total_steps} | {vectors_per_second:,.0f} vec/s | "
+                f"loss {loss:.4f} | "
                 f"FVU {fvu:.4f} | L0 {l0:.1f} | dead {dead:.2%} | lr {lr:.2e} | ETA {_duration(remaining)}"
             )
         return record
+
+    def _write_run_status(self, records: list[dict[str, Any]]) -> None:
+        """With several SAEs, the run's status.json: the first SAE's metrics, and every SAE's under `saes`."""
+        if self.several and self.outputs is not None:
+            self.outputs.write_status("running", self.step, self.total_steps, self._run_metrics(records))
+
+    def _run_metrics(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        if not records:
+            return {}
+        keys = ("fvu", "l0", "dead_fraction")
+        return {
+            **records[0],
+            "saes": {m.name: {k: r.get(k) for k in keys} for m, r in zip(self.members, records, strict=True)},
+        }
 
     def _log(self, line: str) -> None:
         print(line, flush=True)
@@ -518,19 +520,48 @@ class Trainer:
         planted = self.source.planted
         self.eval_vectors = planted.sample(self.cfg.eval_vectors, make_generator(planted.seed, PURPOSE_EVAL))
         if not resumed:
-            self.init_recovery = feature_recovery(self.sae.W_dec.detach(), planted.dictionary)
+            for member in self.members:
+                member.init_recovery = feature_recovery(member.sae.W_dec.detach(), planted.dictionary)
 
     def _finish(self, state: str, reason: str) -> dict[str, Any]:
         if not self.dist.is_main or self.outputs is None:
             return {}
-        history = self.outputs.read_metrics()
+        held_out = None
+        if isinstance(self.source, (ShardSource, HFActivationSource)):
+            held_out = self.source.heldout()  # read (or computed) only now, once for every SAE
+        summaries = [self._finish_member(member, state, reason, held_out) for member in self.members]
+        if not self.several:
+            return summaries[0]
+        last = [(m.outputs.read_metrics() or [{}])[-1] for m in self.members if m.outputs is not None]
+        summary = {
+            "state": state,
+            "reason": reason,
+            "steps": self.step,
+            "total_steps": self.total_steps,
+            "vectors": self.step * self.cfg.batch_size,
+            "vectors_per_second": summaries[0]["vectors_per_second"],  # of the shared stream: each SAE saw them all
+            "wall_seconds": self.train_seconds,
+            "world_size": self.dist.world,
+            "saes": [
+                {"name": m.name, "out_dir": m.cfg.out_dir, **one}
+                for m, one in zip(self.members, summaries, strict=True)
+            ],
+        }
+        self.outputs.write_summary(summary)
+        self.outputs.write_status(state, self.step, self.total_steps, self._run_metrics(last), reason)
+        return summary
+
+    def _finish_member(self, member: Member, state: str, reason: str, held_out: torch.Tensor | None) -> dict[str, Any]:
+        outputs, cfg, sae = member.outputs, member.cfg, member.sae
+        assert outputs is not None
+        history = outputs.read_metrics()
         last = history[-1] if history else {}
         summary: dict[str, Any] = {
             "state": state,
             "reason": reason,
             "steps": self.step,
             "total_steps": self.total_steps,
-            "vectors": self.step * self.cfg.batch_size,
+            "vectors": self.step * cfg.batch_size,
             "vectors_per_second": (
                 self.steady_vectors / self.steady_seconds if self.steady_seconds > 0 else last.get("vectors_per_second")
             ),
@@ -539,55 +570,44 @@ class Trainer:
             "l0": last.get("l0"),
             "dead_fraction": last.get("dead_fraction"),
             "metrics_source": "last log interval (training batches)",
-            "decode_impl": self.sae.decode_impl,
+            "decode_impl": sae.decode_impl,
             "precision": self.precision,
             "device": str(self.device),
             "world_size": self.dist.world,
-            "lr": self.cfg.resolved_lr(),
-            "n_latents": self.sae.n_latents,
-            "d_in": self.cfg.d_in,
-            "k": self.cfg.k,
-            "architecture": self.cfg.architecture,
+            "lr": cfg.resolved_lr(),
+            "n_latents": sae.n_latents,
+            "d_in": cfg.d_in,
+            "k": cfg.k,
+            "architecture": cfg.architecture,
         }
-        if isinstance(self.source, (ShardSource, HFActivationSource)):
-            held_out = self.source.heldout()  # read (or computed) only now
-            if held_out is not None:
-                summary.update(evaluate(self.sae, held_out))
-                what = "shard rows" if isinstance(self.source, ShardSource) else "token windows' activations"
-                summary["metrics_source"] = f"held-out {what} ({len(held_out)}, never trained on)"
-            if isinstance(self.source, HFActivationSource):
-                summary.update(self.source.lm_loss_with(reconstruction_of(self.sae)))
+        if self.several and cfg.hf_layer:
+            summary["hf_layer"] = cfg.hf_layer
+        if held_out is not None:
+            summary.update(evaluate(sae, member.columns(held_out)))
+            what = "shard rows" if isinstance(self.source, ShardSource) else "token windows' activations"
+            summary["metrics_source"] = f"held-out {what} ({len(held_out)}, never trained on)"
+        if isinstance(self.source, HFActivationSource):
+            summary.update(self.source.lm_loss_with(reconstruction_of(sae), member.column))
         if self.eval_vectors is not None and isinstance(self.source, SyntheticSource):
-            summary.update(evaluate(self.sae, self.eval_vectors))
+            summary.update(evaluate(sae, self.eval_vectors))
             summary["metrics_source"] = f"held-out planted vectors ({len(self.eval_vectors)})"
-            summary["recovery"] = feature_recovery(self.sae.W_dec.detach(), self.source.planted.dictionary)
-            summary["recovery_at_init"] = self.init_recovery
-        self.outputs.export_sae(self.sae, self._sae_config())
-        if self.cfg.plot:
-            self.outputs.plot()
-        self.outputs.write_summary(summary)
-        self.outputs.write_status(state, self.step, self.total_steps, last, reason)
+            summary["recovery"] = feature_recovery(sae.W_dec.detach(), self.source.planted.dictionary)
+            summary["recovery_at_init"] = member.init_recovery
+        manifest = self.source.manifest if isinstance(self.source, ShardSource) else None
+        outputs.export_sae(sae, member.sae_config(self.step, manifest))
+        if cfg.plot:
+            outputs.plot()
+        outputs.write_summary(summary)
+        outputs.write_status(state, self.step, self.total_steps, last, reason)
         self._log(
-            f"{state} ({reason}) at step {self.step}: FVU {summary['fvu']:.4f} L0 {summary['l0']:.1f} "
+            f"{_prefix(member)}{state} ({reason}) at step {self.step}: FVU {summary['fvu']:.4f} L0 {summary['l0']:.1f} "
             f"dead {summary['dead_fraction']:.2%} {summary['vectors_per_second'] or 0:,.0f} vec/s"
         )
         return summary
 
-    def _sae_config(self) -> dict[str, Any]:
-        return {
-            "d_in": self.cfg.d_in,
-            "d_sae": self.sae.n_latents,
-            "k": self.cfg.k,
-            "architecture": self.cfg.architecture,
-            "activation": "topk" if self.cfg.architecture == "topk" else "batchtopk (use threshold at inference)",
-            "W_dec_layout": "[d_sae, d_in], unit-norm rows",
-            "encode": "z = topk(relu(W_enc @ (x - b_dec) + b_enc))",
-            "decode": "x_hat = z @ W_dec + b_dec",
-            "hf_model": self.cfg.hf_model,
-            "hf_layer": self.cfg.hf_layer,
-            "steps": self.step,
-            "train_config": self.cfg.to_dict(),
-        }
+
+def _prefix(member: Member) -> str:
+    return f"[{member.name}] " if member.name else ""
 
 
 def _start_line(step: int, resumed_from: int | None, world: int) -> str:

@@ -46,8 +46,10 @@ def main(out_path: str, out_dir: str) -> None:
         grads.update({name: p.grad.clone() for name, p in trainer.sae.named_parameters() if p.grad is not None})
 
     trainer.optimizer.register_step_pre_hook(keep_grads)
-    trainer._set_lr()
-    trainer._train_step(trainer.wrapped_model(), x)
+    member = trainer.members[0]
+    member.set_lr(trainer.step, trainer.total_steps)
+    member.model = trainer.wrapped_model(member.sae)
+    trainer._train_step(member, x)
     if trainer.dist.is_main:
         torch.save({"grads": grads, "params": dict(trainer.sae.named_parameters())}, out_path)
     trainer.dist.close()

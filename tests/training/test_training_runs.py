@@ -271,6 +271,14 @@ def test_an_exported_sae_loads_back_and_encodes_as_trained(tmp_path: Path) -> No
 def test_exported_files_are_summed_for_sha256sum(tmp_path: Path) -> None:
     Trainer(build_config(None, tiny_overrides(tmp_path / "run", plot=True))).run()
     names = [line.split("  ", 1)[1] for line in (tmp_path / "run" / "SHA256SUMS").read_text().splitlines()]
-    assert names == ["sae.safetensors", "sae_config.json", "summary.json", "metrics.jsonl", "training_curves.png"]
+    assert names == [
+        "sae.safetensors",
+        "sae_config.json",
+        "sae_weights.safetensors",
+        "cfg.json",
+        "summary.json",
+        "metrics.jsonl",
+        "training_curves.png",
+    ]
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=tmp_path / "run", capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr

@@ -1,0 +1,127 @@
+"""Activation caching: `python -m training.cache_activations` runs an hf source once into sharded .safetensors with a
+manifest; a later shards run trains on the cache directory and its export names the model, hook and context."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_overrides
+from safetensors.torch import load_file
+
+from training.cache_activations import main as cache_main
+from training.config import ConfigError, build_config
+from training.data import HFActivationSource, ShardSource
+from training.trainer import Trainer
+
+TINY_GPT2 = {"model_type": "gpt2", "n_layer": 2, "n_embd": 32, "n_head": 2, "vocab_size": 96, "n_positions": 64}
+
+
+def write_config(tmp_path: Path, out: str, **extra: Any) -> Path:
+    np.save(tmp_path / "tokens.npy", np.random.default_rng(0).integers(0, 96, size=32 * 48).astype(np.int64))
+    values = dict(
+        data_source="hf",
+        hf_model_config=TINY_GPT2,
+        hf_layer="transformer.h.1",
+        hf_tokens=str(tmp_path / "tokens.npy"),
+        hf_context=32,
+        hf_batch_sequences=8,
+        threads=1,
+        out_dir=str(tmp_path / out),
+    )
+    values.update(extra)
+    path = tmp_path / f"{out}.yaml"
+    path.write_text(json.dumps(values))  # JSON is YAML
+    return path
+
+
+@pytest.fixture(scope="module")
+def cached(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cache")
+    assert cache_main(["--config", str(write_config(root, "cache")), "--shard-vectors", "500"]) == 0
+    return root
+
+
+def test_the_manifest_says_model_layer_context_tokens_and_dtype(cached: Path) -> None:
+    manifest = json.loads((cached / "cache" / "manifest.json").read_text())
+    assert {k: manifest[k] for k in ("layer", "d_in", "context", "token_count", "vectors", "dtype")} == {
+        "layer": "transformer.h.1",
+        "d_in": 32,
+        "context": 32,
+        "token_count": 48 * 32,  # every window of the token file (48 = 6 chunks of 8)
+        "vectors": 48 * 31,  # the first position of each window skipped
+        "dtype": "float32",
+    }
+    assert manifest["hf_model_config"]["model_type"] == "gpt2"
+
+
+def test_shards_hold_the_hooked_activations_of_every_window_in_shuffled_order(cached: Path) -> None:
+    manifest = json.loads((cached / "cache" / "manifest.json").read_text())
+    assert [s["rows"] for s in manifest["shards"]] == [500, 500, 488]
+    rows = torch.cat([load_file(str(cached / "cache" / s["file"]))["activations"] for s in manifest["shards"]])
+    cfg = build_config(write_config(cached, "check", eval_vectors=0))
+    source = HFActivationSource(cfg, torch.device("cpu"), seed=cfg.seeds()[0])
+    torch.testing.assert_close(rows[: 8 * 31], source.chunk(0, 0))
+
+
+def test_a_shards_run_trains_on_the_cache_directory(cached: Path) -> None:
+    cfg = build_config(
+        None,
+        tiny_overrides(
+            cached / "from-cache",
+            data_source="shards",
+            shard_paths=[str(cached / "cache")],
+            d_in=None,
+            expansion_factor=4,
+            k=4,
+            batch_size=124,
+            total_vectors=124 * 10,
+            shuffle_buffer=496,
+            eval_vectors=124,
+        ),
+    )
+    summary = Trainer(cfg).run().summary
+    assert summary["d_in"] == 32 and summary["metrics_source"] == "held-out shard rows (124, never trained on)"
+    meta = json.loads((cached / "from-cache" / "cfg.json").read_text())["metadata"]
+    assert (meta["hook_name"], meta["context_size"], meta["seqpos_slice"]) == (
+        "blocks.1.hook_resid_post",
+        32,
+        [1, None],
+    )
+
+
+def test_a_cache_whose_shard_lost_rows_is_refused(cached: Path, tmp_path: Path) -> None:
+    manifest = json.loads((cached / "cache" / "manifest.json").read_text())
+    manifest["shards"][0]["rows"] = 499
+    for shard in manifest["shards"]:
+        (tmp_path / shard["file"]).symlink_to(cached / "cache" / shard["file"])
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match=r"shard-00000.safetensors has 500 rows, .*manifest.json says 499"):
+        ShardSource([str(tmp_path)], None, seed=0)
+
+
+def test_a_directory_without_manifest_is_refused_with_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"is a directory without manifest.json; give an activation cache"):
+        ShardSource([str(tmp_path)], None, seed=0)
+
+
+def test_two_layers_cache_into_one_directory_each(tmp_path: Path) -> None:
+    saes = [{"hf_layer": "transformer.h.0"}, {"hf_layer": "transformer.h.1"}]
+    assert cache_main(["--config", str(write_config(tmp_path, "two", saes=saes)), "--dtype", "bfloat16"]) == 0
+    layers = [
+        json.loads((tmp_path / "two" / layer / "manifest.json").read_text())
+        for layer in ("transformer.h.0", "transformer.h.1")
+    ]
+    assert [(m["layer"], m["dtype"], m["vectors"]) for m in layers] == [
+        ("transformer.h.0", "bfloat16", 48 * 31),
+        ("transformer.h.1", "bfloat16", 48 * 31),
+    ]
+
+
+def test_caching_a_non_hf_config_exits_2_naming_data_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cache_main(["--config", str(write_config(tmp_path, "bad", data_source="synthetic", d_in=8))]) == 2
+    assert capsys.readouterr().err.startswith("config error: data_source: caching runs an 'hf' source")
