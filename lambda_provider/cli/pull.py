@@ -52,10 +52,31 @@ def run(args: argparse.Namespace) -> int:
     run_dir = fleet.run_dir
     local = Path(args.dir or f"results/{fleet.stack}-{posixpath.basename(run_dir)}")
 
+    async def pull_dir(sftp: asyncssh.SFTPClient, remote_dir: str, into: Path, prefix: str) -> dict[str, str]:
+        """One exported SAE's files (its SHA256SUMS first); sums keyed by path relative to `local`."""
+        into.mkdir(parents=True, exist_ok=True)
+        await sftp.get(posixpath.join(remote_dir, SUMS_FILE), str(into / SUMS_FILE))
+        sums = parse_sums((into / SUMS_FILE).read_text())
+        for name in dict.fromkeys([*sums, *EXPORTED_FILES, "status.json", *PROBE_FILES]):
+            path = posixpath.join(remote_dir, name)
+            if await sftp.isfile(path):
+                await sftp.get(path, str(into / name))
+        return {prefix + name: digest for name, digest in sums.items()}
+
     async def download(ssh: asyncssh.SSHClientConnection) -> dict[str, str]:
         async with ssh.start_sftp_client() as sftp:
-            remote = posixpath.join(run_dir, SUMS_FILE)
-            if not await sftp.isfile(remote):
+            # One SAE exports into the run directory; a run of several (`saes`) into one subdirectory each.
+            members = (
+                []
+                if await sftp.isfile(posixpath.join(run_dir, SUMS_FILE))
+                else [
+                    entry.filename
+                    for entry in await sftp.readdir(run_dir)
+                    if entry.filename not in (".", "..")
+                    and await sftp.isfile(posixpath.join(run_dir, entry.filename, SUMS_FILE))
+                ]
+            )
+            if not members and not await sftp.isfile(posixpath.join(run_dir, SUMS_FILE)):
                 status = await _read_json(sftp, posixpath.join(run_dir, "status.json"))
                 state = (
                     f"{status.get('state', 'not started')}, step {status.get('step', '?')}/"
@@ -67,13 +88,15 @@ def run(args: argparse.Namespace) -> int:
                     f"node {head.node}: no {SUMS_FILE} in {run_dir}: the run has not exported its SAE yet ({state}); "
                     f"pull again once `lambda-sae status --stack {fleet.stack}` shows it finished or stopped"
                 )
-            local.mkdir(parents=True, exist_ok=True)
-            await sftp.get(remote, str(local / SUMS_FILE))
-            sums = parse_sums((local / SUMS_FILE).read_text())
-            for name in dict.fromkeys([*sums, *EXPORTED_FILES, "status.json", *PROBE_FILES]):
-                path = posixpath.join(run_dir, name)
-                if await sftp.isfile(path):
-                    await sftp.get(path, str(local / name))
+            if members:
+                sums: dict[str, str] = {}
+                for member in sorted(members):
+                    sums |= await pull_dir(sftp, posixpath.join(run_dir, member), local / member, f"{member}/")
+                for name in ("status.json", "summary.json"):
+                    if await sftp.isfile(posixpath.join(run_dir, name)):
+                        await sftp.get(posixpath.join(run_dir, name), str(local / name))
+            else:
+                sums = await pull_dir(sftp, run_dir, local, "")
             if args.checkpoints and await sftp.isdir(posixpath.join(run_dir, "checkpoints")):
                 await sftp.get(posixpath.join(run_dir, "checkpoints"), str(local), recurse=True)
             return sums
@@ -89,9 +112,10 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     print(f"pulled {run_dir} from {head.node} into {local}/ ({len(sums)} files, sha256 verified against {SUMS_FILE}):")
-    for path in sorted(p for p in local.iterdir() if p.is_file()):
-        mark = "sha256 ok" if path.name in sums else ""
-        print(f"  {path.name:<22} {path.stat().st_size:>12,} B  {mark}".rstrip())
+    for path in sorted(p for p in local.rglob("*") if p.is_file() and "checkpoints" not in p.parts):
+        name = path.relative_to(local).as_posix()
+        mark = "sha256 ok" if name in sums else ""
+        print(f"  {name:<22} {path.stat().st_size:>12,} B  {mark}".rstrip())
     if args.checkpoints:
         print("  checkpoints/           (optimizer state, not summed)")
     else:
@@ -99,8 +123,11 @@ def run(args: argparse.Namespace) -> int:
             f"  checkpoints/ (optimizer state, large) not pulled: `lambda-sae pull {shlex.quote(str(local))} "
             f"--checkpoints --stack {fleet.stack}`"
         )
+    members = sorted({name.split("/", 1)[0] for name in sums if "/" in name})
+    where = str(local / members[0]) if members else str(local)
     print(
-        f"load it:\n  from training.outputs import load_sae\n  sae = load_sae({str(local)!r})\n"
-        "  codes = sae.codes(activations)  # [n, d_sae] latent activations"
+        f"load it:\n  from training.outputs import load_sae\n  sae = load_sae({where!r})"
+        + (f"  # one of {', '.join(members)}" if members else "")
+        + "\n  codes = sae.codes(activations)  # [n, d_sae] latent activations"
     )
     return 0
