@@ -10,8 +10,8 @@ from typing import Any
 from pulumi_policy import PolicyResource, PolicyResourceOptions, ResourceValidationArgs, StackValidationArgs
 from pulumi_policy.policy import PolicyCustomTimeouts
 
-from lambda_provider.plan.policies import make_budget_validator, validate_filesystem_kept, validate_ownership
-from lambda_provider.plan.preview import FILESYSTEM_TYPE, INSTANCE_TYPE
+from lambda_provider.gitops.policies import make_budget_validator, validate_filesystem_kept, validate_ownership
+from lambda_provider.gitops.preview import FILESYSTEM_TYPE, INSTANCE_TYPE
 from tests.pulumi_support import REPO_ROOT
 
 PRICES = {"gpu_1x_gh200": 229, "gpu_1x_a10": 129, "gpu_1x_a100_sxm4": 199}
