@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from lambda_provider.client import LambdaClient, LambdaError
 from lambda_provider.client.models import InstanceTypeAvailability
-from lambda_provider.domain import worst_case_price
-from lambda_provider.resources.placement import NoCapacity, Placement, choose
+from lambda_provider.domain import Placement, worst_case_price
+from lambda_provider.resources.placement import NoCapacity, choose
 
 Catalogue = Mapping[str, InstanceTypeAvailability]
 MAX_ALTERNATES = 3

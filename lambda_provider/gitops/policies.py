@@ -17,10 +17,8 @@ from typing import Any
 from pulumi_policy import ReportViolation, ResourceValidationArgs, StackValidationArgs
 from pulumi_policy.proxy import UnknownValueError
 
-from lambda_provider.domain import worst_case_price
+from lambda_provider.domain import RESERVED_TAG_PREFIX, parse_placements, worst_case_price
 from lambda_provider.gitops.preview import FILESYSTEM_TYPE, INSTANCE_TYPE
-from lambda_provider.resources.naming import RESERVED_TAG_PREFIX
-from lambda_provider.resources.placement import parse_placements
 
 PriceTable = Callable[[Mapping[str, Any]], tuple[dict[str, int], str]]
 OWNER_KEYS = ("project", "stack", "resource")

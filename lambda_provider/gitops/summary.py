@@ -6,9 +6,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from lambda_provider.domain import accepts, parse_placements
 from lambda_provider.gitops.capacity import Catalogue, capacity_for, price_of
 from lambda_provider.gitops.preview import NodeChange, PreviewPlan
-from lambda_provider.resources.placement import accepts, parse_placements
 
 
 @dataclass(frozen=True)
