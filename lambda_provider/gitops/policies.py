@@ -59,8 +59,8 @@ def make_budget_validator(price_table: PriceTable) -> Callable[[StackValidationA
         max_per_hour, max_hours = config.get("max_usd_per_hour"), config.get("max_hours")
         if max_per_hour is None or max_hours is None:
             report(
-                "no budget: run with --policy-pack-config from lambda_provider/gitops/policy_config.py (it reads the "
-                "stack's lambda-sae:budget.maxUsdPerHour and maxHours)",
+                "no budget: run with --policy-pack-config from `python -m lambda_provider.gitops.policy_config "
+                "--stack S` (it reads the stack's lambda-sae:budget.maxUsdPerHour and maxHours)",
                 None,
             )
             return

@@ -15,7 +15,7 @@ CAP = {"LAMBDA_SAE_CAP_USD_PER_HOUR": "10"}  # the repository's cap, a CI variab
 
 
 def policy_preview(fleet_stack: FleetStack, *allow_filesystem_deletion: str) -> subprocess.CompletedProcess[str]:
-    """`pulumi preview` with the pack and the config policy_config.py writes, as the PR workflow runs it."""
+    """`pulumi preview` with the pack and the config `policy_config` writes, as the PR workflow runs it."""
     allow = ["--allow-filesystem-deletion", *allow_filesystem_deletion] if allow_filesystem_deletion else []
     policy_config = fleet_stack.step("policy_config", "--stack", "dev", *allow, check=True, env=CAP).stdout
     (fleet_stack.project.root / "policy-config.json").write_text(policy_config)

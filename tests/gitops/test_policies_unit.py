@@ -102,7 +102,7 @@ def test_budget_counts_running_prices_and_worst_case_for_new_nodes() -> None:
 
 def test_budget_without_config_or_price_says_what_to_fix() -> None:
     [missing] = violations(BUDGET, StackValidationArgs([], {}))
-    assert "policy_config.py" in missing
+    assert "`python -m lambda_provider.gitops.policy_config --stack S`" in missing
     unknown = StackValidationArgs(
         [instance("x", [("gpu_9x_future", "us-east-1")])], {"max_usd_per_hour": 100, "max_hours": 1}
     )
