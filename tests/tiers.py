@@ -31,6 +31,8 @@ UNIT_FILES = frozenset(
         "tests/gitops/test_policies_unit.py",
         "tests/gitops/test_workflows.py",
         "tests/providers/test_models.py",
+        "tests/providers/test_provider_base.py",
+        "tests/providers/test_retry.py",
         "tests/test_lint.py",
         "tests/test_references.py",
         "tests/test_tiers.py",

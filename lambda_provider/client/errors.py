@@ -13,12 +13,7 @@ from typing import Any
 
 
 class LambdaError(Exception):
-    """Base class of every error raised by the client."""
-
-    @property
-    def retryable(self) -> bool:
-        """Whether repeating an idempotent request may succeed."""
-        return False
+    """Base class of every error raised by the client. Whether one may be retried: lambda_provider/client/retry.py."""
 
 
 class ApiError(LambdaError):
@@ -108,19 +103,11 @@ class FirewallRulesetInUse(InUse):
 class RateLimited(ApiError):
     code = "global/rate-limited"
 
-    @property
-    def retryable(self) -> bool:
-        return True
-
 
 class ServerError(ApiError):
     """HTTP 5xx, `global/internal-error`, `global/unknown` or a `provider/*` code: the server may have acted."""
 
     code = "global/internal-error"
-
-    @property
-    def retryable(self) -> bool:
-        return True
 
 
 class ConnectionFailed(LambdaError):
@@ -130,20 +117,9 @@ class ConnectionFailed(LambdaError):
         self.sent = sent
         super().__init__(message)
 
-    @property
-    def retryable(self) -> bool:
-        return True
-
 
 class AmbiguousLaunch(LambdaError):
     """A launch whose outcome is unknown and could not be reconciled by listing instances."""
-
-
-def is_ambiguous(exc: LambdaError) -> bool:
-    """True when a non-idempotent request (launch, create) may have been carried out although no success came back."""
-    if isinstance(exc, ConnectionFailed):
-        return exc.sent
-    return isinstance(exc, ServerError)
 
 
 _BY_CODE: dict[str, type[ApiError]] = {

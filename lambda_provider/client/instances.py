@@ -14,16 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lambda_provider.client.errors import (
-    AmbiguousLaunch,
-    ApiError,
-    ConnectionFailed,
-    LambdaError,
-    NotFound,
-    ServerError,
-    is_ambiguous,
-)
+from lambda_provider.client.errors import AmbiguousLaunch, LambdaError, NotFound, ServerError
 from lambda_provider.client.models import Instance
+from lambda_provider.client.retry import is_ambiguous, is_transient
 from lambda_provider.client.transport import Transport
 
 log = logging.getLogger("lambda_provider.client")
@@ -133,13 +126,9 @@ class InstancesClient:
         for send in range(self.reconcile.launch_attempts):
             try:
                 data = self._t.request("POST", "/instance-operations/launch", body=body, idempotent=False, launch=True)
-            except ApiError as exc:
+            except LambdaError as exc:
                 if not is_ambiguous(exc):
-                    raise  # a definite refusal (4xx): nothing was created
-                last_error = exc
-            except ConnectionFailed as exc:
-                if not exc.sent:
-                    raise
+                    raise  # a refusal, or a 429 / unsent request the transport gave up on: nothing was created
                 last_error = exc
             else:
                 ids = data.get("instance_ids") if isinstance(data, dict) else None
@@ -204,7 +193,7 @@ class InstancesClient:
             except NotFound:
                 raise
             except LambdaError as exc:
-                if isinstance(exc, ApiError) and not exc.retryable:
+                if not is_transient(exc):
                     raise
                 last_error = exc
             if time.monotonic() >= deadline:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-TERMINAL_STATUSES = frozenset({"terminated", "preempted"})
-GONE_OR_GOING_STATUSES = frozenset({"terminating", "terminated", "preempted"})
+from lambda_provider.domain import GONE_OR_GOING_STATUSES, TERMINAL_STATUSES
+
+__all__ = ["GONE_OR_GOING_STATUSES", "TERMINAL_STATUSES"]  # (and the classes below) the statuses live in the domain
 
 
 def _str(raw: dict[str, Any], key: str, default: str = "") -> str:

@@ -1,7 +1,7 @@
 """Non-idempotent creates (SSH keys, filesystems, firewall rulesets) made safe to repeat by looking before resending.
 
-No client token exists, so after an ambiguous failure (`is_ambiguous`: a 5xx, a timeout, a dropped answer) the object
-may exist although no answer came back. `create_or_adopt` then asks `find` (the caller looks it up by name) and
+No client token exists, so after an ambiguous failure (`retry.is_ambiguous`: a 5xx, a timeout, a dropped answer) the
+object may exist although no answer came back. `create_or_adopt` then asks `find` (the caller looks it up by name) and
 adopts what it finds; only when nothing is there does it send the create again, `RetryPolicy.delay` apart, at most
 `RetryPolicy.attempts` sends. 429s and requests that never left were already retried by the transport. A refusal
 that the name is taken (`taken`) also looks first: an earlier send of ours that lost its answer may have taken it.
@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from lambda_provider.client.errors import ApiError, LambdaError, is_ambiguous
+from lambda_provider.client.errors import ApiError, LambdaError
+from lambda_provider.client.retry import is_ambiguous
 from lambda_provider.client.transport import RetryPolicy
 
 T = TypeVar("T")

@@ -1,11 +1,11 @@
 """HTTP transport: requests session, Bearer auth, timeouts, pacing, typed errors, and retries.
 
-Retry rule: idempotent requests are retried on 429, 5xx and connection failures with exponential backoff and full
-jitter, up to `RetryPolicy.attempts` tries; a 429 (the server did nothing and asks us to slow down) goes on being
-retried past them until `RetryPolicy.rate_limit_budget` seconds have passed since the first try. Non-idempotent
-requests (launch, create) are retried only when the server provably did nothing: a 429, or a connection that failed
-before the request was sent. Everything else surfaces to the caller, who must reconcile (`InstancesClient.launch`,
-`reconcile.create_or_adopt`).
+Retry rule (`retry.may_resend`, lambda_provider/client/retry.py): idempotent requests are retried on 429, 5xx and
+connection failures with exponential backoff and full jitter, up to `RetryPolicy.attempts` tries; a 429 (the server
+did nothing and asks us to slow down) goes on being retried past them until `RetryPolicy.rate_limit_budget` seconds
+have passed since the first try. Non-idempotent requests (launch, create) are retried only when the server provably
+did nothing: a 429, or a connection that failed before the request was sent. Everything else surfaces to the caller,
+who must reconcile (`InstancesClient.launch`, `reconcile.create_or_adopt`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from lambda_provider.client.errors import (
     error_from_response,
 )
 from lambda_provider.client.ratelimit import RateLimiter, shared_limiter
+from lambda_provider.client.retry import may_resend
 
 DEFAULT_BASE_URL = "https://cloud.lambda.ai/api/v1"
 USER_AGENT = "lambda-sae-pulumi/0.1"
@@ -140,7 +141,7 @@ class Transport:
             try:
                 return self._send_once(method, path, body=body, params=params, launch=launch)
             except LambdaError as exc:
-                if not self._may_retry(exc, idempotent):
+                if not may_resend(exc, idempotent=idempotent):
                     raise
                 wait = self.retry.delay(attempt, getattr(exc, "retry_after", None))
                 within_budget = (
@@ -153,16 +154,6 @@ class Transport:
                 log.info("%s %s failed (%s); retry %d in %.2fs", method, path, type(exc).__name__, attempt + 1, wait)
                 time.sleep(wait)
                 attempt += 1
-
-    @staticmethod
-    def _may_retry(exc: LambdaError, idempotent: bool) -> bool:
-        if isinstance(exc, RateLimited):
-            return True  # the server refused the request: nothing happened
-        if isinstance(exc, ConnectionFailed) and not exc.sent:
-            return True
-        if not idempotent:
-            return False
-        return isinstance(exc, (ServerError, ConnectionFailed))
 
     def _send_once(self, method: str, path: str, *, body: Any, params: dict[str, str] | None, launch: bool) -> Any:
         self.limiter.acquire(launch=launch)

@@ -17,13 +17,13 @@ from urllib.parse import urlparse
 import asyncssh
 import yaml
 
+from lambda_provider.domain import FILESYSTEM_NAME_MAX, FILESYSTEM_NAME_PATTERN, Placement
 from lambda_provider.resources.firewall_ruleset import normalize_rules
 
 TARGETS = ("emulator", "lambda")
 API_RULE_KEYS = {"portRange": "port_range", "sourceNetwork": "source_network"}  # stack config key -> API key
 GPU_COUNT_PATTERN = re.compile(r"^gpu_(\d+)x_")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-FILESYSTEM_NAME_PATTERN = re.compile(r"^[a-zA-Z]+[0-9a-zA-Z-]*$")
 MAX_NODES = 64  # a sane fleet: beyond it a typo (count: 100000) would launch, and bill, a small data centre
 # CPU architecture of the arm64 types, for catalogues that omit the undeclared `architecture` field (the client then
 # reads x86_64); the live catalogue says arm64 for these (../shared/lambda-cloud/NOTES.md).
@@ -66,15 +66,6 @@ class FleetConfigError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("invalid fleet stack config:\n  " + "\n  ".join(problems))
-
-
-@dataclass(frozen=True)
-class Placement:
-    instance_type: str
-    region: str | None
-
-    def to_input(self) -> dict[str, Any]:
-        return {"instance_type": self.instance_type, "region": self.region}
 
 
 @dataclass(frozen=True)
@@ -471,11 +462,11 @@ def _filesystem(r: _Reader, raw: Any) -> FilesystemConfig | None:
     m = r.mapping(raw, "filesystem", {"name", "region", "deleteOnDestroy"})
     name = r.string(m, "name", "filesystem", required=True)
     region = r.string(m, "region", "filesystem", required=True)
-    if name and (len(name) > 60 or not FILESYSTEM_NAME_PATTERN.match(name)):
+    if name and (len(name) > FILESYSTEM_NAME_MAX or not FILESYSTEM_NAME_PATTERN.match(name)):
         r.fail(
             "filesystem.name",
             f"{name!r} is not a valid filesystem name",
-            "start with a letter; letters, digits and '-' only; at most 60 characters",
+            f"start with a letter; letters, digits and '-' only; at most {FILESYSTEM_NAME_MAX} characters",
         )
     delete = r.boolean(m, "deleteOnDestroy", "filesystem", False)
     return FilesystemConfig(name or "", region or "", delete) if name and region else None

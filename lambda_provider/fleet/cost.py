@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lambda_provider.client.models import InstanceTypeAvailability
+from lambda_provider.domain import worst_case_price
 from lambda_provider.fleet.config import FleetConfig
 
 
@@ -36,12 +37,15 @@ def plan_cost(config: FleetConfig, catalogue: Mapping[str, InstanceTypeAvailabil
                     f"nodeGroups {group.name}: instance type {placement.instance_type!r} is not in the "
                     f"catalogue; known types: {', '.join(sorted(catalogue))}"
                 )
-            prices[placement.instance_type] = item.instance_type.price_cents_per_hour / 100.0
-        worst_type = max(prices, key=lambda t: prices[t])
-        group_hourly = group.count * prices[worst_type]
+            prices[placement.instance_type] = item.instance_type.price_cents_per_hour
+        worst = worst_case_price(prices, prices)
+        if worst is None:  # a group has at least one placement, and each has a price by now
+            raise ValueError(f"nodeGroups {group.name}: no placements to price")
+        cents, worst_type = worst
+        group_hourly = group.count * cents / 100.0
         hourly += group_hourly
         lines.append(
-            f"{group.name}: {group.count} x up to ${prices[worst_type]:.2f}/h ({worst_type}) = ${group_hourly:.2f}/h"
+            f"{group.name}: {group.count} x up to ${cents / 100.0:.2f}/h ({worst_type}) = ${group_hourly:.2f}/h"
         )
     return PlanCost(round(hourly, 2), config.budget.max_hours, tuple(lines))
 

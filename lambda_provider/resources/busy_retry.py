@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable
 
 from lambda_provider.client import LambdaClient, LambdaError, NotFound
-from lambda_provider.resources import settings
+from lambda_provider.client.retry import is_transient
+from lambda_provider.resources.settings import ProviderSettings
 
 
 def retry_while_busy(call: Callable[[], object], busy: type[LambdaError], *, deadline: float, interval: float) -> bool:
@@ -21,15 +22,14 @@ def retry_while_busy(call: Callable[[], object], busy: type[LambdaError], *, dea
         except NotFound:
             return False
         except LambdaError as exc:
-            if not (isinstance(exc, busy) or exc.retryable) or time.monotonic() > deadline:
+            if not (isinstance(exc, busy) or is_transient(exc)) or time.monotonic() > deadline:
                 raise
             time.sleep(interval)
 
 
-def delete_while_busy(delete: Callable[[LambdaClient], object], busy: type[LambdaError]) -> None:
+def delete_while_busy(cfg: ProviderSettings, delete: Callable[[LambdaClient], object], busy: type[LambdaError]) -> None:
     """A provider's delete: retry `busy` (e.g. an instance that used the object still terminates) and API trouble
     until the configured delete timeout; an object already gone is fine."""
-    cfg = settings.current()
     deadline = time.monotonic() + cfg.delete_timeout
     with cfg.client() as client:
         retry_while_busy(lambda: delete(client), busy, deadline=deadline, interval=cfg.poll_interval)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from lambda_provider.client import LambdaError
+from lambda_provider.client.retry import is_transient
 
 RUN_UP_AGAIN = "run `pulumi up` again"
 RUN_AGAIN = "run the same `pulumi up` or `pulumi destroy` again"  # deletes run in both (a replacement deletes)
@@ -16,7 +17,7 @@ RUN_AGAIN = "run the same `pulumi up` or `pulumi destroy` again"  # deletes run 
 
 def failure(action: str, exc: LambdaError, next_step: str = RUN_UP_AGAIN) -> RuntimeError:
     """`action` names the object, e.g. "creating SSH key 'sae-dev'"."""
-    if exc.retryable:  # the API kept failing (5xx, 429, no answer) through every retry
+    if is_transient(exc):  # the API kept failing (5xx, 429, no answer) through every retry
         return RuntimeError(f"{action} failed: the Lambda API kept failing ({exc}); {next_step} once it answers")
     return RuntimeError(f"{action} failed: {exc}")
 

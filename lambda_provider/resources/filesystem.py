@@ -8,32 +8,21 @@ region move of a filesystem kept by `retain_on_delete` fails at preview (its nam
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import (
-    CheckFailure,
-    CheckResult,
-    ConfigureRequest,
-    CreateResult,
-    DiffResult,
-    ReadResult,
-    Resource,
-    ResourceProvider,
-)
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, Resource
 
 from lambda_provider.client import FilesystemInUse, LambdaClient
 from lambda_provider.client.errors import Duplicate
 from lambda_provider.client.models import Filesystem as FilesystemRecord
 from lambda_provider.client.reconcile import create_or_adopt
-from lambda_provider.resources import lookups, settings
+from lambda_provider.domain import FILESYSTEM_NAME_MAX, FILESYSTEM_NAME_PATTERN
+from lambda_provider.resources import lookups
 from lambda_provider.resources.busy_retry import delete_while_busy
 from lambda_provider.resources.failures import RUN_AGAIN, reported
+from lambda_provider.resources.provider import LambdaProvider
 from lambda_provider.resources.values import is_unknown
-
-NAME_PATTERN = re.compile(r"^[a-zA-Z]+[0-9a-zA-Z-]*$")
-NAME_MAX = 60
 
 
 def _outputs(record: FilesystemRecord) -> dict[str, Any]:
@@ -46,25 +35,27 @@ def _outputs(record: FilesystemRecord) -> dict[str, Any]:
     }
 
 
-class FilesystemProvider(ResourceProvider):
-    def configure(self, req: ConfigureRequest) -> None:
-        settings.configure_from_config(req.config)
+class FilesystemProvider(LambdaProvider):
+    replace_keys = ("name", "region")  # Lambda cannot rename or move a filesystem
+    delete_first = "when-name-kept"
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
         name, region = news.get("name"), news.get("region")
-        if not is_unknown(name) and (not isinstance(name, str) or len(name) > NAME_MAX or not NAME_PATTERN.match(name)):
+        if not is_unknown(name) and (
+            not isinstance(name, str) or len(name) > FILESYSTEM_NAME_MAX or not FILESYSTEM_NAME_PATTERN.match(name)
+        ):
             failures.append(
                 CheckFailure(
                     "name",
                     f"filesystem name {name!r} must start with a letter, contain only "
-                    f"letters, digits and '-', and be at most {NAME_MAX} characters",
+                    f"letters, digits and '-', and be at most {FILESYSTEM_NAME_MAX} characters",
                 )
             )
         if not is_unknown(region) and (not isinstance(region, str) or not region):
             failures.append(CheckFailure("region", "region is required (e.g. us-east-1)"))
         elif not is_unknown(region) and not failures:
-            failures.extend(lookups.region_failures(region))
+            failures.extend(lookups.region_failures(self.settings, region))
         if not failures and olds and not is_unknown(name) and not is_unknown(region):
             failures.extend(self._kept_filesystem_would_collide(olds, news))
         return CheckResult(dict(news), failures)
@@ -88,13 +79,9 @@ class FilesystemProvider(ResourceProvider):
             )
         ]
 
-    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces = [k for k in ("name", "region") if is_unknown(news.get(k)) or news.get(k) != olds.get(k)]
-        return DiffResult(changes=bool(replaces), replaces=replaces, delete_before_replace="name" not in replaces)
-
     def create(self, props: dict[str, Any]) -> CreateResult:
         name, region = props["name"], props["region"]
-        with settings.current().client() as client, reported(f"creating filesystem {name!r} in {region}"):
+        with self.client() as client, reported(f"creating filesystem {name!r} in {region}"):
             record = self._adopt(client, name, region) or create_or_adopt(
                 lambda: client.filesystems.create(name, region),
                 lambda: self._adopt(client, name, region),
@@ -118,7 +105,7 @@ class FilesystemProvider(ResourceProvider):
         return existing
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        with settings.current().client() as client:
+        with self.client() as client:
             record = client.filesystems.get(id_)
         if record is None:
             return ReadResult(None, {})
@@ -126,7 +113,7 @@ class FilesystemProvider(ResourceProvider):
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         with reported(f"deleting filesystem {props.get('name')!r}", RUN_AGAIN):
-            delete_while_busy(lambda client: client.filesystems.delete(id_), FilesystemInUse)
+            delete_while_busy(self.settings, lambda client: client.filesystems.delete(id_), FilesystemInUse)
 
 
 class Filesystem(Resource, module="lambda", name="Filesystem"):

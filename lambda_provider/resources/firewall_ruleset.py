@@ -14,30 +14,21 @@ import ipaddress
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import (
-    CheckFailure,
-    CheckResult,
-    ConfigureRequest,
-    CreateResult,
-    DiffResult,
-    ReadResult,
-    Resource,
-    ResourceProvider,
-    UpdateResult,
-)
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, Resource, UpdateResult
 
 from lambda_provider.client import LambdaClient, NotFound
 from lambda_provider.client.errors import FirewallRulesetInUse
 from lambda_provider.client.models import FirewallRule
 from lambda_provider.client.models import FirewallRuleset as RulesetRecord
 from lambda_provider.client.reconcile import create_or_adopt
-from lambda_provider.resources import lookups, settings
+from lambda_provider.domain import NAME_MAX
+from lambda_provider.resources import lookups
 from lambda_provider.resources.busy_retry import delete_while_busy
 from lambda_provider.resources.failures import RUN_AGAIN, reported
+from lambda_provider.resources.provider import LambdaProvider
 from lambda_provider.resources.values import is_unknown
 
 PROTOCOLS = ("tcp", "udp", "icmp", "all")
-NAME_MAX = 64
 DESCRIPTION_MAX = 128
 
 
@@ -110,9 +101,10 @@ def _outputs(record: RulesetRecord) -> dict[str, Any]:
     }
 
 
-class FirewallRulesetProvider(ResourceProvider):
-    def configure(self, req: ConfigureRequest) -> None:
-        settings.configure_from_config(req.config)
+class FirewallRulesetProvider(LambdaProvider):
+    replace_keys = ("region",)
+    update_keys = ("name", "rules")  # PATCH: attached instances get the new rules without a relaunch
+    delete_first = "never"  # names are not unique: the new ruleset can exist beside the old one
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures, checked = [], dict(news)
@@ -126,17 +118,12 @@ class FirewallRulesetProvider(ResourceProvider):
             if not isinstance(region, str) or not region:
                 failures.append(CheckFailure("region", "region is required (the instances' region, e.g. us-east-1)"))
             else:
-                failures.extend(lookups.region_failures(region))
+                failures.extend(lookups.region_failures(self.settings, region))
         return CheckResult(checked, failures)
-
-    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces = ["region"] if is_unknown(news.get("region")) or news.get("region") != olds.get("region") else []
-        updates = [k for k in ("name", "rules") if is_unknown(news.get(k)) or news.get(k) != olds.get(k)]
-        return DiffResult(changes=bool(replaces or updates), replaces=replaces, delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         name, region, rules = props["name"], props["region"], props["rules"]
-        with settings.current().client() as client, reported(f"creating firewall ruleset {name!r} in {region}"):
+        with self.client() as client, reported(f"creating firewall ruleset {name!r} in {region}"):
             before = {r.id for r in client.firewall.list_rulesets()}
             record = create_or_adopt(
                 lambda: client.firewall.create_ruleset(name, region, _records(rules)),
@@ -165,13 +152,13 @@ class FirewallRulesetProvider(ResourceProvider):
         )
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        with settings.current().client() as client, reported(f"updating firewall ruleset {news['name']!r}"):
+        with self.client() as client, reported(f"updating firewall ruleset {news['name']!r}"):
             record = client.firewall.update_ruleset(id_, name=news["name"], rules=_records(news["rules"]))
         return UpdateResult(_outputs(record))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         try:
-            with settings.current().client() as client:
+            with self.client() as client:
                 record = client.firewall.get_ruleset(id_)
         except NotFound:
             return ReadResult(None, {})
@@ -179,7 +166,7 @@ class FirewallRulesetProvider(ResourceProvider):
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         with reported(f"deleting firewall ruleset {props.get('name')!r}", RUN_AGAIN):
-            delete_while_busy(lambda client: client.firewall.delete_ruleset(id_), FirewallRulesetInUse)
+            delete_while_busy(self.settings, lambda client: client.firewall.delete_ruleset(id_), FirewallRulesetInUse)
 
 
 class FirewallRuleset(Resource, module="lambda", name="FirewallRuleset"):

@@ -24,10 +24,8 @@ from pulumi.dynamic import (
     CheckResult,
     ConfigureRequest,
     CreateResult,
-    DiffResult,
     ReadResult,
     Resource,
-    ResourceProvider,
     UpdateResult,
 )
 
@@ -38,7 +36,7 @@ from lambda_provider.client import (
     LambdaError,
     LaunchRequest,
 )
-from lambda_provider.client.models import TERMINAL_STATUSES, InstanceTypeAvailability
+from lambda_provider.client.models import GONE_OR_GOING_STATUSES, TERMINAL_STATUSES, InstanceTypeAvailability
 from lambda_provider.client.models import Instance as InstanceRecord
 from lambda_provider.resources import liveness, settings
 from lambda_provider.resources.busy_retry import retry_while_busy
@@ -50,6 +48,7 @@ from lambda_provider.resources.instance_spec import (
 )
 from lambda_provider.resources.naming import SPEC_TAG, default_instance_name, owner_tags, spec_fingerprint
 from lambda_provider.resources.placement import NoCapacity, accepts, choose, parse_placements
+from lambda_provider.resources.provider import LambdaProvider
 from lambda_provider.resources.values import as_float, as_str_dict, as_str_list, is_unknown
 
 log = logging.getLogger("lambda_provider.resources")
@@ -73,7 +72,7 @@ OUTPUT_KEYS = (
     "requested_spec",
     "live_status",
 )
-GONE_FOR_READ = TERMINAL_STATUSES | {"terminating"}
+GONE_FOR_READ = GONE_OR_GOING_STATUSES
 _RERUN_REPLACES = "Run `pulumi up` again: its diff sees the dead instance and launches a replacement (same placements)."
 
 
@@ -100,11 +99,14 @@ class DiedWhileBooting(RuntimeError):
     """The instance was terminated or preempted before it became ready (so it does not bill)."""
 
 
-class InstanceProvider(ResourceProvider):
-    """Holds no state: settings (API key, URL, pacing) are read per call from `settings.current()`."""
+class InstanceProvider(LambdaProvider):
+    """Settings (API key, URL, pacing) come from `configure`, never from a pickle (resources/provider.py)."""
+
+    delete_first = "always"  # a replacement never runs beside the old instance (two would bill)
 
     def configure(self, req: ConfigureRequest) -> None:
-        settings.configure_from_config(req.config)
+        super().configure(req)
+        settings.remember_for_instances(self.settings)  # transitional: see lambda_provider/resources/settings.py
 
     # ---------------------------------------------------------------- check / diff
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
@@ -122,7 +124,7 @@ class InstanceProvider(ResourceProvider):
                 failures = validate_against_catalogue(inputs, client)
         return CheckResult(inputs, failures)
 
-    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+    def changed_keys(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> tuple[list[str], list[str]]:
         old_spec = olds.get("requested_spec") or {}
         new_spec = requested_spec(news)
         replaces = [k for k in REPLACE_KEYS if is_unknown(new_spec.get(k)) or new_spec.get(k) != old_spec.get(k)]
@@ -141,8 +143,8 @@ class InstanceProvider(ResourceProvider):
             in_place.append("ready")  # an unfinished boot: the next update waits for it again
         if as_float(news.get("boot_timeout_seconds")) != as_float(olds.get("boot_timeout_seconds")):
             in_place.append("boot_timeout_seconds")
-        replaces += _liveness_replaces(id_, olds)
-        return DiffResult(changes=bool(replaces or in_place), replaces=replaces, delete_before_replace=True)
+        replaces += liveness.replaces(self.settings, id_, olds)
+        return replaces, in_place
 
     # ---------------------------------------------------------------- create
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -365,17 +367,6 @@ def _terminate(client: LambdaClient, instance_id: str, deadline: float, interval
     return retry_while_busy(
         lambda: client.instances.terminate([instance_id]), Conflict, deadline=deadline, interval=interval
     )
-
-
-def _liveness_replaces(instance_id: str, olds: Mapping[str, Any]) -> list[str]:
-    """[REASON] when Lambda says the instance is dead (the next create launches anew); warns about unhealthy."""
-    status = liveness.live_status(instance_id)
-    if status in liveness.DEAD_STATUSES:
-        log.warning("%s", liveness.dead_reason(olds, instance_id, status))
-        return [liveness.REASON]
-    if status == liveness.UNHEALTHY:
-        log.warning("%s", liveness.unhealthy_warning(olds, instance_id))
-    return []
 
 
 def _terminate_strays(client: LambdaClient, props: Mapping[str, Any], keep: str) -> None:

@@ -10,14 +10,14 @@ from typing import Any
 from pulumi.dynamic import CheckFailure
 
 from lambda_provider.client import LambdaClient, LambdaError
-from lambda_provider.resources import lookups
-from lambda_provider.resources.naming import (
+from lambda_provider.domain import (
     NAME_MAX,
     RESERVED_TAG_PREFIX,
     TAG_KEY_MAX,
     TAG_KEY_PATTERN,
     TAG_VALUE_MAX,
 )
+from lambda_provider.resources import lookups
 from lambda_provider.resources.placement import parse_placements
 from lambda_provider.resources.values import as_float, as_str_dict, as_str_list, is_unknown
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from lambda_provider.client import LambdaError
 from lambda_provider.client.models import GONE_OR_GOING_STATUSES
-from lambda_provider.resources import settings
+from lambda_provider.resources.settings import ProviderSettings
 
 log = logging.getLogger("lambda_provider.resources")
 
@@ -25,10 +25,10 @@ UNHEALTHY = "unhealthy"
 REASON = "live_status"  # the replace reason Pulumi shows: the name of the output holding the live status
 
 
-def live_status(instance_id: str) -> str | None:
+def live_status(settings: ProviderSettings, instance_id: str) -> str | None:
     """The instance's status now (`GONE` for a 404); None when the API could not be read."""
     try:
-        with settings.current().probe_client() as client:
+        with settings.probe_client() as client:
             inst = client.instances.find(instance_id)
     except (LambdaError, ValueError) as exc:
         log.warning(
@@ -66,3 +66,14 @@ def unhealthy_warning(props: Mapping[str, Any], instance_id: str) -> str:
         f"{node_label(props)}: instance {instance_id} is unhealthy at Lambda (a failed health check); it still "
         f"bills and may recover, so it is kept. To replace it now: `{replace_command(props)}`"
     )
+
+
+def replaces(settings: ProviderSettings, instance_id: str, olds: Mapping[str, Any]) -> list[str]:
+    """[REASON] when Lambda says the instance is dead (the next create launches anew); warns about unhealthy."""
+    status = live_status(settings, instance_id)
+    if status in DEAD_STATUSES:
+        log.warning("%s", dead_reason(olds, instance_id, status))
+        return [REASON]
+    if status == UNHEALTHY:
+        log.warning("%s", unhealthy_warning(olds, instance_id))
+    return []

@@ -11,7 +11,7 @@ from pulumi.dynamic import CheckFailure
 
 from lambda_provider.client import LambdaClient, LambdaError
 from lambda_provider.client.models import Filesystem, Image, InstanceTypeAvailability, Region
-from lambda_provider.resources import settings
+from lambda_provider.resources.settings import ProviderSettings
 
 T = TypeVar("T")
 TTL_SECONDS = 20.0
@@ -40,10 +40,10 @@ def regions(client: LambdaClient) -> list[Region]:
     return _cached(client, "regions", client.regions.list)
 
 
-def region_failures(region: str) -> list[CheckFailure]:
+def region_failures(settings: ProviderSettings, region: str) -> list[CheckFailure]:
     """`check`'s verdict on a region name against `GET /regions` (empty when it exists)."""
     try:
-        with settings.current().client() as client:
+        with settings.client() as client:
             known = {r.name for r in regions(client)}
     except (LambdaError, ValueError) as exc:
         return [

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
-TAG_KEY_PATTERN = re.compile(r"^[a-z][a-z0-9-:]+$")
-TAG_KEY_MAX = 55
-TAG_VALUE_MAX = 128
-NAME_MAX = 64
-RESERVED_TAG_PREFIX = "pulumi-"
+from lambda_provider.domain import NAME_MAX, TAG_VALUE_MAX
+
 PROJECT_TAG, STACK_TAG, RESOURCE_TAG, SPEC_TAG = "pulumi-project", "pulumi-stack", "pulumi-resource", "pulumi-spec"
 
 

@@ -7,45 +7,15 @@ make, so no launch request (1 per 12 s) is spent probing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from lambda_provider.client.models import InstanceTypeAvailability
+from lambda_provider.domain import Placement, accepts, parse_placements
 
-
-@dataclass(frozen=True)
-class Placement:
-    instance_type: str
-    region: str | None = None  # None: any region with capacity
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"instance_type": self.instance_type, "region": self.region}
-
-    def accepts(self, instance_type: str, region: str) -> bool:
-        return self.instance_type == instance_type and self.region in (None, region)
-
-    def __str__(self) -> str:
-        return f"{self.instance_type} in {self.region or 'any region'}"
+__all__ = ["NoCapacity", "Placement", "accepts", "capacity_summary", "choose", "parse_placements"]
 
 
 class NoCapacity(Exception):
     pass
-
-
-def parse_placements(raw: Any) -> list[Placement]:
-    """Placements from the `placements` input: a list of {instance_type, region?} in preference order."""
-    if not isinstance(raw, list):
-        return []
-    out = []
-    for item in raw:
-        if isinstance(item, dict) and isinstance(item.get("instance_type"), str):
-            region = item.get("region")
-            out.append(Placement(item["instance_type"], region if isinstance(region, str) and region else None))
-    return out
-
-
-def accepts(placements: Iterable[Placement], instance_type: str, region: str) -> bool:
-    return any(p.accepts(instance_type, region) for p in placements)
 
 
 def capacity_summary(catalog: Mapping[str, InstanceTypeAvailability], types: Iterable[str] | None = None) -> str:

@@ -1,8 +1,7 @@
-"""Provider settings, read at call time in the provider process -- never stored on a provider object.
+"""Provider settings: the stack config keys below, each with an environment fallback, as one `ProviderSettings`.
 
-The dynamic-provider host pickles each provider object into the `__provider` input (kept in state), so nothing
-secret or tunable may live on `self`. `configure()` (called by the host with the whole stack config) stores the
-settings in this module instead; calls without configure (tests, scripts) fall back to the environment.
+`LambdaProvider.configure` (lambda_provider/resources/provider.py) builds them from the stack config and keeps them
+on the provider object, never in a pickle; scripts build them with `settings_from` (the CLI, the drift check).
 
 Stack config keys (namespace `lambda:`), each with its environment variable fallback:
 
@@ -126,27 +125,29 @@ def settings_from(lookup: Callable[[str], Any]) -> ProviderSettings:
     return ProviderSettings(**values)
 
 
+# Transitional, for lambda_provider/resources/instance.py alone: its create/read/update/delete still call
+# `current()` while `Instance.create` is being rewritten elsewhere; `InstanceProvider.configure` feeds it. Once those
+# calls read `self.settings` (as every other provider does), delete from here to the end of the file.
 _lock = threading.Lock()
-_configured: ProviderSettings | None = None
+_instance_settings: ProviderSettings | None = None
 
 
-def configure_from_config(config: Any) -> None:
-    """Called from every provider's `configure()`: `config.get("lambda:apiKey")` etc."""
-    global _configured
-    settings = settings_from(config.get)
+def remember_for_instances(settings: ProviderSettings) -> None:
+    global _instance_settings
     with _lock:
-        _configured = settings
+        _instance_settings = settings
 
 
 def current() -> ProviderSettings:
+    """The settings `InstanceProvider.configure` read, else the environment's (transitional: see above)."""
     with _lock:
-        if _configured is not None:
-            return _configured
+        if _instance_settings is not None:
+            return _instance_settings
     return settings_from(lambda _key: None)
 
 
 def reset() -> None:
-    """Forget configured settings (tests)."""
-    global _configured
+    """Forget the remembered settings (tests)."""
+    global _instance_settings
     with _lock:
-        _configured = None
+        _instance_settings = None

@@ -14,28 +14,19 @@ from typing import Any
 import pulumi
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from pulumi.dynamic import (
-    CheckFailure,
-    CheckResult,
-    ConfigureRequest,
-    CreateResult,
-    DiffResult,
-    ReadResult,
-    Resource,
-    ResourceProvider,
-)
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, Resource
 
 from lambda_provider.client import InUse, LambdaClient
 from lambda_provider.client.errors import Duplicate, InvalidParameters
 from lambda_provider.client.models import SshKey as SshKeyRecord
 from lambda_provider.client.reconcile import create_or_adopt
-from lambda_provider.resources import settings
+from lambda_provider.domain import NAME_MAX
 from lambda_provider.resources.busy_retry import delete_while_busy
 from lambda_provider.resources.failures import RUN_AGAIN, reported
+from lambda_provider.resources.provider import LambdaProvider
 from lambda_provider.resources.values import is_unknown
 
 log = logging.getLogger("lambda_provider.resources")
-NAME_MAX = 64
 
 
 def generate_key_pair(comment: str) -> tuple[str, str]:
@@ -66,9 +57,9 @@ def _taken_by_another_key(name: str) -> RuntimeError:
     )
 
 
-class SshKeyProvider(ResourceProvider):
-    def configure(self, req: ConfigureRequest) -> None:
-        settings.configure_from_config(req.config)
+class SshKeyProvider(LambdaProvider):
+    replace_keys = ("name", "public_key")  # a key cannot be edited
+    delete_first = "when-name-kept"
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
@@ -90,24 +81,24 @@ class SshKeyProvider(ResourceProvider):
             )
         return CheckResult(dict(news), failures)
 
-    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces = []
-        if is_unknown(news.get("name")) or news.get("name") != olds.get("name"):
-            replaces.append("name")
+    def changed(self, key: str, olds: dict[str, Any], news: dict[str, Any]) -> bool:
+        """A public key changes when its type or body does (not its comment), or when a given key gives way to a
+        generated pair."""
+        if key != "public_key":
+            return super().changed(key, olds, news)
         new_key = news.get("public_key")
-        if is_unknown(new_key) or new_key is not None and not _same_key(new_key, olds.get("public_key") or ""):
-            replaces.append("public_key")
-        elif new_key is None and not olds.get("generated"):
-            replaces.append("public_key")  # switching to a generated pair
-        same_name = "name" not in replaces
-        return DiffResult(changes=bool(replaces), replaces=replaces, delete_before_replace=same_name)
+        if is_unknown(new_key):
+            return True
+        if new_key is None:
+            return not olds.get("generated")
+        return not _same_key(new_key, olds.get("public_key") or "")
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         name = props["name"]
         public_key, private_key = props.get("public_key"), None
         if not public_key:
             public_key, private_key = generate_key_pair(_generated_comment(props))
-        with settings.current().client() as client, reported(f"creating SSH key {name!r}"):
+        with self.client() as client, reported(f"creating SSH key {name!r}"):
             # A pair generated above is held here until create returns, so a key that our own lost send created
             # carries our public key and we still have its private half: adopting it is safe.
             record = self._settle_existing(client, props, public_key, generated=private_key is not None)
@@ -163,7 +154,7 @@ class SshKeyProvider(ResourceProvider):
         raise _taken_by_another_key(name)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        with settings.current().client() as client:
+        with self.client() as client:
             record = next((k for k in client.ssh_keys.list() if k.id == id_), None)
         if record is None:
             return ReadResult(None, {})
@@ -172,7 +163,7 @@ class SshKeyProvider(ResourceProvider):
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         # "Key is currently in use" while an instance using it still terminates.
         with reported(f"deleting SSH key {props.get('name')!r}", RUN_AGAIN):
-            delete_while_busy(lambda client: client.ssh_keys.delete(id_), InUse)
+            delete_while_busy(self.settings, lambda client: client.ssh_keys.delete(id_), InUse)
 
 
 class SshKey(Resource, module="lambda", name="SshKey"):

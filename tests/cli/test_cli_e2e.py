@@ -141,13 +141,15 @@ def test_an_untagged_instance_is_an_orphan_and_reap_terminates_only_it(project: 
     drift = subprocess.run(
         [
             sys.executable,
-            str(REPO_ROOT / "scripts/gitops/drift_check.py"),
+            "-m",
+            "lambda_provider.gitops.drift_check",
             "--stack",
             STACK,
             "--cwd",
             str(project.root),
         ],
         env=drift_env,
+        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=300,

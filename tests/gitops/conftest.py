@@ -24,7 +24,6 @@ from lambda_provider.emulator.testing import EmulatorHandle, running_emulator
 from tests.pulumi_support import REPO_ROOT, PulumiProject
 
 API_KEY = "secret_gitops-test_7d2e4f6a8b0c1e3f.5a6b7c8d9e0f1a2b3c4d5e6f"  # stack secret: never shown in clear
-GITOPS = REPO_ROOT / "scripts" / "gitops"
 PROJECT = "lambda-sae"
 STACK = "dev"
 PROGRAM = f"""
@@ -98,12 +97,13 @@ class FleetStack:
     def base(self) -> None:
         self.configure(base_config())
 
-    def script(
+    def step(
         self, name: str, *args: str, check: bool = False, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
+        """`python -m lambda_provider.gitops.<name> ARGS` in the project directory, as a workflow runs it."""
         env = {**os.environ, **self.project.env, **(env or {})}
         proc = subprocess.run(
-            [sys.executable, str(GITOPS / name), *args],
+            [sys.executable, "-m", f"lambda_provider.gitops.{name}", *args],
             cwd=self.project.root,
             env=env,
             capture_output=True,

@@ -3,19 +3,21 @@ pack, the emulator over loopback. Each test changes the deployed fleet's config 
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 from tests.gitops.conftest import API_KEY, GH200, FleetStack, base_config
 from tests.pulumi_support import REPO_ROOT
 
 POLICY = REPO_ROOT / "policy"
+BASE64_RUN = re.compile(r"[A-Za-z0-9+/]{80,}={0,2}")
 CAP = {"LAMBDA_SAE_CAP_USD_PER_HOUR": "10"}  # the repository's cap, a CI variable
 
 
 def policy_preview(fleet_stack: FleetStack, *allow_filesystem_deletion: str) -> subprocess.CompletedProcess[str]:
-    """`pulumi preview` with the pack and the config policy_config.py writes, as the PR workflow runs it."""
+    """`pulumi preview` with the pack and the config `policy_config` writes, as the PR workflow runs it."""
     allow = ["--allow-filesystem-deletion", *allow_filesystem_deletion] if allow_filesystem_deletion else []
-    policy_config = fleet_stack.script("policy_config.py", "--stack", "dev", *allow, check=True, env=CAP).stdout
+    policy_config = fleet_stack.step("policy_config", "--stack", "dev", *allow, check=True, env=CAP).stdout
     (fleet_stack.project.root / "policy-config.json").write_text(policy_config)
     return fleet_stack.project.run(
         "preview", "--policy-pack", str(POLICY), "--policy-pack-config", "policy-config.json", check=False, timeout=180
@@ -33,7 +35,7 @@ def with_gh200_group(count: int) -> dict:
 def test_pr_comment_for_an_added_gh200_node(fleet_stack: FleetStack) -> None:
     fleet_stack.configure(with_gh200_group(1))
 
-    result = fleet_stack.script("pr_preview.py", "--stack", "dev", "--policy-pack", str(POLICY), check=True)
+    result = fleet_stack.step("pr_preview", "--stack", "dev", "--policy-pack", str(POLICY), check=True)
     body = result.stdout
     assert body.startswith("<!-- lambda-sae:pulumi-preview -->")
     assert "preview succeeded" in body
@@ -52,6 +54,9 @@ def test_pr_comment_for_an_added_gh200_node(fleet_stack: FleetStack) -> None:
     assert "+ pulumi-python:dynamic/lambda:Instance: (create)" in diff
     assert "Instance::gh-0]" in diff and "NodeStep::gh-0-setup]" in diff
     assert "__provider" not in body and API_KEY not in body and "PRIVATE KEY" not in body
+    assert BASE64_RUN.search(body) is None, "no encoded blob in the comment"
+    nodes = [m.group(1) for m in re.finditer(r"^\| [^|]+ \| `([\w-]+)` \|", body, flags=re.M)]
+    assert nodes == ["gh-0", "node-0", "node-1"], "rows in node name order"
     assert body.index("cost and capacity") < body.index("```diff"), "the table sits above the diff"
     assert len(fleet_stack.live_instances()) == 2, "a preview launches nothing"
 
@@ -59,7 +64,7 @@ def test_pr_comment_for_an_added_gh200_node(fleet_stack: FleetStack) -> None:
 def test_the_program_refuses_a_plan_over_the_stack_budget(fleet_stack: FleetStack) -> None:
     fleet_stack.configure(with_gh200_group(4))  # 2 x 1.29 + 4 x 2.29 = 11.74 $/h > 10 $/h
 
-    comment = fleet_stack.script("pr_preview.py", "--stack", "dev", "--policy-pack", str(POLICY))
+    comment = fleet_stack.step("pr_preview", "--stack", "dev", "--policy-pack", str(POLICY))
     assert comment.returncode == 1
     assert "preview blocked" in comment.stdout
     assert (
@@ -82,12 +87,12 @@ def test_policy_pack_blocks_a_pr_that_raises_its_own_budget_past_the_cap(fleet_s
     assert "exceeds the budget $20.00 ($10.00/h x 2 h, from the repository cap LAMBDA_SAE_CAP_USD_PER_HOUR)" in out
     assert len(fleet_stack.live_instances()) == 2, "nothing launched"
 
-    comment = fleet_stack.script("pr_preview.py", "--stack", "dev", "--policy-pack", str(POLICY), env=CAP)
+    comment = fleet_stack.step("pr_preview", "--stack", "dev", "--policy-pack", str(POLICY), env=CAP)
     assert comment.returncode == 1
     assert "preview blocked" in comment.stdout and "over budget" in comment.stdout
     assert "**Budget:** $10.00/h" in comment.stdout
 
-    without_cap = fleet_stack.script("pr_preview.py", "--stack", "dev", "--policy-pack", str(POLICY))
+    without_cap = fleet_stack.step("pr_preview", "--stack", "dev", "--policy-pack", str(POLICY))
     assert without_cap.returncode == 0, without_cap.stdout
 
 

@@ -11,7 +11,7 @@ from tests.gitops.conftest import FleetStack
 
 
 def test_drift_check_fails_after_an_out_of_band_terminate(fleet_stack: FleetStack) -> None:
-    clean = fleet_stack.script("drift_check.py", "--stack", "dev")
+    clean = fleet_stack.step("drift_check", "--stack", "dev")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "stack dev: no drift" in clean.stdout
 
@@ -19,7 +19,7 @@ def test_drift_check_fails_after_an_out_of_band_terminate(fleet_stack: FleetStac
     gone = fleet_stack.emulator.api("POST", "/instance-operations/terminate", {"instance_ids": [victim["id"]]})
     assert gone.status == 200, gone.body
 
-    drift = fleet_stack.script("drift_check.py", "--stack", "dev")
+    drift = fleet_stack.step("drift_check", "--stack", "dev")
     assert drift.returncode == 1
     assert "::error title=Drift in stack dev::" in drift.stdout
     assert re.search(
@@ -29,7 +29,7 @@ def test_drift_check_fails_after_an_out_of_band_terminate(fleet_stack: FleetStac
 
     fleet_stack.project.run("refresh", "--yes")  # what the error annotation tells the on-call to run
     fleet_stack.up()
-    repaired = fleet_stack.script("drift_check.py", "--stack", "dev")
+    repaired = fleet_stack.step("drift_check", "--stack", "dev")
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert len(fleet_stack.live_instances()) == 2
 
@@ -40,12 +40,12 @@ def test_expiry_sweep_destroys_only_expired_stacks(fleet_stack: FleetStack) -> N
     assert expires - created == timedelta(hours=2), "created + budget.maxHours"
 
     early = (created + timedelta(hours=1)).isoformat()
-    kept = fleet_stack.script("expiry_sweep.py", "--now", early, check=True)
+    kept = fleet_stack.step("expiry_sweep", "--now", early, check=True)
     assert f"stack dev: expires {expires.isoformat()}, kept" in kept.stdout
     assert len(fleet_stack.live_instances()) == 2
 
     late = (expires + timedelta(minutes=1)).isoformat()
-    swept = fleet_stack.script("expiry_sweep.py", "--now", late, check=True)
+    swept = fleet_stack.step("expiry_sweep", "--now", late, check=True)
     assert f"stack dev: expired at {expires.isoformat()}: destroying" in swept.stdout
     assert fleet_stack.live_instances() == []
     filesystems = fleet_stack.emulator.api("GET", "/file-systems").body["data"]

@@ -10,24 +10,33 @@ from typing import Any
 import pytest
 
 from lambda_provider.client.models import InstanceTypeAvailability
-from lambda_provider.plan import parse_preview, summarize
-from lambda_provider.plan.markdown import error_headline, render_stack
-from lambda_provider.plan.preview import FILESYSTEM_TYPE, INSTANCE_TYPE, PreviewError
+from lambda_provider.gitops.markdown import error_headline, render_stack
+from lambda_provider.gitops.pr_preview import comment
+from lambda_provider.gitops.preview import FILESYSTEM_TYPE, INSTANCE_TYPE, PreviewError, parse_preview
+from lambda_provider.gitops.summary import summarize
 from tests.pulumi_support import REPO_ROOT
 
 
-def availability(name: str, cents: int, gpus: int, regions: list[str]) -> InstanceTypeAvailability:
+def availability(
+    name: str, cents: int, gpus: int, regions: list[str], architecture: str = "x86_64"
+) -> InstanceTypeAvailability:
     return InstanceTypeAvailability.from_api(
         name,
         {
-            "instance_type": {"name": name, "price_cents_per_hour": cents, "specs": {"gpus": gpus}},
+            "instance_type": {
+                "name": name,
+                "price_cents_per_hour": cents,
+                "specs": {"gpus": gpus},
+                "architecture": architecture,
+            },
             "regions_with_capacity_available": [{"name": r} for r in regions],
         },
     )
 
 
 CATALOGUE = {
-    "gpu_1x_gh200": availability("gpu_1x_gh200", 229, 1, ["us-east-3"]),
+    "gpu_1x_gh200": availability("gpu_1x_gh200", 229, 1, ["us-east-3"], "arm64"),
+    "gpu_1x_h100_pcie": availability("gpu_1x_h100_pcie", 329, 1, []),
     "gpu_1x_a10": availability("gpu_1x_a10", 129, 1, ["us-east-1"]),
     "gpu_1x_a100_sxm4": availability("gpu_1x_a100_sxm4", 199, 1, ["us-west-2"]),
     "gpu_8x_h100_sxm5": availability("gpu_8x_h100_sxm5", 2392, 8, []),
@@ -116,11 +125,35 @@ def test_no_capacity_lists_alternates_and_fallbacks() -> None:
         ),
     )
     rows = {r.name: r for r in summarize(parse_preview(text), CATALOGUE).rows}
-    assert rows["a"].capacity.startswith("❌ none now; alternates: gpu_1x_gh200 in us-east-3")
-    assert "gpu_1x_a10 in us-east-1 ($1.29/h)" in rows["a"].capacity
+    assert rows["a"].capacity == "❌ none now; no alternate has capacity either"
     assert rows["a"].cents_after == 229, "no capacity: priced at the wanted type"
     assert rows["b"].capacity == "⚠️ gpu_1x_gh200 in us-east-1 has none; falls back to gpu_1x_a10 in us-east-1"
     assert rows["c"].capacity == "❌ none now; no alternate has capacity either"
+
+
+def test_alternates_are_only_types_the_node_could_use() -> None:
+    """Same GPU count and architecture as a wanted type, in a region its placements allow: the GH200 (arm64), the
+    8-GPU type and capacity outside a pinned region are left out."""
+    text = preview(
+        step("create", "free", None, instance_state("free", placements=[{"instance_type": "gpu_1x_h100_pcie"}])),
+        step(
+            "create",
+            "pinned",
+            None,
+            instance_state("pinned", placements=[{"instance_type": "gpu_1x_h100_pcie", "region": "us-east-1"}]),
+        ),
+    )
+    rows = {r.name: r for r in summarize(parse_preview(text), CATALOGUE).rows}
+    assert rows["free"].capacity == (
+        "❌ none now; alternates: gpu_1x_a10 in us-east-1 ($1.29/h), gpu_1x_a100_sxm4 in us-west-2 ($1.99/h)"
+    )
+    assert rows["pinned"].capacity == "❌ none now; alternates: gpu_1x_a10 in us-east-1 ($1.29/h)"
+
+
+def test_rows_are_in_node_name_order_whatever_the_step_order() -> None:
+    names = ["node-10", "gh-0", "node-2", "node-1"]
+    text = preview(*(step("create", n, None, instance_state(n, placements=A10)) for n in names))
+    assert [r.name for r in summarize(parse_preview(text), CATALOGUE).rows] == ["gh-0", "node-1", "node-2", "node-10"]
 
 
 def test_filesystem_deletion_is_flagged_unless_retained() -> None:
@@ -162,12 +195,16 @@ def test_command_line_reads_files_and_reports_missing_capacity_source(tmp_path) 
     )
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)}
     out = subprocess.run(
-        [sys.executable, "-m", "lambda_provider.plan", str(path)], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-m", "lambda_provider.gitops.plan", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     ).stdout
     assert "### Stack `prod`: cost and capacity" in out
     assert "capacity unknown: LAMBDA_API_KEY is not set" in out
     bad = subprocess.run(
-        [sys.executable, "-m", "lambda_provider.plan", str(tmp_path / "missing.json")],
+        [sys.executable, "-m", "lambda_provider.gitops.plan", str(tmp_path / "missing.json")],
         capture_output=True,
         text=True,
         env=env,
@@ -202,3 +239,11 @@ def test_the_training_decision_line_is_in_the_pr_table() -> None:
     text = preview({"op": "update", "urn": urn("training", run_type), "oldState": new, "newState": new})
     summary = summarize(parse_preview(text), CATALOGUE)
     assert "**Training:** restart from step 2200 with 3 rank(s) instead of 2 in runs/big" in render_stack(summary)
+
+
+def test_the_pr_comment_shows_no_encoded_blob() -> None:
+    blob = "QUJD" * 60  # 240 characters of base64
+    diff = f'    ~ environment: {{\n          ~ TRAIN_CONFIG_B64: "{blob}" => "{blob[::-1]}"\n'
+    body = comment("dev", "table\n", True, diff, [])
+    assert blob not in body
+    assert '~ TRAIN_CONFIG_B64: "<240 characters of base64, not shown>"' in body

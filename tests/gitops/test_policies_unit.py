@@ -10,8 +10,8 @@ from typing import Any
 from pulumi_policy import PolicyResource, PolicyResourceOptions, ResourceValidationArgs, StackValidationArgs
 from pulumi_policy.policy import PolicyCustomTimeouts
 
-from lambda_provider.plan.policies import make_budget_validator, validate_filesystem_kept, validate_ownership
-from lambda_provider.plan.preview import FILESYSTEM_TYPE, INSTANCE_TYPE
+from lambda_provider.gitops.policies import make_budget_validator, validate_filesystem_kept, validate_ownership
+from lambda_provider.gitops.preview import FILESYSTEM_TYPE, INSTANCE_TYPE
 from tests.pulumi_support import REPO_ROOT
 
 PRICES = {"gpu_1x_gh200": 229, "gpu_1x_a10": 129, "gpu_1x_a100_sxm4": 199}
@@ -102,7 +102,7 @@ def test_budget_counts_running_prices_and_worst_case_for_new_nodes() -> None:
 
 def test_budget_without_config_or_price_says_what_to_fix() -> None:
     [missing] = violations(BUDGET, StackValidationArgs([], {}))
-    assert "policy_config.py" in missing
+    assert "`python -m lambda_provider.gitops.policy_config --stack S`" in missing
     unknown = StackValidationArgs(
         [instance("x", [("gpu_9x_future", "us-east-1")])], {"max_usd_per_hour": 100, "max_hours": 1}
     )

@@ -8,6 +8,7 @@ import pytest
 
 from lambda_provider.client import errors
 from lambda_provider.client.models import Image, Instance, InstanceTypeAvailability, SshKey
+from lambda_provider.client.retry import is_transient
 from tests.emulator.contract import recorded  # skips without ../shared/, fails under CI=true
 
 
@@ -95,10 +96,10 @@ def test_error_bodies_map_to_typed_errors(status, body, cls):
 def test_non_json_error_bodies_are_classified_by_status():
     html = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
     err = errors.error_from_response(502, html, "text/html", "/instance-operations/launch")
-    assert isinstance(err, errors.ServerError) and err.retryable
+    assert isinstance(err, errors.ServerError) and is_transient(err)
     ban = errors.error_from_response(429, b"Sorry, you have been banned you temporarily", "text/plain")
-    assert isinstance(ban, errors.RateLimited) and ban.retryable
-    assert not errors.error_from_response(400, b"", "").retryable
+    assert isinstance(ban, errors.RateLimited) and is_transient(ban)
+    assert not is_transient(errors.error_from_response(400, b"", ""))
 
 
 @pytest.mark.parametrize("content_type", ["text/html", "text/plain"])  # an edge may mislabel its page

@@ -1,4 +1,4 @@
-"""`python -m lambda_provider.plan PREVIEW.json [...]`: the cost and capacity table of each preview, in Markdown.
+"""`python -m lambda_provider.gitops.plan PREVIEW.json [...]`: the cost and capacity table of each preview, in Markdown.
 
 Capacity and prices come from `GET /instance-types` (LAMBDA_API_URL, LAMBDA_API_KEY); without a key the table
 still shows the change, with prices from the stack state only.
@@ -11,14 +11,14 @@ import os
 import sys
 from pathlib import Path
 
-from lambda_provider.plan.capacity import fetch_catalogue
-from lambda_provider.plan.markdown import render
-from lambda_provider.plan.preview import PreviewError, parse_preview
-from lambda_provider.plan.summary import summarize
+from lambda_provider.gitops.capacity import fetch_catalogue
+from lambda_provider.gitops.markdown import render
+from lambda_provider.gitops.preview import PreviewError, parse_preview
+from lambda_provider.gitops.summary import summarize
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lambda_provider.plan", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m lambda_provider.gitops.plan", description=__doc__.splitlines()[0])
     parser.add_argument("previews", nargs="+", help="files holding `pulumi preview --json` output ('-' = stdin)")
     parser.add_argument("--max-hours", type=float, help="override the stack's lambda-sae:budget.maxHours")
     args = parser.parse_args(argv)

@@ -1,8 +1,8 @@
-"""The policy pack's validators (../../policy/__main__.py assembles them), plain functions to unit-test.
+"""The policy pack's validators, plain functions to unit-test (lambda_provider/gitops/policy_pack.py assembles them).
 
 Budget: the stack's instances, each at its running price or (not yet launched) its most expensive acceptable
 type, times `max_hours`, must not exceed `max_usd_per_hour` x `max_hours` (policy config, which
-scripts/gitops/policy_config.py writes from the stack's `lambda-sae:budget`).
+lambda_provider/gitops/policy_config.py writes from the stack's `lambda-sae:budget`).
 Ownership: every Instance carries the project/stack/resource owner that becomes its `pulumi-*` tags, and no user
 tag may spoof those. Filesystems: one whose inputs say it is deleted on destroy needs an explicit allowance; the
 input is `retained` (what lambda_provider/resources/filesystem.py sends: false when `retain_on_delete` is off, i.e.
@@ -17,10 +17,8 @@ from typing import Any
 from pulumi_policy import ReportViolation, ResourceValidationArgs, StackValidationArgs
 from pulumi_policy.proxy import UnknownValueError
 
-from lambda_provider.domain import worst_case_price
-from lambda_provider.plan.preview import FILESYSTEM_TYPE, INSTANCE_TYPE
-from lambda_provider.resources.naming import RESERVED_TAG_PREFIX
-from lambda_provider.resources.placement import parse_placements
+from lambda_provider.domain import RESERVED_TAG_PREFIX, parse_placements, worst_case_price
+from lambda_provider.gitops.preview import FILESYSTEM_TYPE, INSTANCE_TYPE
 
 PriceTable = Callable[[Mapping[str, Any]], tuple[dict[str, int], str]]
 OWNER_KEYS = ("project", "stack", "resource")
@@ -61,8 +59,8 @@ def make_budget_validator(price_table: PriceTable) -> Callable[[StackValidationA
         max_per_hour, max_hours = config.get("max_usd_per_hour"), config.get("max_hours")
         if max_per_hour is None or max_hours is None:
             report(
-                "no budget: run with --policy-pack-config from scripts/gitops/policy_config.py (it reads the "
-                "stack's lambda-sae:budget.maxUsdPerHour and maxHours)",
+                "no budget: run with --policy-pack-config from `python -m lambda_provider.gitops.policy_config "
+                "--stack S` (it reads the stack's lambda-sae:budget.maxUsdPerHour and maxHours)",
                 None,
             )
             return

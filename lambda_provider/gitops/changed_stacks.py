@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Which stacks a change touches, as a JSON list for a workflow matrix.
 
-usage: scripts/gitops/changed_stacks.py --base origin/main [--head HEAD]
+usage: python -m lambda_provider.gitops.changed_stacks --base origin/main [--head HEAD]
 A changed `Pulumi.<stack>.yaml` touches that stack; a change to the program (anything else but docs, tests and
 workflows) touches every stack that has a `Pulumi.<stack>.yaml`.
 """
@@ -30,7 +29,9 @@ def stacks_touched(changed: list[str], all_stacks: list[str]) -> list[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lambda_provider.gitops.changed_stacks", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--base", required=True)
     parser.add_argument("--head", default="HEAD")
     args = parser.parse_args()

@@ -1,4 +1,5 @@
-"""Capacity right now for a node's acceptable placements, from `GET /instance-types`."""
+"""Capacity right now for a node's acceptable placements, from `GET /instance-types`, and the alternates the node
+could use when none has any."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from dataclasses import dataclass
 
 from lambda_provider.client import LambdaClient, LambdaError
 from lambda_provider.client.models import InstanceTypeAvailability
-from lambda_provider.domain import worst_case_price
-from lambda_provider.resources.placement import NoCapacity, Placement, choose
+from lambda_provider.domain import Placement, worst_case_price
+from lambda_provider.resources.placement import NoCapacity, choose
 
 Catalogue = Mapping[str, InstanceTypeAvailability]
 MAX_ALTERNATES = 3
@@ -46,23 +47,23 @@ def worst_price(catalogue: Catalogue, placements: Sequence[Placement]) -> int | 
 
 
 def alternates(catalogue: Catalogue, placements: Sequence[Placement]) -> list[str]:
-    """Where capacity exists now: the wanted types in other regions, then types with as many GPUs, cheapest first."""
+    """Other types the node could take now, cheapest first: capacity in a region its placements allow (a fleet's
+    nodes share the filesystem's region), as many GPUs and the same architecture as a wanted type (a node group
+    holds one GPU count, and mixed architectures need a flag). The wanted types themselves are never alternates:
+    `choose` already looked for them wherever the placements allow."""
     wanted = [catalogue[p.instance_type] for p in placements if p.instance_type in catalogue]
-    found = [f"{i.name} in {r.name}" for i in wanted for r in i.regions_with_capacity]
-    gpus = {i.instance_type.specs.gpus for i in wanted}
-    similar = sorted(
-        (
-            i
-            for i in catalogue.values()
-            if i.instance_type.specs.gpus in gpus and i not in wanted and i.regions_with_capacity
-        ),
-        key=lambda i: i.instance_type.price_cents_per_hour,
-    )
-    found += [
-        f"{i.name} in {i.regions_with_capacity[0].name} (${i.instance_type.price_cents_per_hour / 100:.2f}/h)"
-        for i in similar
-    ]
-    return list(dict.fromkeys(found))[:MAX_ALTERNATES]
+    shapes = {(i.instance_type.specs.gpus, i.instance_type.architecture) for i in wanted}
+    names = {p.instance_type for p in placements}
+    any_region = any(p.region is None for p in placements)
+    regions = {p.region for p in placements if p.region is not None}
+    found = []
+    for item in sorted(catalogue.values(), key=lambda i: (i.instance_type.price_cents_per_hour, i.name)):
+        if item.name in names or (item.instance_type.specs.gpus, item.instance_type.architecture) not in shapes:
+            continue
+        usable = [r.name for r in item.regions_with_capacity if any_region or r.name in regions]
+        if usable:
+            found.append(f"{item.name} in {usable[0]} (${item.instance_type.price_cents_per_hour / 100:.2f}/h)")
+    return found[:MAX_ALTERNATES]
 
 
 def capacity_for(catalogue: Catalogue, placements: Sequence[Placement]) -> Capacity:

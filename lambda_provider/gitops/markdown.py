@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lambda_provider.plan.summary import StackSummary
+from lambda_provider.gitops.summary import StackSummary
 
 CHANGE_LABEL = {
     "added": "➕ added",

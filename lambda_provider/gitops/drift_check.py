@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Scheduled step: fail loudly when a stack no longer matches reality or its program.
 
-usage: scripts/gitops/drift_check.py --stack dev [--stack prod ...] [--cwd DIR]
+usage: python -m lambda_provider.gitops.drift_check --stack dev [--stack prod ...] [--cwd DIR]
 `pulumi preview --refresh --expect-no-changes`: the refresh reads every resource from Lambda (an instance
 terminated out of band drops out), then the preview compares with the program; any proposed change is drift.
 Nothing is written to the state. Then the stack's account is checked for orphans: live instances without our
@@ -15,10 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from pulumi_cli import pulumi, stack_config
-
 from lambda_provider.cli.account import live_instances, owner_of
 from lambda_provider.client import LambdaError
+from lambda_provider.gitops.pulumi_cli import pulumi, stack_config
 from lambda_provider.resources.settings import settings_from
 
 PROJECT = "lambda-sae"
@@ -79,7 +77,9 @@ def check_orphans(stack: str, cwd: Path) -> bool:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lambda_provider.gitops.drift_check", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--stack", action="append", required=True)
     parser.add_argument("--cwd", type=Path, default=Path.cwd())
     args = parser.parse_args()

@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Scheduled step: destroy every stack whose `expires_at` output is in the past (a forgotten fleet stops billing).
 
-usage: scripts/gitops/expiry_sweep.py [--stack NAME ...] [--cwd DIR] [--now ISO8601] [--dry-run]
+usage: python -m lambda_provider.gitops.expiry_sweep [--stack NAME ...] [--cwd DIR] [--now ISO8601] [--dry-run]
 Without --stack, every stack of the backend (`pulumi stack ls --json`). Filesystems the stack retains
 (deleteOnDestroy: false) survive the destroy with their checkpoints. Exit 1 when a destroy failed.
 """
@@ -14,7 +13,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pulumi_cli import pulumi
+from lambda_provider.gitops.pulumi_cli import pulumi
 
 
 def parse_time(text: str) -> datetime:
@@ -54,7 +53,9 @@ def sweep(stack: str, cwd: Path, now: datetime, dry_run: bool) -> bool:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lambda_provider.gitops.expiry_sweep", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--stack", action="append")
     parser.add_argument("--cwd", type=Path, default=Path.cwd())
     parser.add_argument("--now", type=parse_time, default=datetime.now(UTC))

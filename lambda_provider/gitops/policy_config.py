@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Write the policy pack's config for one stack: its budget (lambda-sae:budget) and filesystem allowances.
 
-usage: scripts/gitops/policy_config.py --stack dev [--cwd DIR] [--cap-usd-per-hour N]
+usage: python -m lambda_provider.gitops.policy_config --stack dev [--cwd DIR] [--cap-usd-per-hour N]
        [--allow-filesystem-deletion NAME ...] > config.json
 The pack enforces the lower of the stack's own budget and the repository's cap (--cap-usd-per-hour, default the
 LAMBDA_SAE_CAP_USD_PER_HOUR variable): the program already refuses a plan over its stack budget, so the cap is what
@@ -16,9 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-from pulumi_cli import stack_config
-
 from lambda_provider.domain import BUDGET_CONFIG_KEY, CAP_VARIABLE, stack_budget
+from lambda_provider.gitops.pulumi_cli import stack_config
 
 
 def cap_from_env() -> float | None:
@@ -46,7 +44,9 @@ def policy_config(config: dict, allow_filesystem_deletion: list[str], cap_usd_pe
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lambda_provider.gitops.policy_config", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--stack", required=True)
     parser.add_argument("--cwd", type=Path, default=Path.cwd())
     parser.add_argument("--cap-usd-per-hour", type=float, default=None, help=f"default: ${CAP_VARIABLE}")

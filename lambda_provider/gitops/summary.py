@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
 
-from lambda_provider.plan.capacity import Catalogue, capacity_for, price_of
-from lambda_provider.plan.preview import NodeChange, PreviewPlan
-from lambda_provider.resources.placement import accepts, parse_placements
+from lambda_provider.domain import accepts, parse_placements
+from lambda_provider.gitops.capacity import Catalogue, capacity_for, price_of
+from lambda_provider.gitops.preview import NodeChange, PreviewPlan
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,12 @@ def _row(node: NodeChange, catalogue: Catalogue) -> NodeRow:
     return NodeRow(node.change, node.name, itype, region, capacity.text, before, capacity.price_cents_per_hour)
 
 
+def _row_order(row: NodeRow) -> tuple[Any, ...]:
+    """By node name, numbers as numbers (node-2 before node-10): the engine reports steps in no fixed order, and a
+    comment edited on every push should keep each node on its line."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", row.name))
+
+
 def summarize(
     plan: PreviewPlan, catalogue: Catalogue, *, max_hours: float | None = None, cap_usd_per_hour: float | None = None
 ) -> StackSummary:
@@ -81,7 +89,7 @@ def summarize(
     )
     return StackSummary(
         stack=plan.stack,
-        rows=tuple(_row(n, catalogue) for n in plan.instances),
+        rows=tuple(sorted((_row(n, catalogue) for n in plan.instances), key=_row_order)),
         max_hours=hours,
         max_usd_per_hour=per_hour,
         filesystem_deletions=deletions,

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from lambda_provider.plan.capacity import fetch_catalogue
+from lambda_provider.gitops.capacity import fetch_catalogue
 
 # Public list prices (../shared/lambda-cloud/NOTES.md §6) as the emulator's catalogue carries them: used only when no
 # API key is at hand.

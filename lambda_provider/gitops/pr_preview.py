@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """PR step: preview one stack and write the PR comment body (cost + capacity table above the diff).
 
-usage: scripts/gitops/pr_preview.py --stack dev [--cwd DIR] [--policy-pack policy] [--out comment.md]
+usage: python -m lambda_provider.gitops.pr_preview --stack dev [--cwd DIR] [--policy-pack policy] [--out comment.md]
 Runs `pulumi preview --json` (for the table) and `pulumi preview --diff` (for the reviewer), both with the policy
 pack when given. Exit 1 when a preview fails (a policy blocks it, a check fails) or when the change would delete a
 filesystem that is not retained (unless --allow-filesystem-deletion NAME): the comment is written either way.
@@ -12,20 +11,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
 
-from policy_config import cap_from_env, policy_config
-from pulumi_cli import pulumi, stack_config
-
-from lambda_provider.plan.capacity import fetch_catalogue
-from lambda_provider.plan.markdown import render_stack
-from lambda_provider.plan.preview import PreviewError, parse_preview
-from lambda_provider.plan.summary import summarize
+from lambda_provider.gitops.capacity import fetch_catalogue
+from lambda_provider.gitops.markdown import render_stack
+from lambda_provider.gitops.policy_config import cap_from_env, policy_config
+from lambda_provider.gitops.preview import PreviewError, parse_preview
+from lambda_provider.gitops.pulumi_cli import pulumi, stack_config
+from lambda_provider.gitops.summary import summarize
 
 MARKER = "<!-- lambda-sae:pulumi-preview -->"
 MAX_DIFF_CHARS = 50_000  # a GitHub comment holds at most 65,536 characters
+# An encoded value (base64 of a config, a script, a pickle) says nothing to a reviewer and eats the comment's room.
+ENCODED = re.compile(r"[A-Za-z0-9+/]{80,}={0,2}")
+
+
+def without_encoded_values(text: str) -> str:
+    """The diff with each long base64 run replaced by a note of its length (the plain value is in the table or the
+    diff next to it)."""
+    return ENCODED.sub(lambda m: f"<{len(m.group(0))} characters of base64, not shown>", text)
 
 
 def preview_args(stack: str, cwd: Path, policy_pack: Path | None, allow: list[str], tmp: Path) -> list[str]:
@@ -38,6 +45,7 @@ def preview_args(stack: str, cwd: Path, policy_pack: Path | None, allow: list[st
 
 def comment(stack: str, table: str, diff_ok: bool, diff_text: str, blocked: list[str]) -> str:
     status = "✅ preview succeeded" if diff_ok and not blocked else "❌ preview blocked"
+    diff_text = without_encoded_values(diff_text)
     diff_text = diff_text if len(diff_text) <= MAX_DIFF_CHARS else diff_text[:MAX_DIFF_CHARS] + "\n... (truncated)"
     parts = [MARKER, f"## `pulumi preview` of stack `{stack}`: {status}", "", table]
     parts += [f"❌ {reason}" for reason in blocked]
@@ -56,7 +64,9 @@ def comment(stack: str, table: str, diff_ok: bool, diff_text: str, blocked: list
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m lambda_provider.gitops.pr_preview", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--stack", required=True)
     parser.add_argument("--cwd", type=Path, default=Path.cwd(), help="the Pulumi project directory")
     parser.add_argument("--policy-pack", type=Path)

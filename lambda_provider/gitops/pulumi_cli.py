@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))  # lambda_provider, for the scripts next to this module
 
 
 @dataclass(frozen=True)
