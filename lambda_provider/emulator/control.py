@@ -31,6 +31,8 @@ def handle_control(app: EmulatorApp, method: str, path: str, body: Any) -> tuple
     state = app.state
     if method == "GET" and path == "/health":
         return 200, {"ok": True, "time_scale": app.time_scale, "api_url": app.api_url}
+    if method == "GET" and path == "/stats":
+        return 200, app.stats_snapshot()
     if method == "GET" and path == "/state":
         return 200, {"instances": state.all_instance_docs()}
     if method == "POST" and path == "/reset":

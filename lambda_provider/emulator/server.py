@@ -63,6 +63,9 @@ class EmulatorApp:
         self.faults = FaultInjector(catalog.faults)
         self.hang_new_boots: str | None = None
         self.api_url = ""
+        # API requests served (429s included) per kind, for benchmarks (GET /_emulator/stats); control calls excluded.
+        self.stats: dict[str, int] = {"requests": 0, "throttled": 0, "launches": 0}
+        self._stats_lock = threading.Lock()
         self._ssh = SSHEndpoints(self.layout)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="emulator-loop", daemon=True)
@@ -71,6 +74,14 @@ class EmulatorApp:
         self._reconciler: asyncio.Task[None] | None = None
         self._killed: set[str] = set()
         self._wiped: set[str] = set()
+
+    def count(self, key: str) -> None:
+        with self._stats_lock:
+            self.stats[key] += 1
+
+    def stats_snapshot(self) -> dict[str, int]:
+        with self._stats_lock:
+            return dict(self.stats)
 
     @staticmethod
     def now() -> float:
@@ -285,8 +296,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         handler, match = resolve(method, api_path)
         account = app.authenticate(self.headers.get("Authorization"))
-        if not app.limiter.allow(account.id, api_path == "/instance-operations/launch", app.now()):
+        is_launch = api_path == "/instance-operations/launch"
+        app.count("requests")
+        if not app.limiter.allow(account.id, is_launch, app.now()):
+            app.count("throttled")
             raise errors.rate_limited()
+        if is_launch:
+            app.count("launches")
         body: Any = dict(parse_qsl(query)) if method == "GET" else _parse_json(raw, strict=True)
         payload = handler(app, account, match, body)
         if decision.drop_response:
