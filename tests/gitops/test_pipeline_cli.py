@@ -50,7 +50,7 @@ def test_pr_comment_for_an_added_gh200_node(fleet_stack: FleetStack) -> None:
     assert "within budget" in body
     diff = body.split("```diff", 1)[1]
     assert "+ pulumi-python:dynamic/lambda:Instance: (create)" in diff
-    assert "Instance::gh-0]" in diff and "NodeStep::gh-0-setup]" in diff
+    assert "Instance::gh-0]" in diff and "FleetNodes::nodes]" in diff
     assert "__provider" not in body and API_KEY not in body and "PRIVATE KEY" not in body
     assert body.index("cost and capacity") < body.index("```diff"), "the table sits above the diff"
     assert len(fleet_stack.live_instances()) == 2, "a preview launches nothing"
