@@ -23,6 +23,7 @@ UNIT_FILES = frozenset(
         "tests/emulator/test_contract_spec.py",
         "tests/fleet/test_config.py",
         "tests/fleet/test_failure_attribution.py",
+        "tests/fleet/test_fleet_nodes_plan.py",
         "tests/gitops/test_domain_unit.py",
         "tests/gitops/test_plan_unit.py",
         "tests/gitops/test_policies_unit.py",

@@ -7,6 +7,7 @@ import re
 
 from tests.gitops.conftest import A100, API_KEY, FleetStack, base_config
 
+
 # Per node: its Instance. Its boot, ready gate and setup are the fleet-level `nodes` (FleetNodes, one entry per node);
 # the training launch is the fleet-level `training` run.
 def preview_diff(stack: FleetStack) -> str:
