@@ -53,6 +53,9 @@ EMULATOR_CONFIG = {
 }
 
 
+BRINGS_UP = {auto.OpType.CREATE, auto.OpType.UPDATE, auto.OpType.REPLACE, auto.OpType.CREATE_REPLACEMENT}
+
+
 @dataclass
 class Observed:
     """Times (epoch seconds, as this process saw them or as the record says) of each node's ready gate passing."""
@@ -208,7 +211,7 @@ def _tail(path: Path, observed: Observed, stop: threading.Event) -> None:
 def _on_event(observed: Observed) -> Any:
     def note(event: auto.EngineEvent) -> None:
         outputs = event.res_outputs_event
-        if outputs is not None:
+        if outputs is not None and outputs.metadata.op in BRINGS_UP:
             urn = outputs.metadata.urn
             if "fleet:NodeStep::" in urn and urn.endswith("-ready"):
                 observed.ready.setdefault(urn.rsplit("::", 1)[1][: -len("-ready")], time.time())
