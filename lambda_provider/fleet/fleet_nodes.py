@@ -264,7 +264,7 @@ class Converge:
         record.update(
             host_key=host_key, ready_result=outcome["result"], ready_applied=ready_fingerprint(self.props, spec)
         )
-        progress.emit("node", node=name, phase="ready")
+        progress.emit("node", node=name, phase="ready", ip=inst.ip)
 
     async def _setup(self, name: str, spec: dict[str, Any], inst: InstanceRecord, record: dict[str, Any]) -> None:
         setup = self.props.get("setup") or {}
