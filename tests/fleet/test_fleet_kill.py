@@ -52,7 +52,9 @@ def tracked_instances(fleet: Fleet) -> dict[str, str]:
 
 
 def test_up_killed_while_eight_nodes_boot_then_up_adopts_all_eight(fleet: Fleet) -> None:
-    fleet.configure(stack_config([A10], count=NODES, filesystem="sae-kill", run_name="kill", waitMinutes=0))
+    config = stack_config([A10], count=NODES, filesystem="sae-kill", run_name="kill", waitMinutes=0)
+    config["budget"] = {"maxUsdPerHour": 20, "maxHours": 1}  # eight A10s: $10.32/h
+    fleet.configure(config)
     fleet.emulator.hang_new_boots("ip")  # every launch happens, no boot ends: `up` is mid-boot for all eight
     project = fleet.project
     cmd = [require_pulumi(), "up", "--yes", "--skip-preview", "--stack", project.stack, "--non-interactive"]
@@ -66,7 +68,10 @@ def test_up_killed_while_eight_nodes_boot_then_up_adopts_all_eight(fleet: Fleet)
         start_new_session=True,
     )
     try:
-        wait_for(lambda: len(fleet.live_instances()) == NODES, timeout=240, message="eight launches")
+        booting = wait_for(
+            lambda: len(fleet.live_instances()) == NODES or up.poll() is not None, timeout=240, message="eight launches"
+        )
+        assert booting and up.poll() is None, "up ended before its eight launches"
     finally:
         os.killpg(up.pid, signal.SIGKILL)
         killed_output = up.communicate()[0]
