@@ -114,7 +114,14 @@ def stack_config(nodes: int, instance_type: str, scale: float) -> dict[str, Any]
             "allowCpu": True,
             "waitMinutes": 0,
             "readyTimeoutSeconds": 120,
-            "overrides": {"threads": 1, "total_vectors": 150_000, "eval_vectors": 4096, "plot": False},
+            # The trainer reads whole 8192-row chunks per rank: the synthetic pool grows with the world.
+            "overrides": {
+                "threads": 1,
+                "total_vectors": 150_000,
+                "eval_vectors": 4096,
+                "plot": False,
+                "synthetic_pool": max(65536, 8192 * nodes),
+            },
         },
         "budget": {"maxUsdPerHour": 200, "maxHours": 1},
     }
