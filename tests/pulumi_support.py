@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -33,6 +34,18 @@ def tool_missing(reason: str) -> NoReturn:
     if os.environ.get("LAMBDA_SAE_REQUIRE_PULUMI") == "1":
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+def kill_processes_in(root: Path) -> None:
+    """SIGKILL every process whose cwd is `root`: provider hosts outlive a SIGKILLed CLI (own process group)."""
+    for proc_dir in Path("/proc").iterdir():
+        if not proc_dir.name.isdigit():
+            continue
+        try:
+            if Path(os.readlink(proc_dir / "cwd")) == root.resolve():
+                os.kill(int(proc_dir.name), signal.SIGKILL)
+        except (FileNotFoundError, PermissionError, ProcessLookupError):
+            continue
 
 
 @functools.cache  # one `pulumi version` per test session, not one per CLI call

@@ -26,6 +26,7 @@ UNIT_FILES = frozenset(
         "tests/fleet/test_config.py",
         "tests/fleet/test_data_config.py",
         "tests/fleet/test_failure_attribution.py",
+        "tests/fleet/test_fleet_nodes_plan.py",
         "tests/gitops/test_domain_unit.py",
         "tests/gitops/test_plan_unit.py",
         "tests/gitops/test_policies_unit.py",

@@ -1,5 +1,6 @@
 """SSH access to a stack's nodes for the read verbs: addresses and keys from the stack outputs, host keys pinned to
-what each node's ready gate recorded (the `host_key` output of its `<node>-ready` NodeStep in the stack state)."""
+what each node's ready gate recorded (`status.<node>.host_key` of the fleet's FleetNodes resource in the stack state;
+states written before FleetNodes: the `host_key` output of the node's `<node>-ready` NodeStep)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from lambda_provider.fleet.remote import Connection, HostKeyMismatch, NodeUnreac
 from lambda_provider.fleet.remote import run as remote_run
 
 NODE_STEP_TYPE = "pulumi-python:dynamic/fleet:NodeStep"
+FLEET_NODES_TYPE = "pulumi-python:dynamic/fleet:FleetNodes"
 CONNECT_TIMEOUT = 15.0
 T = TypeVar("T")
 
@@ -93,6 +95,11 @@ def pinned_host_keys(deployment: dict[str, Any]) -> dict[str, str]:
     keys = {}
     for resource in deployment.get("resources") or []:
         outputs = resource.get("outputs") or {}
+        if resource.get("type") == FLEET_NODES_TYPE and isinstance(outputs.get("status"), dict):
+            for node, record in outputs["status"].items():
+                if isinstance(record, dict) and isinstance(record.get("host_key"), str):
+                    keys[str(node)] = record["host_key"]
+            continue
         ready_gate = resource.get("type") == NODE_STEP_TYPE and str(resource.get("urn", "")).endswith("-ready")
         if ready_gate and isinstance(outputs.get("host_key"), str) and outputs.get("node"):
             keys[str(outputs["node"])] = outputs["host_key"]

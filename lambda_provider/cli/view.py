@@ -167,6 +167,8 @@ class FleetView:
         with self._lock:
             kind = record.get("kind")
             if kind == "node" and isinstance(record.get("node"), str) and isinstance(record.get("phase"), str):
+                if isinstance(record.get("ip"), str) and record["ip"]:
+                    self.node(record["node"]).ip = record["ip"]  # FleetNodes knows it once the boot ends
                 self.set_phase(record["node"], record["phase"])
             elif kind == "training":
                 self._training_record(record)

@@ -56,11 +56,22 @@ class EmulatorApp:
         self.faults = FaultInjector(catalog.faults)
         self.hang_new_boots: str | None = None
         self.api_url = ""
+        # API requests served (429s included) per kind, for benchmarks (GET /_emulator/stats); control calls excluded.
+        self.stats: dict[str, int] = {"requests": 0, "throttled": 0, "launches": 0}
+        self._stats_lock = threading.Lock()
         self._ssh = SSHEndpoints(self.layout)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="emulator-loop", daemon=True)
         self._reconciler: Reconciler | None = None
         self._reconcile_task: asyncio.Task[None] | None = None
+
+    def count(self, key: str) -> None:
+        with self._stats_lock:
+            self.stats[key] += 1
+
+    def stats_snapshot(self) -> dict[str, int]:
+        with self._stats_lock:
+            return dict(self.stats)
 
     @staticmethod
     def now() -> float:

@@ -201,8 +201,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         route, params = resolve(method, url.path)
         account = app.authenticate(self.headers.get("Authorization"))
-        if not app.limiter.allow(account.id, route.path == "/instance-operations/launch", app.now()):
+        is_launch = route.path == "/instance-operations/launch"
+        app.count("requests")
+        if not app.limiter.allow(account.id, is_launch, app.now()):
+            app.count("throttled")
             raise errors.rate_limited()
+        if is_launch:
+            app.count("launches")
         body: Any = dict(parse_qsl(url.query)) if method == "GET" else _parse_json(raw, strict=True)
         payload = route.handler(Request(app, account, params, body, app.now()))
         if decision.drop_response:

@@ -106,6 +106,7 @@ class TrainingConfig:
     ready_timeout_seconds: float = 900.0
     launch_timeout_seconds: float = 900.0  # from the launch until every rank has taken its first step
     allow_mixed_architectures: bool = False
+    file_values: dict[str, Any] = field(default_factory=dict)  # training.config as parsed here, once
 
 
 @dataclass(frozen=True)
@@ -667,6 +668,7 @@ def _training(r: _Reader, raw: Any, repo_root: Path, emulator: bool, max_hours: 
         },
     )
     config = r.string(m, "config", "training", required=False)
+    file_values: dict[str, Any] = {}
     if config is not None:
         path = repo_root / config
         if Path(config).is_absolute() or not path.resolve().is_relative_to((repo_root / "training").resolve()):
@@ -683,7 +685,7 @@ def _training(r: _Reader, raw: Any, repo_root: Path, emulator: bool, max_hours: 
                 "point it at a YAML file, e.g. training/configs/tiny-cpu.yaml",
             )
         else:
-            _check_trainer_file(r, path)
+            file_values = _read_trainer_file(r, path)
     overrides = m.get("overrides") or {}
     if not isinstance(overrides, dict):
         r.fail("training.overrides", "expected a mapping", "write trainer keys as key: value (see training/config.py)")
@@ -698,14 +700,24 @@ def _training(r: _Reader, raw: Any, repo_root: Path, emulator: bool, max_hours: 
     launch = r.number(m, "launchTimeoutSeconds", "training", required=False, default=900.0)
     mixed = r.boolean(m, "allowMixedArchitectures", "training", False)
     if not r.problems:
-        _check_trainer_keys(r, repo_root / config if config else None, overrides)
+        _check_trainer_keys(r, file_values, overrides)
     return TrainingConfig(
-        config, dict(overrides), run_name, allow_cpu, float(wait), int(port), float(ready), float(launch), mixed
+        config,
+        dict(overrides),
+        run_name,
+        allow_cpu,
+        float(wait),
+        int(port),
+        float(ready),
+        float(launch),
+        mixed,
+        file_values,
     )
 
 
-def _check_trainer_file(r: _Reader, path: Path) -> None:
-    """The trainer reads training.config as one mapping of its keys; anything else fails here, not on the nodes."""
+def _read_trainer_file(r: _Reader, path: Path) -> dict[str, Any]:
+    """training.config parsed (the one read of it: the fleet sends these values). The trainer reads it as one mapping
+    of its keys; anything else fails here, not on the nodes."""
     fix = "make it a YAML mapping of trainer keys (key: value lines, see training/configs/tiny-cpu.yaml)"
     try:
         loaded = yaml.safe_load(path.read_text())
@@ -713,19 +725,21 @@ def _check_trainer_file(r: _Reader, path: Path) -> None:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""
         r.fail("training.config", f"{path} is not valid YAML{line}: {getattr(exc, 'problem', None) or exc}", fix)
-        return
+        return {}
     except (OSError, UnicodeDecodeError) as exc:
         r.fail("training.config", f"cannot read {path}: {exc}", fix)
-        return
+        return {}
     if loaded is not None and not isinstance(loaded, dict):
         r.fail("training.config", f"{path} holds a {type(loaded).__name__}, not a mapping of trainer keys", fix)
+        return {}
+    return dict(loaded or {})
 
 
-def _check_trainer_keys(r: _Reader, config_path: Path | None, overrides: dict[str, Any]) -> None:
-    from training.config import ConfigError, build_config
+def _check_trainer_keys(r: _Reader, file_values: dict[str, Any], overrides: dict[str, Any]) -> None:
+    from training.config import ConfigError, TrainConfig, apply_overrides
 
-    try:
-        build_config(config_path, overrides)
+    try:  # what training.config.build_config does, on the values parsed above
+        apply_overrides(apply_overrides(TrainConfig(), file_values), overrides).validate()
     except ConfigError as exc:
         r.fail(
             "training.overrides",

@@ -37,6 +37,7 @@ from lambda_provider.fleet.remote import (
     run_on,
     server_host_key,
     tar_directory,
+    uploaded,
 )
 from lambda_provider.resources.values import is_unknown
 
@@ -117,7 +118,7 @@ def directory_digest(local_dir: Path, skip: tuple[str, ...] = ()) -> str:
         rel = path.relative_to(local_dir)
         if rel.parts[0] in skip:
             continue
-        if path.is_file() and not any(p in ("__pycache__", "runs") for p in rel.parts) and path.suffix != ".pyc":
+        if path.is_file() and uploaded(rel):
             digest.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 

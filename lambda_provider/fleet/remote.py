@@ -171,13 +171,20 @@ def run(
     return asyncio.run(main())
 
 
-def tar_directory(local_dir: Path, excludes: tuple[str, ...] = ("__pycache__", "runs", ".pytest_cache")) -> bytes:
-    """A gzip tarball of `local_dir`'s contents (paths relative to it), skipping build and run leftovers."""
+UPLOAD_EXCLUDES = ("__pycache__", "runs", ".pytest_cache")  # build and run leftovers: never uploaded nor digested
+
+
+def uploaded(relative: Path) -> bool:
+    """Whether a path (relative to the uploaded directory) is part of the upload, and so of its digest."""
+    return not any(p in UPLOAD_EXCLUDES or p.endswith(".pyc") for p in relative.parts)
+
+
+def tar_directory(local_dir: Path) -> bytes:
+    """A gzip tarball of `local_dir`'s contents (paths relative to it), without `UPLOAD_EXCLUDES`."""
     buffer = io.BytesIO()
 
     def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        parts = Path(info.name).parts
-        return None if any(p in excludes or p.endswith(".pyc") for p in parts) else info
+        return info if uploaded(Path(info.name)) else None
 
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for child in sorted(local_dir.iterdir()):

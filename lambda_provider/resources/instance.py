@@ -4,6 +4,12 @@ Create: adopt a live instance that carries this resource's ownership tags and th
 timed-out or answer-less earlier run); otherwise pick a placement with capacity and launch once (the client
 reconciles an ambiguous launch by tag instead of re-sending it); then wait for `active` and an `ip`.
 
+With `wait_for_boot=False` (what `GpuFleet` uses) `create` returns as soon as the launch is acknowledged (or the
+instance adopted), with the record as it is then (`status: booting`, no ip yet, `ready: null`): the engine tracks
+the id at once, and the caller waits for the boot itself (lambda_provider/fleet/fleet_nodes.py waits for every node
+of a fleet together). Why: the dynamic-provider host serves at most four calls at once, so creates that block for
+a whole boot bring a fleet up in waves of four.
+
 The Python dynamic-provider host cannot report a partially created resource (an exception records nothing), so
 once an instance exists `create` does not raise: if the boot outlasts its timeout (or anything else fails after
 the launch), it returns the instance with `ready: false` and `boot_error`, so the instance is tracked -- `destroy`
@@ -139,10 +145,12 @@ class InstanceProvider(LambdaProvider):
         name = news.get("name")
         if is_unknown(name) or name != olds.get("name"):
             in_place.append("name")
-        if olds.get("ready") is False:
+        if olds.get("ready") is False and _waits(olds):
             in_place.append("ready")  # an unfinished boot: the next update waits for it again
         if as_float(news.get("boot_timeout_seconds")) != as_float(olds.get("boot_timeout_seconds")):
             in_place.append("boot_timeout_seconds")
+        if _waits(news) != _waits(olds):
+            in_place.append("wait_for_boot")
         replaces += liveness.replaces(self.settings, id_, olds)
         return replaces, in_place
 
@@ -164,6 +172,8 @@ class InstanceProvider(LambdaProvider):
             try:
                 if props.get("name") and adopted is not None and adopted.name != props["name"]:
                     client.instances.rename(instance_id, props["name"])
+                if not _waits(props):
+                    return CreateResult(instance_id, self._launched(client, instance_id, props))
                 return CreateResult(instance_id, self._wait_and_describe(client, instance_id, props, gpus, cfg))
             except DiedWhileBooting:
                 raise  # nothing bills: failing (untracked) is safe, and the next up launches afresh
@@ -267,6 +277,8 @@ class InstanceProvider(LambdaProvider):
                 client.instances.rename(id_, news["name"])
             gpus = inst.instance_type.specs.gpus if inst.instance_type else 1
             merged = {**news, "instance_type": olds.get("instance_type"), "region": olds.get("region")}
+            if not _waits(news):
+                return UpdateResult(self._launched(client, id_, merged, inst))
             try:
                 return UpdateResult(self._wait_and_describe(client, id_, merged, gpus, cfg))
             except DiedWhileBooting as exc:
@@ -287,6 +299,19 @@ class InstanceProvider(LambdaProvider):
             client.instances.wait(id_, _gone_or_terminated, timeout=remaining, interval=cfg.poll_interval)
 
     # ---------------------------------------------------------------- outputs
+    def _launched(
+        self, client: LambdaClient, instance_id: str, props: Mapping[str, Any], inst: InstanceRecord | None = None
+    ) -> dict[str, Any]:
+        """The record as it is now, without waiting (`wait_for_boot=False`); `ready` is null: nobody waited."""
+        inst = inst or client.instances.find(instance_id)
+        if inst is None:
+            outs = self._unfinished_outputs(props, instance_id, "the launched instance is not listed yet")
+        else:
+            outs = self._describe(client, inst, props)
+        outs["ready"] = None
+        outs["boot_error"] = None
+        return outs
+
     def _wait_and_describe(
         self,
         client: LambdaClient,
@@ -362,6 +387,11 @@ class InstanceProvider(LambdaProvider):
         return outs
 
 
+def _waits(props: Mapping[str, Any]) -> bool:
+    """Whether create/update wait for the boot (the default; `wait_for_boot=False` leaves it to the caller)."""
+    return props.get("wait_for_boot") is not False
+
+
 def _terminate(client: LambdaClient, instance_id: str, deadline: float, interval: float) -> bool:
     """Terminate, retrying Conflict (terminate is not yet available right after launch); False if already gone."""
     return retry_while_busy(
@@ -418,6 +448,7 @@ class Instance(Resource, module="lambda", name="Instance"):
     Placement: `instance_type` (str or list) + `region` (str, list or None = any), or explicit `placements`
     ([{'instance_type', 'region'}] in preference order). The first option with capacity now is launched.
     Only `name` changes in place; any other input change replaces the instance (delete first, then create).
+    `wait_for_boot=False`: create returns once the launch is acknowledged (`ready` stays null; see the module doc).
     """
 
     instance_id: pulumi.Output[str]
@@ -454,6 +485,7 @@ class Instance(Resource, module="lambda", name="Instance"):
         hostname: str | None = None,
         user_data: pulumi.Input[str] | None = None,
         boot_timeout_seconds: float | None = None,
+        wait_for_boot: bool = True,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         if placements is None:
@@ -469,6 +501,7 @@ class Instance(Resource, module="lambda", name="Instance"):
             "hostname": hostname,
             "user_data": pulumi.Output.secret(user_data) if user_data is not None else None,
             "boot_timeout_seconds": boot_timeout_seconds,
+            "wait_for_boot": wait_for_boot,
             "owner": {
                 "project": pulumi.get_project(),
                 "stack": pulumi.get_stack(),
@@ -478,7 +511,8 @@ class Instance(Resource, module="lambda", name="Instance"):
         }
         ours = pulumi.ResourceOptions(delete_before_replace=True, additional_secret_outputs=["user_data"])
         super().__init__(InstanceProvider(), resource_name, props, pulumi.ResourceOptions.merge(opts, ours))
-        pulumi.Output.all(self.ready, self.boot_error).apply(lambda v: _fail_if_unready(resource_name, v[0], v[1]))
+        if wait_for_boot:
+            pulumi.Output.all(self.ready, self.boot_error).apply(lambda v: _fail_if_unready(resource_name, v[0], v[1]))
 
 
 def _owner_name(resource_name: str, opts: pulumi.ResourceOptions | None) -> str:

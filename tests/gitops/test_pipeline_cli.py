@@ -52,7 +52,7 @@ def test_pr_comment_for_an_added_gh200_node(fleet_stack: FleetStack) -> None:
     assert "within budget" in body
     diff = body.split("```diff", 1)[1]
     assert "+ pulumi-python:dynamic/lambda:Instance: (create)" in diff
-    assert "Instance::gh-0]" in diff and "NodeStep::gh-0-setup]" in diff
+    assert "Instance::gh-0]" in diff and "FleetNodes::nodes]" in diff
     assert "__provider" not in body and API_KEY not in body and "PRIVATE KEY" not in body
     assert BASE64_RUN.search(body) is None, "no encoded blob in the comment"
     nodes = [m.group(1) for m in re.finditer(r"^\| [^|]+ \| `([\w-]+)` \|", body, flags=re.M)]

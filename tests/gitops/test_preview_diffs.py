@@ -7,9 +7,9 @@ import re
 
 from tests.gitops.conftest import A100, API_KEY, FleetStack, base_config
 
-STEPS = ("ready", "setup")  # the training launch is the fleet-level `training` run
 
-
+# Per node: its Instance. Its boot, ready gate and setup are the fleet-level `nodes` (FleetNodes, one entry per node);
+# the training launch is the fleet-level `training` run.
 def preview_diff(stack: FleetStack) -> str:
     result = stack.project.run("preview", "--diff", "--color", "never", check=False)
     out = result.stdout + result.stderr
@@ -26,7 +26,7 @@ def changed(out: str) -> dict[str, str]:
 
 
 def node_with_steps(node: str, op: str) -> dict[str, str]:
-    return {node: op, **{f"{node}-{s}": op for s in STEPS}}
+    return {node: op, "nodes": "update"}
 
 
 def test_no_change_previews_nothing(fleet_stack: FleetStack) -> None:
@@ -46,7 +46,7 @@ def test_instance_type_change_replaces_the_nodes_and_their_steps(fleet_stack: Fl
         "training": "update",
     }, out
     assert len(re.findall(r'~ instance_type: "gpu_1x_a10" => "gpu_1x_a100_sxm4"', out)) == 2, out
-    assert "+-6 to replace" in out
+    assert "+-2 to replace" in out
 
 
 def test_node_count_change_adds_a_node_and_restarts_training(fleet_stack: FleetStack) -> None:
@@ -57,7 +57,7 @@ def test_node_count_change_adds_a_node_and_restarts_training(fleet_stack: FleetS
     out = preview_diff(fleet_stack)
     assert changed(out) == {**node_with_steps("node-2", "create"), "training": "update"}, out
     assert re.search(r"~ world_size\s*: 2 => 3", out), out
-    assert "+ 3 to create" in out
+    assert "+ 1 to create" in out
 
 
 def test_region_change_replaces_the_filesystem_and_every_node(fleet_stack: FleetStack) -> None:

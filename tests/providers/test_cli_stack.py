@@ -17,7 +17,7 @@ import pytest
 
 from tests.providers.emulator_api import Api
 from tests.providers.host_fixtures import PUBLIC_KEY, launches_for
-from tests.pulumi_support import PulumiProject, require_pulumi
+from tests.pulumi_support import PulumiProject, kill_processes_in, require_pulumi
 
 PROGRAM = f'''
 import pulumi
@@ -75,14 +75,7 @@ class Stack:
 
     def kill_orphans(self) -> None:
         """Provider hosts outlive a SIGKILLed CLI (own process group); end the ones started for this project."""
-        for proc_dir in Path("/proc").iterdir():
-            if not proc_dir.name.isdigit():
-                continue
-            try:
-                if Path(os.readlink(proc_dir / "cwd")) == self.project.root.resolve():
-                    os.kill(int(proc_dir.name), signal.SIGKILL)
-            except (FileNotFoundError, PermissionError, ProcessLookupError):
-                continue
+        kill_processes_in(self.project.root)
 
 
 @pytest.fixture

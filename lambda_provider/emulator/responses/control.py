@@ -1,6 +1,7 @@
 """Routes of the control API under `/_emulator/` (no auth, loopback only): faults, capacity, instance states, reset.
 
 GET    /_emulator/health                         {"ok": true, "time_scale": ..., "api_url": ...}
+GET    /_emulator/stats                          API requests served, 429s and launches among them (benchmarks)
 GET    /_emulator/state                          every instance (all accounts) with emulator internals
 POST   /_emulator/reset                          forget all resources, faults, capacity changes, rate buckets
 POST   /_emulator/accounts                       new account -> {"account_id", "api_key"}
@@ -33,6 +34,11 @@ def _body(request: Request) -> dict[str, Any]:
 @control("GET", "/health")
 def health(request: Request) -> Any:
     return {"ok": True, "time_scale": request.app.time_scale, "api_url": request.app.api_url}
+
+
+@control("GET", "/stats")
+def stats(request: Request) -> Any:
+    return request.app.stats_snapshot()
 
 
 @control("GET", "/state")
