@@ -521,12 +521,13 @@ def fleet_data(
     config: FleetConfig,
     mount: str,
     head_connection: pulumi.Input[dict[str, Any]],
-    head_ready: Any,
+    head_ok: pulumi.Input[bool],
+    nodes_ready: pulumi.Resource,
     repo_root: Path,
     parent: pulumi.Resource,
 ) -> list[DataUpload]:
-    """The fleet's `data` upload over the head node once its ready gate passed (side by side with the setups), or
-    nothing when the stack has no `data`. The training run requires its `ok`."""
+    """The fleet's `data` upload over the head node once the nodes are ready and set up (`nodes_ready`, the fleet's
+    FleetNodes), or nothing when the stack has no `data`. The training run requires its `ok`."""
     if not config.data:
         return []
     return [
@@ -536,7 +537,7 @@ def fleet_data(
             mount=mount,
             entries=config.data,
             cache_path=repo_root / ".lambda-sae" / "data-digests.json",
-            requires=[head_ready.ok],
-            opts=pulumi.ResourceOptions(parent=parent, depends_on=[head_ready]),
+            requires=[head_ok],
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=[nodes_ready]),
         )
     ]

@@ -25,12 +25,10 @@ from typing import Any
 
 import pulumi
 from pulumi.dynamic import (
-    ConfigureRequest,
     CreateResult,
     DiffResult,
     ReadResult,
     Resource,
-    ResourceProvider,
     UpdateResult,
 )
 
@@ -55,8 +53,10 @@ from lambda_provider.fleet.remote import (
     server_host_key,
     tar_directory,
 )
-from lambda_provider.resources import liveness, settings
+from lambda_provider.resources import liveness
 from lambda_provider.resources.instance import default_boot_timeout
+from lambda_provider.resources.provider import LambdaProvider
+from lambda_provider.resources.settings import ProviderSettings
 from lambda_provider.resources.values import is_unknown
 
 READY_SCRIPT_TIMEOUT = 120.0
@@ -95,8 +95,9 @@ def node_plan(props: dict[str, Any], name: str, old: dict[str, Any] | None) -> s
 class BootWatch:
     """One listing per poll interval for every node still booting (instead of one poller per node)."""
 
-    def __init__(self, interval: float) -> None:
-        self.interval = max(0.05, interval)
+    def __init__(self, settings: ProviderSettings) -> None:
+        self.settings = settings
+        self.interval = max(0.05, settings.poll_interval)
         self.latest: dict[str, InstanceRecord] = {}
         self.missing: dict[str, int] = {}
         self.waiting: set[str] = set()
@@ -105,7 +106,7 @@ class BootWatch:
         self._task: asyncio.Task[None] | None = None
 
     async def _poll(self) -> None:
-        client = settings.current().client()
+        client = self.settings.client()
         try:
             while self.waiting:
                 try:
@@ -197,10 +198,10 @@ async def _step(
 class Converge:
     """One update: each node's steps, concurrently, with one boot watch and one tarball for all of them."""
 
-    def __init__(self, props: dict[str, Any], olds: dict[str, Any] | None) -> None:
+    def __init__(self, props: dict[str, Any], olds: dict[str, Any] | None, settings: ProviderSettings) -> None:
         self.props = props
         self.old_status: dict[str, Any] = (olds or {}).get("status") or {}
-        self.watch = BootWatch(settings.current().poll_interval)
+        self.watch = BootWatch(settings)
         upload = (props.get("setup") or {}).get("upload") or None
         self.tarball = tar_directory(Path(upload["local_dir"])) if upload else None
 
@@ -305,10 +306,7 @@ def outcome(props: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
     return outs
 
 
-class FleetNodesProvider(ResourceProvider):
-    def configure(self, req: ConfigureRequest) -> None:
-        settings.configure_from_config(req.config)
-
+class FleetNodesProvider(LambdaProvider):
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         keys = ("ssh", "fs_mount", "setup", "ready_timeout_seconds")
         nodes = news.get("nodes")
@@ -321,14 +319,14 @@ class FleetNodesProvider(ResourceProvider):
         return DiffResult(changes=bool(changed or olds.get("ok") is False), replaces=[], delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult("fleet-nodes", outcome(props, asyncio.run(Converge(props, None).run())))
+        return CreateResult("fleet-nodes", outcome(props, asyncio.run(Converge(props, None, self.settings).run())))
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(outcome(news, asyncio.run(Converge(news, olds).run())))
+        return UpdateResult(outcome(news, asyncio.run(Converge(news, olds, self.settings).run())))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         """Refresh: a node whose instance is gone (or going) is marked unfinished; the next `up` redoes it."""
-        with settings.current().client() as client:
+        with self.client() as client:
             alive = {i.id for i in client.instances.list() if i.status not in TERMINAL_STATUSES | {"terminating"}}
         status = dict(props.get("status") or {})
         for name, record in status.items():

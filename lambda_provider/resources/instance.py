@@ -28,7 +28,6 @@ import pulumi
 from pulumi.dynamic import (
     CheckFailure,
     CheckResult,
-    ConfigureRequest,
     CreateResult,
     ReadResult,
     Resource,
@@ -110,10 +109,6 @@ class InstanceProvider(LambdaProvider):
 
     delete_first = "always"  # a replacement never runs beside the old instance (two would bill)
 
-    def configure(self, req: ConfigureRequest) -> None:
-        super().configure(req)
-        settings.remember_for_instances(self.settings)  # transitional: see lambda_provider/resources/settings.py
-
     # ---------------------------------------------------------------- check / diff
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         inputs = dict(news)
@@ -123,7 +118,7 @@ class InstanceProvider(LambdaProvider):
         failures = validate_static(inputs)
         if not failures:
             try:
-                client = settings.current().client()
+                client = self.settings.client()
             except ValueError as exc:
                 return CheckResult(inputs, [CheckFailure("placements", str(exc))])
             with client:
@@ -156,7 +151,7 @@ class InstanceProvider(LambdaProvider):
 
     # ---------------------------------------------------------------- create
     def create(self, props: dict[str, Any]) -> CreateResult:
-        cfg = settings.current()
+        cfg = self.settings
         with cfg.client() as client:
             tags = self._launch_tags(props)
             owner = owner_tags(props.get("owner") or {})
@@ -255,7 +250,7 @@ class InstanceProvider(LambdaProvider):
 
     # ---------------------------------------------------------------- read / update / delete
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        with settings.current().client() as client:
+        with self.settings.client() as client:
             _terminate_strays(client, props, keep=id_)
             inst = client.instances.find(id_)
             if inst is None or inst.status in GONE_FOR_READ:
@@ -263,7 +258,7 @@ class InstanceProvider(LambdaProvider):
             return ReadResult(id_, self._describe(client, inst, props))
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        cfg = settings.current()
+        cfg = self.settings
         with cfg.client() as client:
             inst = client.instances.find(id_)
             if inst is None or inst.status in GONE_FOR_READ:
@@ -287,7 +282,7 @@ class InstanceProvider(LambdaProvider):
                 return UpdateResult(self._unfinished_outputs(merged, id_, str(exc)))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        cfg = settings.current()
+        cfg = self.settings
         with cfg.client() as client:
             deadline = time.monotonic() + cfg.delete_timeout
             inst = client.instances.find(id_)
@@ -364,7 +359,7 @@ class InstanceProvider(LambdaProvider):
 
     def _unfinished_outputs(self, props: Mapping[str, Any], instance_id: str, error: str) -> dict[str, Any]:
         try:
-            with settings.current().client() as client:
+            with self.settings.client() as client:
                 inst = client.instances.find(instance_id)
                 if inst is not None:
                     outs = self._describe(client, inst, props, boot_error=error)

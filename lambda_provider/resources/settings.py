@@ -24,7 +24,6 @@ Set the key with `pulumi config set --secret lambda:apiKey <key>`.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,31 +122,3 @@ def settings_from(lookup: Callable[[str], Any]) -> ProviderSettings:
         else:
             values[attr] = _number(f"{CONFIG_NAMESPACE}:{key} / {env}", raw, type(default))
     return ProviderSettings(**values)
-
-
-# Transitional, for lambda_provider/resources/instance.py alone: its create/read/update/delete still call
-# `current()` while `Instance.create` is being rewritten elsewhere; `InstanceProvider.configure` feeds it. Once those
-# calls read `self.settings` (as every other provider does), delete from here to the end of the file.
-_lock = threading.Lock()
-_instance_settings: ProviderSettings | None = None
-
-
-def remember_for_instances(settings: ProviderSettings) -> None:
-    global _instance_settings
-    with _lock:
-        _instance_settings = settings
-
-
-def current() -> ProviderSettings:
-    """The settings `InstanceProvider.configure` read, else the environment's (transitional: see above)."""
-    with _lock:
-        if _instance_settings is not None:
-            return _instance_settings
-    return settings_from(lambda _key: None)
-
-
-def reset() -> None:
-    """Forget the remembered settings (tests)."""
-    global _instance_settings
-    with _lock:
-        _instance_settings = None

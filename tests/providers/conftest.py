@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from lambda_provider.emulator.testing import EmulatorHandle, running_emulator
-from lambda_provider.resources import lookups, settings
+from lambda_provider.resources import lookups
 from tests.providers.emulator_api import Api
 from tests.providers.host_fixtures import assert_no_api_key_leak
 from tests.providers.host_harness import Engine, ProviderHost
@@ -33,7 +33,6 @@ def api(emulator_handle: EmulatorHandle) -> Iterator[Api]:
     emulator_handle.reset()
     emulator_handle.set_rate_limits(False)
     lookups.clear()
-    settings.reset()
     yield api
     api.clear_faults()
 
