@@ -66,9 +66,10 @@ def run(args: argparse.Namespace) -> int:
     async def download(ssh: asyncssh.SSHClientConnection) -> dict[str, str]:
         async with ssh.start_sftp_client() as sftp:
             # One SAE exports into the run directory; a run of several (`saes`) into one subdirectory each.
+            single = await sftp.isfile(posixpath.join(run_dir, SUMS_FILE))
             members = (
                 []
-                if await sftp.isfile(posixpath.join(run_dir, SUMS_FILE))
+                if single
                 else [
                     entry.filename
                     for entry in await sftp.readdir(run_dir)
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                     and await sftp.isfile(posixpath.join(run_dir, entry.filename, SUMS_FILE))
                 ]
             )
-            if not members and not await sftp.isfile(posixpath.join(run_dir, SUMS_FILE)):
+            if not single and not members:
                 status = await _read_json(sftp, posixpath.join(run_dir, "status.json"))
                 state = (
                     f"{status.get('state', 'not started')}, step {status.get('step', '?')}/"

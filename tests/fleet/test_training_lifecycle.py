@@ -21,6 +21,8 @@ from tests.fleet.fleet_support import A10, PROGRAM, Fleet, assert_clean_up, run_
 from tests.pulumi_support import PulumiProject
 
 RUNNING = {"total_vectors": 40_000_000, "log_every": 25, "checkpoint_every": 100}
+K16 = {**RUNNING, "k": 16}  # the run from the k change on
+MISSING_SHARDS = {**K16, "data_source": "shards", "shard_paths": ["/lambda/nfs/sae-life/acts/*.safetensors"]}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,7 @@ def test_a_k_change_mid_run_is_previewed_and_relaunches_with_the_new_k(fleet: Fl
     fleet.configure(config(waitMinutes=0, overrides=RUNNING))
     assert_clean_up(fleet.up())
     wait_for_step(fleet, "life", 100)
-    fleet.configure(config(waitMinutes=0, overrides={**RUNNING, "k": 16}))
+    fleet.configure(config(waitMinutes=0, overrides=K16))
     preview = fleet.preview().stdout
     assert re.search(r"training: fresh run with k=16 in runs/life-2 \(k changes the SAE", preview), preview[-3000:]
     assert_clean_up(fleet.up())
@@ -65,17 +67,7 @@ def test_the_old_run_is_kept_when_a_fresh_one_starts(fleet: Fleet) -> None:
 
 
 def test_a_trainer_that_dies_at_start_fails_up_with_its_own_error(fleet: Fleet) -> None:
-    fleet.configure(
-        config(
-            waitMinutes=0,
-            overrides={
-                **RUNNING,
-                "k": 16,
-                "data_source": "shards",
-                "shard_paths": ["/lambda/nfs/sae-life/acts/*.safetensors"],
-            },
-        )
-    )
+    fleet.configure(config(waitMinutes=0, overrides=MISSING_SHARDS))
     result = fleet.up_result()
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
@@ -83,23 +75,13 @@ def test_a_trainer_that_dies_at_start_fails_up_with_its_own_error(fleet: Fleet) 
 
 
 def test_the_dying_trainer_s_hint_says_how_to_fix_it(fleet: Fleet) -> None:
-    fleet.configure(
-        config(
-            waitMinutes=0,
-            overrides={
-                **RUNNING,
-                "k": 16,
-                "data_source": "shards",
-                "shard_paths": ["/lambda/nfs/sae-life/acts/*.safetensors"],
-            },
-        )
-    )
+    fleet.configure(config(waitMinutes=0, overrides=MISSING_SHARDS))
     output = fleet.up()
     assert "fix the key it names" in output, output[-3000:]
 
 
 def test_an_out_of_band_trainer_kill_shows_as_crashed_after_refresh(fleet: Fleet) -> None:
-    fleet.configure(config(waitMinutes=0, overrides={**RUNNING, "k": 16}))
+    fleet.configure(config(waitMinutes=0, overrides=K16))
     assert_clean_up(fleet.up())
     wait_for_step(fleet, "life-4", 150)
     fleet.kill_trainer("node-1")
@@ -136,7 +118,7 @@ def test_the_run_resumes_on_the_replacement_node_from_its_checkpoint(fleet: Flee
 
 def test_a_third_node_is_previewed_as_a_resume_on_three_ranks(fleet: Fleet) -> None:
     wait_for_step(fleet, "life-4", 200)
-    fleet.configure(config(count=3, waitMinutes=0, overrides={**RUNNING, "k": 16}))
+    fleet.configure(config(count=3, waitMinutes=0, overrides=K16))
     preview = fleet.preview().stdout
     assert re.search(r"training: restart from step \d+ with 3 rank\(s\) instead of 2 in runs/life-4", preview), preview[
         -3000:
@@ -144,7 +126,7 @@ def test_a_third_node_is_previewed_as_a_resume_on_three_ranks(fleet: Fleet) -> N
 
 
 def test_a_third_node_joins_the_running_run_from_its_checkpoint(fleet: Fleet) -> None:
-    fleet.configure(config(count=3, waitMinutes=0, overrides={**RUNNING, "k": 16}))
+    fleet.configure(config(count=3, waitMinutes=0, overrides=K16))
     assert_clean_up(fleet.up())
     log = (fleet.run_dir("life-4") / "logs" / "node-0.log").read_text()
     assert re.search(r"^resumed at step \d+ \(checkpoint from 2 ranks, now 3", log, re.MULTILINE), log[-2000:]
@@ -153,7 +135,7 @@ def test_a_third_node_joins_the_running_run_from_its_checkpoint(fleet: Fleet) ->
 def test_down_to_one_node_the_same_run_finishes_at_its_total_steps(fleet: Fleet) -> None:
     step = wait_for_step(fleet, "life-4", 1)
     fleet.total_steps = step + 400  # type: ignore[attr-defined]
-    fleet.configure(config(count=1, overrides={**RUNNING, "k": 16, "total_vectors": fleet.total_steps * 1024}))
+    fleet.configure(config(count=1, overrides={**K16, "total_vectors": fleet.total_steps * 1024}))
     assert_clean_up(fleet.up())
     training = fleet.project.outputs()["training"]
     assert (training["state"], training["step"]) == ("finished", fleet.total_steps), training
@@ -164,11 +146,11 @@ def test_the_finished_run_s_summary_names_its_one_rank_world(fleet: Fleet) -> No
 
 
 def test_a_node_added_to_the_finished_run_is_refused_at_preview(fleet: Fleet) -> None:
-    fleet.configure(config(count=2, overrides={**RUNNING, "k": 16, "total_vectors": fleet.total_steps * 1024}))
+    fleet.configure(config(count=2, overrides={**K16, "total_vectors": fleet.total_steps * 1024}))
     result = fleet.preview()
     assert "would idle and bill" in result.stdout + result.stderr, result.stdout[-3000:]
 
 
 def test_the_refused_preview_exits_non_zero(fleet: Fleet) -> None:
-    fleet.configure(config(count=2, overrides={**RUNNING, "k": 16, "total_vectors": fleet.total_steps * 1024}))
+    fleet.configure(config(count=2, overrides={**K16, "total_vectors": fleet.total_steps * 1024}))
     assert fleet.preview().returncode != 0

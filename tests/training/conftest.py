@@ -18,6 +18,10 @@ if str(REPO) not in sys.path:
 torch.set_num_threads(1)  # tiny problems: a second thread only adds OpenMP sync cost
 
 
+# A random two-block GPT-2 (no download): the hf source's model in the trainer tests.
+TINY_GPT2 = {"model_type": "gpt2", "n_layer": 2, "n_embd": 32, "n_head": 2, "vocab_size": 96, "n_positions": 64}
+
+
 def tiny_overrides(out_dir: Path, **extra: Any) -> dict[str, Any]:
     """A small planted-feature problem that trains in a few seconds on one or two threads."""
     values: dict[str, Any] = dict(

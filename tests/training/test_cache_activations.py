@@ -10,15 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_overrides
+from conftest import TINY_GPT2, tiny_overrides
 from safetensors.torch import load_file
 
 from training.cache_activations import main as cache_main
 from training.config import ConfigError, build_config
 from training.data import HFActivationSource, ShardSource
 from training.trainer import Trainer
-
-TINY_GPT2 = {"model_type": "gpt2", "n_layer": 2, "n_embd": 32, "n_head": 2, "vocab_size": 96, "n_positions": 64}
 
 
 def write_config(tmp_path: Path, out: str, **extra: Any) -> Path:

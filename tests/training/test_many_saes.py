@@ -10,14 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_overrides
+from conftest import TINY_GPT2, tiny_overrides
 from safetensors.torch import load_file
 
 from training.config import ConfigError, build_config, sae_configs
 from training.data import ShuffledStream, build_source
 from training.trainer import Trainer
 
-TINY_GPT2 = {"model_type": "gpt2", "n_layer": 2, "n_embd": 32, "n_head": 2, "vocab_size": 96, "n_positions": 64}
 FOUR = [
     {"hf_layer": "transformer.h.0", "k": 4},
     {"hf_layer": "transformer.h.0", "k": 8},

@@ -12,15 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, subprocess_env, tiny_overrides
+from conftest import REPO, TINY_GPT2, subprocess_env, tiny_overrides
 from safetensors.torch import load_file
 
 from training.config import build_config
 from training.outputs import load_sae
 from training.saelens_format import transformer_lens_hook
 from training.trainer import Trainer
-
-TINY_GPT2 = {"model_type": "gpt2", "n_layer": 2, "n_embd": 32, "n_head": 2, "vocab_size": 96, "n_positions": 64}
 
 
 def bench_python() -> str | None:

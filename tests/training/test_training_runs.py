@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, free_port, subprocess_env, tiny_overrides
+from conftest import REPO, TINY_GPT2, free_port, subprocess_env, tiny_overrides
 from safetensors.torch import load_file
 
 from training.config import build_config
@@ -142,7 +142,7 @@ def test_two_process_ddp_with_gloo(tmp_path: Path) -> None:
 def test_hf_hook_on_tiny_random_model(tmp_path: Path) -> None:
     tokens = np.random.default_rng(0).integers(0, 96, size=64 * 40).astype(np.int64)
     np.save(tmp_path / "tokens.npy", tokens)
-    model_config = {"model_type": "gpt2", "n_layer": 2, "n_embd": 32, "n_head": 2, "vocab_size": 96, "n_positions": 64}
+    model_config = TINY_GPT2
     overrides = dict(
         data_source="hf",
         hf_model_config=model_config,
