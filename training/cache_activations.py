@@ -13,12 +13,18 @@ Writes, per hooked layer (out_dir itself for one layer, out_dir/<layer> for seve
 `shard-NNNNN.safetensors` (one tensor `activations` [rows, d_in]) and `manifest.json`: format, model, layer, d_in,
 context, skip_first_token, token_count, vectors, windows, dtype, shard_key and the shards (file, rows, sha256).
 `status.json` ({state: finished}) last. Exit codes as training.train: 0 done, 2 bad config, 1 failure.
+
+Under torchrun (a fleet run with `training.cache`, see README "Activation caching on the fleet") every rank runs
+this command: rank r caches windows r, r + W, ... into its own `shard-rNNN-*` files and writes its launch heartbeat
+(`ranks/rank-<r>.json`) after its first chunk; rank 0 gathers every rank's shard list and writes one manifest.
+While it runs, rank 0 keeps `status.json` at `{state: running, step: chunks done, total_steps: chunks}`.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 import traceback
@@ -31,8 +37,9 @@ from safetensors.torch import save_file
 from training.checkpoint import write_json_atomic
 from training.config import ConfigError, TrainConfig, build_config, parse_cli_overrides
 from training.data import HFActivationSource
+from training.heartbeat import write_heartbeat
 from training.outputs import file_sha256
-from training.trainer import resolve_device
+from training.trainer import Distributed, resolve_device
 
 MANIFEST = "manifest.json"
 FORMAT = "lambda-sae activation cache v1"
@@ -43,11 +50,11 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 class LayerWriter:
     """Shards of one layer's activations: rows are buffered until a shard is full, then written."""
 
-    def __init__(self, out_dir: Path, layer: str, dtype: torch.dtype, shard_vectors: int) -> None:
+    def __init__(
+        self, out_dir: Path, layer: str, dtype: torch.dtype, shard_vectors: int, prefix: str = "shard-"
+    ) -> None:
         self.out_dir, self.layer, self.dtype, self.shard_vectors = out_dir, layer, dtype, shard_vectors
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in out_dir.glob("shard-*.safetensors"):  # a rerun replaces the cache, never mixes with it
-            stale.unlink()
+        self.prefix = prefix
         self.pending: list[torch.Tensor] = []
         self.pending_rows = 0
         self.shards: list[dict[str, Any]] = []
@@ -68,15 +75,22 @@ class LayerWriter:
         return self.shards
 
     def _write(self, rows: torch.Tensor) -> None:
-        name = f"shard-{len(self.shards):05d}.safetensors"
+        name = f"{self.prefix}{len(self.shards):05d}.safetensors"
         tmp = self.out_dir / f".{name}.tmp"
         save_file({SHARD_KEY: rows.contiguous()}, str(tmp))
         tmp.replace(self.out_dir / name)
         self.shards.append({"file": name, "rows": len(rows), "sha256": file_sha256(self.out_dir / name)})
 
 
+def clear_cache_dir(out_dir: Path) -> None:
+    """A rerun replaces the cache, never mixes with it (rank 0, before any rank writes)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in [*out_dir.glob("shard-*.safetensors"), out_dir / MANIFEST]:
+        stale.unlink(missing_ok=True)
+
+
 def cache(cfg: TrainConfig, shard_vectors: int, dtype_name: str, max_tokens: int | None) -> list[Path]:
-    """Runs the source over every window once; returns the manifest paths written."""
+    """Runs the source over every window once (this rank's share of them); returns the manifest paths written."""
     if cfg.data_source != "hf":
         raise ConfigError("data_source: caching runs an 'hf' source (a hooked LM); set data_source: hf")
     if shard_vectors <= 0:
@@ -85,52 +99,81 @@ def cache(cfg: TrainConfig, shard_vectors: int, dtype_name: str, max_tokens: int
         raise ConfigError(f"--dtype: must be auto or one of {', '.join(DTYPES)}; got {dtype_name!r}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg, 0)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(cfg, local_rank)
+    ranks = Distributed(device.type)
     layers = cfg.layers()
     data_seed, _, _ = cfg.seeds()
     source = HFActivationSource(dataclasses.replace(cfg, eval_vectors=0), device, data_seed, layers)
     dtype = DTYPES[dtype_name] if dtype_name != "auto" else next(source.model.parameters()).dtype
     root = Path(cfg.out_dir)
     several = len(layers) > 1
-    writers = [LayerWriter(root / layer if several else root, layer, dtype, shard_vectors) for layer in layers]
+    dirs = [root / layer if several else root for layer in layers]
+    if ranks.is_main:
+        for out_dir in dirs:
+            clear_cache_dir(out_dir)
+    ranks.barrier()
+    prefix = f"shard-r{ranks.rank:03d}-" if ranks.enabled else "shard-"
+    writers = [LayerWriter(d, layer, dtype, shard_vectors, prefix) for d, layer in zip(dirs, layers, strict=True)]
     chunks = source.num_chunks(0)
     if max_tokens is not None:
         chunks = min(chunks, max(1, max_tokens // (cfg.hf_context * cfg.hf_batch_sequences)))
+    mine = range(ranks.rank, chunks, ranks.world)
     d, start, vectors = source.d_in, time.perf_counter(), 0
-    for index in range(chunks):
+    for done, index in enumerate(mine, start=1):
         acts = source.chunk(0, index)  # [rows, len(layers) * d_in], windows in the seed's shuffled order
         for i, writer in enumerate(writers):
             writer.add(acts[:, i * d : (i + 1) * d])
         vectors += len(acts)
-        if (index + 1) % max(1, chunks // 20) == 0 or index + 1 == chunks:
+        if done == 1:
+            write_heartbeat(root, ranks.rank, ranks.world, done)
+        if done % max(1, len(mine) // 20) == 0 or done == len(mine):
             rate = vectors / max(time.perf_counter() - start, 1e-9)
-            print(f"cached {index + 1}/{chunks} chunks | {vectors:,} vectors | {rate:,.0f} vectors/s", flush=True)
+            print(f"cached {done}/{len(mine)} chunks | {vectors:,} vectors | {rate:,.0f} vectors/s", flush=True)
+            if ranks.is_main:
+                write_json_atomic(
+                    root / "status.json", {"state": "running", "step": done * ranks.world, "total_steps": chunks}
+                )
+    if not len(mine):
+        write_heartbeat(root, ranks.rank, ranks.world, 0)
+    gathered = ranks.gather([writer.finish() for writer in writers])  # per rank: per layer, its shards
+    total = ranks.gather(vectors)
     manifests = []
-    for writer in writers:
-        shards = writer.finish()
-        manifest = {
-            "format": FORMAT,
-            "model": cfg.hf_model,
-            "hf_model_config": cfg.hf_model_config,
-            "layer": writer.layer,
-            "d_in": d,
-            "context": cfg.hf_context,
-            "skip_first_token": cfg.hf_skip_first_token,
-            "windows": chunks * cfg.hf_batch_sequences,
-            "token_count": chunks * cfg.hf_batch_sequences * cfg.hf_context,
-            "vectors": sum(s["rows"] for s in shards),
-            "dtype": str(dtype).removeprefix("torch."),
-            "shard_key": SHARD_KEY,
-            "tokens": cfg.hf_tokens or cfg.hf_text_files,
-            "seed": data_seed,
-            "shards": shards,
-        }
-        write_json_atomic(writer.out_dir / MANIFEST, manifest)
-        manifests.append(writer.out_dir / MANIFEST)
-    write_json_atomic(
-        root / "status.json",
-        {"state": "finished", "reason": "completed", "vectors": vectors, "manifests": [str(m) for m in manifests]},
-    )
+    if ranks.is_main:
+        for i, writer in enumerate(writers):
+            shards = [shard for per_rank in gathered for shard in per_rank[i]]
+            manifest = {
+                "format": FORMAT,
+                "model": cfg.hf_model,
+                "hf_model_config": cfg.hf_model_config,
+                "layer": writer.layer,
+                "d_in": d,
+                "context": cfg.hf_context,
+                "skip_first_token": cfg.hf_skip_first_token,
+                "windows": chunks * cfg.hf_batch_sequences,
+                "token_count": chunks * cfg.hf_batch_sequences * cfg.hf_context,
+                "vectors": sum(s["rows"] for s in shards),
+                "dtype": str(dtype).removeprefix("torch."),
+                "shard_key": SHARD_KEY,
+                "tokens": cfg.hf_tokens or cfg.hf_text_files,
+                "seed": data_seed,
+                "ranks": ranks.world,
+                "shards": shards,
+            }
+            write_json_atomic(writer.out_dir / MANIFEST, manifest)
+            manifests.append(writer.out_dir / MANIFEST)
+        write_json_atomic(
+            root / "status.json",
+            {
+                "state": "finished",
+                "reason": "completed",
+                "step": chunks,
+                "total_steps": chunks,
+                "vectors": sum(total),
+                "manifests": [str(m) for m in manifests],
+            },
+        )
+    ranks.close()
     return manifests
 
 

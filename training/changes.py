@@ -145,6 +145,17 @@ def decide(old: dict[str, Any] | None, new: dict[str, Any], view: RunView) -> De
     port_changed = old.get("master_port") != new.get("master_port")
     nodes_changed = old.get("node_ids") != new.get("node_ids")
     at = f"step {view.step}" if view.step is not None else "its latest checkpoint"
+    if (old.get("task") or None) != (new.get("task") or None):  # what runs: the trainer, or a cache and its options
+        generation += 1
+        new_dir = run_dir_for(base, generation)
+        old_task, new_task = _task_name(old.get("task")), _task_name(new.get("task"))
+        why = f"the run was a {old_task} run" if old_task != new_task else "training.cache changed"
+        return Decision(
+            "fresh",
+            f"training: fresh {new_task} run in {_short(new_dir)} ({why}; {_short(run_dir)} is kept)",
+            generation,
+            new_dir,
+        )
 
     if fresh:
         generation += 1
@@ -241,6 +252,11 @@ def decide(old: dict[str, Any] | None, new: dict[str, Any], view: RunView) -> De
             run_dir,
         )
     return Decision("none", "", generation, run_dir)
+
+
+def _task_name(task: dict[str, Any] | None) -> str:
+    """`training` (the trainer) or `cache` (training.cache: python -m training.cache_activations)."""
+    return "cache" if task and task.get("module") == "training.cache_activations" else "training"
 
 
 def _count(value: Any) -> int | None:

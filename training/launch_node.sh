@@ -10,7 +10,8 @@
 #
 # Env: FLEET_HOME, RUN_PATH (the run's directory on the shared filesystem, live path /lambda/nfs/<fs>/...),
 # NODE_RANK, NNODES, NPROC (processes on this node), MASTER_ADDR, MASTER_PORT, TRAIN_CONFIG_B64 (the trainer's YAML,
-# base64), FLEET_LAUNCH_ID (this launch: in the log's start line and the ranks' heartbeat files), FLEET_EXTRA_ENV
+# base64), TRAIN_MODULE (training.train, or training.cache_activations for a cache run) and TRAIN_ARGS (its extra
+# arguments), FLEET_LAUNCH_ID (this launch: in the log's start line and the ranks' heartbeat files), FLEET_EXTRA_ENV
 # (e.g. GLOO_SOCKET_IFNAME=lo). Secrets (HF_TOKEN) arrive already exported (read from the session's stdin, never on
 # a command line) and reach the trainer only through its inherited environment.
 set -euo pipefail
@@ -84,11 +85,14 @@ start() {
     PYTHONPATH="$FLEET_HOME" "$py" -m training.node_paths "$FLEET_HOME/run-config.yaml" \
       || fail "could not map the config's /lambda/nfs paths onto this instance"
   fi
-  local cmd=("$py" -m training.train --config "$FLEET_HOME/run-config.yaml" --out_dir "$RUN_DIR")
+  local module="${TRAIN_MODULE:-training.train}" extra=()
+  case "$module" in training.train|training.cache_activations) ;; *) fail "unknown TRAIN_MODULE $module" ;; esac
+  read -r -a extra <<< "${TRAIN_ARGS:-}"
+  local cmd=("$py" -m "$module" --config "$FLEET_HOME/run-config.yaml" --out_dir "$RUN_DIR" "${extra[@]}")
   if [ "$((NNODES * NPROC))" -gt 1 ]; then
     cmd=("$py" -m torch.distributed.run --nnodes "$NNODES" --node-rank "$NODE_RANK" --nproc-per-node "$NPROC"
-         --master-addr "$MASTER_ADDR" --master-port "$MASTER_PORT" -m training.train
-         --config "$FLEET_HOME/run-config.yaml" --out_dir "$RUN_DIR")
+         --master-addr "$MASTER_ADDR" --master-port "$MASTER_PORT" -m "$module"
+         --config "$FLEET_HOME/run-config.yaml" --out_dir "$RUN_DIR" "${extra[@]}")
   fi
   cd "$FLEET_HOME"
   echo "=== $(date -u +%FT%TZ) node $NODE_RANK/$NNODES launch ${FLEET_LAUNCH_ID:-none} starts: ${cmd[*]}" >> "$LOG"

@@ -9,11 +9,9 @@ import ctypes
 import inspect
 import os
 import signal
-import socket
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from training.checkpoint import latest_checkpoint, load_checkpoint, read_json, save_checkpoint, write_json_atomic
+from training.checkpoint import latest_checkpoint, load_checkpoint, read_json, save_checkpoint
 from training.config import ConfigError, TrainConfig, sae_configs
 from training.data import (
     PURPOSE_EVAL,
@@ -35,6 +33,7 @@ from training.data import (
     remap_stream_states,
 )
 from training.evaluate import evaluate, feature_recovery, reconstruction_of
+from training.heartbeat import write_heartbeat
 from training.member import Member
 from training.outputs import RunOutputs
 from training.sae import SparseAutoencoder
@@ -89,6 +88,10 @@ class Distributed:
         out: list[Any] = [None] * self.world
         dist.all_gather_object(out, obj)
         return out
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
 
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
@@ -392,22 +395,7 @@ class Trainer:
         self.write_heartbeat()
 
     def write_heartbeat(self) -> None:
-        """`ranks/rank-<rank>.json`, once per process (after its first step, or at the end when there was none): this
-        rank of this launch is up (the fleet waits for every rank's file with its launch id)."""
-        ranks = self.out_dir / "ranks"
-        ranks.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(
-            ranks / f"rank-{self.dist.rank}.json",
-            {
-                "rank": self.dist.rank,
-                "world_size": self.dist.world,
-                "step": self.step,
-                "launch_id": os.environ.get("FLEET_LAUNCH_ID") or None,
-                "pid": os.getpid(),
-                "host": socket.gethostname(),
-                "time": datetime.now(UTC).isoformat(timespec="seconds"),
-            },
-        )
+        write_heartbeat(self.out_dir, self.dist.rank, self.dist.world, self.step)
 
     def _on_sigterm(self, _signum: int, _frame: Any) -> None:
         self.stop_signal = "sigterm"

@@ -163,9 +163,6 @@ class Transport:
         except requests.exceptions.RequestException as exc:
             sent = _was_sent(exc)
             raise ConnectionFailed(f"{method} {path}: {type(exc).__name__}: {exc}", sent=sent) from None
-        finally:
-            if launch:
-                self.limiter.finished_launch()
         log.debug("%s %s -> %d", method, path, response.status_code)
         if response.status_code >= 400:
             error = error_from_response(

@@ -248,7 +248,13 @@ def trainer_yaml(config: dict[str, Any]) -> str:
 
 def _launch_env(props: dict[str, Any], launch_id: str) -> dict[str, Any]:
     encoded = base64.b64encode(trainer_yaml(props.get("trainer_config") or {}).encode()).decode()
-    return {"TRAIN_CONFIG_B64": encoded, "FLEET_LAUNCH_ID": launch_id}
+    task = props.get("task") or {}
+    return {
+        "TRAIN_CONFIG_B64": encoded,
+        "FLEET_LAUNCH_ID": launch_id,
+        "TRAIN_MODULE": task.get("module") or "training.train",
+        "TRAIN_ARGS": " ".join(str(a) for a in task.get("args") or []),
+    }
 
 
 async def _converge(olds: dict[str, Any] | None, news: dict[str, Any]) -> dict[str, Any]:
@@ -300,7 +306,8 @@ async def _converge(olds: dict[str, Any] | None, news: dict[str, Any]) -> dict[s
 
 
 def _run_record(props: dict[str, Any]) -> dict[str, Any]:
-    return {"trainer_config": props.get("trainer_config"), "world_size": props.get("world_size")}
+    record = {"trainer_config": props.get("trainer_config"), "world_size": props.get("world_size")}
+    return {**record, "task": props["task"]} if props.get("task") else record
 
 
 async def _record_run(head: Node, props: dict[str, Any]) -> None:
@@ -430,6 +437,7 @@ class TrainingRun(Resource, module="fleet", name="TrainingRun"):
         connect_timeout_seconds: float = 60.0,
         launch_timeout_seconds: float = 900.0,
         secret_environment: pulumi.Input[dict[str, str]] | None = None,
+        task: dict[str, Any] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         # `secret_environment` (HF_TOKEN): exported to the trainers at launch through the SSH session's stdin; a
@@ -447,6 +455,8 @@ class TrainingRun(Resource, module="fleet", name="TrainingRun"):
             "connect_timeout_seconds": connect_timeout_seconds,
             "launch_timeout_seconds": launch_timeout_seconds,
             **({"secret_environment": pulumi.Output.secret(secret_environment)} if secret_environment else {}),
+            # What runs instead of the trainer (`training.cache`: {"module": "training.cache_activations", "args"}).
+            **({"task": task} if task else {}),
             "action": None,
             "change": None,
             "generation": None,

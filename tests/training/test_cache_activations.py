@@ -4,13 +4,15 @@ manifest; a later shards run trains on the cache directory and its export names 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_GPT2, tiny_overrides
+from conftest import REPO, TINY_GPT2, free_port, subprocess_env, tiny_overrides
 from safetensors.torch import load_file
 
 from training.cache_activations import main as cache_main
@@ -123,3 +125,38 @@ def test_two_layers_cache_into_one_directory_each(tmp_path: Path) -> None:
 def test_caching_a_non_hf_config_exits_2_naming_data_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cache_main(["--config", str(write_config(tmp_path, "bad", data_source="synthetic", d_in=8))]) == 2
     assert capsys.readouterr().err.startswith("config error: data_source: caching runs an 'hf' source")
+
+
+def test_two_ranks_split_the_windows_and_rank_0_writes_one_manifest(cached: Path, tmp_path: Path) -> None:
+    """A cache run on a fleet runs under torchrun: each rank caches every W-th window, rank 0 lists all shards."""
+    config = write_config(tmp_path, "ranks")
+    env = {**subprocess_env(), "FLEET_LAUNCH_ID": "cache-launch"}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=1",
+        "--nproc-per-node=2",
+        "--master-addr=127.0.0.1",
+        f"--master-port={free_port()}",
+        "-m",
+        "training.cache_activations",
+        "--config",
+        str(config),
+        "--shard-vectors",
+        "500",
+    ]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = json.loads((tmp_path / "ranks" / "manifest.json").read_text())
+    one_rank = json.loads((cached / "cache" / "manifest.json").read_text())
+    assert manifest["vectors"] == one_rank["vectors"]
+    assert manifest["ranks"] == 2
+    assert {s["file"][:12] for s in manifest["shards"]} == {"shard-r000-0", "shard-r001-0"}
+    rows = torch.cat([load_file(str(tmp_path / "ranks" / s["file"]))["activations"] for s in manifest["shards"]])
+    expected = torch.cat([load_file(str(cached / "cache" / s["file"]))["activations"] for s in one_rank["shards"]])
+    ordered = sorted(rows.tolist())
+    assert ordered == sorted(expected.tolist()), "the two ranks cached other rows than one rank"
+    heartbeats = sorted((tmp_path / "ranks" / "ranks").glob("rank-*.json"))
+    assert [json.loads(h.read_text())["launch_id"] for h in heartbeats] == ["cache-launch", "cache-launch"]
+    assert json.loads((tmp_path / "ranks" / "status.json").read_text())["state"] == "finished"
