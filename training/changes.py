@@ -14,7 +14,7 @@ preview shows next to the diff and that the `training.change` output keeps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from training.config import TrainConfig
@@ -119,8 +119,15 @@ def _short(run_dir: str) -> str:
 
 
 def decide(old: dict[str, Any] | None, new: dict[str, Any], view: RunView) -> Decision:
-    """`old`/`new`: the TrainingRun's inputs (trainer_config, world_size, run_base, generation, code_digest, ...);
-    `old` is None on the first create."""
+    """`old`/`new`: the TrainingRun's inputs (trainer_config, world_size, run_base, generation, code_digest, task,
+    ...); `old` is None on the first create."""
+    decision = _decide(old, new, view)
+    if decision.action == "resume" and _task_name(new.get("task")) == "cache":  # a cache keeps no checkpoint
+        return replace(decision, line=f"{decision.line}; a cache run starts again from its first chunk")
+    return decision
+
+
+def _decide(old: dict[str, Any] | None, new: dict[str, Any], view: RunView) -> Decision:
     base = new["run_base"]
     if not old or old.get("run_base") != base:
         generation = 1

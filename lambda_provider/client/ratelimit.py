@@ -21,7 +21,11 @@ LAUNCH_MARGIN = 0.1
 
 
 class RateLimiter:
-    """Reserves send slots: each request waits until `min_request_interval` after the previous one."""
+    """Reserves send slots at least `min_request_interval` apart, launches `min_launch_interval` apart.
+
+    A launch reserves its slot ahead of time (up to an interval away); other requests take free slots before it
+    instead of queueing behind it, so the four provider threads' listings and catalogue reads (what the next launch
+    needs first) go out while a launch waits for its turn."""
 
     def __init__(
         self,
@@ -29,7 +33,8 @@ class RateLimiter:
         min_launch_interval: float = DEFAULT_MIN_LAUNCH_INTERVAL,
     ) -> None:
         self._lock = threading.Lock()
-        self._next_request = 0.0
+        self._reserved: list[float] = []  # send times taken, sorted
+        self._blocked_until = 0.0
         self._next_launch = 0.0
         self.min_request_interval = min_request_interval
         self.min_launch_interval = min_launch_interval
@@ -41,15 +46,29 @@ class RateLimiter:
             if min_launch_interval is not None:
                 self.min_launch_interval = max(0.0, float(min_launch_interval))
 
+    def _free_slot(self, earliest: float) -> float:
+        """The first time >= earliest at least one request interval away from every reserved send."""
+        gap, start = self.min_request_interval, earliest
+        for taken in self._reserved:
+            if abs(start - taken) < gap:
+                start = taken + gap
+            elif taken > start:
+                break
+        return start
+
     def acquire(self, *, launch: bool = False) -> float:
         """Block until this request may be sent; returns the seconds waited."""
         with self._lock:
             now = time.monotonic()
-            start = max(now, self._next_request)
+            self._reserved = [t for t in self._reserved if t > now - self.min_request_interval]
+            earliest = max(now, self._blocked_until)
             if launch:
-                start = max(start, self._next_launch)
+                earliest = max(earliest, self._next_launch)
+            start = self._free_slot(earliest)
+            if launch:
                 self._next_launch = start + self.min_launch_interval * (1.0 + LAUNCH_MARGIN)
-            self._next_request = start + self.min_request_interval
+            self._reserved.append(start)
+            self._reserved.sort()
         wait = start - now
         if wait > 0:
             time.sleep(wait)
@@ -58,7 +77,7 @@ class RateLimiter:
     def penalize(self, seconds: float) -> None:
         """Push every later request back (after a 429 the account is over its budget)."""
         with self._lock:
-            self._next_request = max(self._next_request, time.monotonic() + seconds)
+            self._blocked_until = max(self._blocked_until, time.monotonic() + seconds)
 
 
 def _env_float(name: str, default: float) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -88,3 +89,16 @@ def test_the_next_launch_is_spaced_from_the_previous_send_with_the_margin() -> N
     limiter.acquire(launch=True)
     time.sleep(0.3)  # the first launch's answer is still out: it does not delay the next send
     assert limiter.acquire(launch=True) == pytest.approx(0.5 * (1 + LAUNCH_MARGIN) - 0.3, abs=0.05)
+
+
+def test_a_request_goes_out_before_a_launch_waiting_for_its_slot() -> None:
+    limiter = RateLimiter(min_request_interval=0.05, min_launch_interval=1.0)
+    limiter.acquire(launch=True)
+    started = time.monotonic()
+    waiter = threading.Thread(target=limiter.acquire, kwargs={"launch": True})  # takes the slot 1.1 s ahead
+    waiter.start()
+    time.sleep(0.1)
+    waited = limiter.acquire()
+    waiter.join()
+    assert waited < 0.05, f"a listing queued {waited:.2f} s behind the next launch's slot"
+    assert time.monotonic() - started == pytest.approx(1.0 * (1 + LAUNCH_MARGIN), abs=0.1)

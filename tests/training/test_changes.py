@@ -108,3 +108,31 @@ def test_a_run_stopped_by_a_signal_is_interrupted_and_resumes() -> None:
 
 def test_a_run_stopped_by_its_own_limit_is_done() -> None:
     assert decide(inputs(), inputs(), RunView("stopped", 4000, 5000, reason="max_hours")).action == "none"
+
+
+CACHE = {"module": "training.cache_activations", "args": ["--shard-vectors", "262144"]}
+
+
+def cache_inputs(**trainer: Any) -> dict[str, Any]:
+    return {**inputs(**trainer), "task": CACHE}
+
+
+def test_turning_a_training_run_into_a_cache_run_is_a_fresh_directory() -> None:
+    decision = decide(inputs(), cache_inputs(), RUNNING)
+    assert (decision.action, decision.run_dir) == ("fresh", f"{BASE}-2")
+
+
+def test_the_task_change_line_says_what_runs_now_and_what_is_kept() -> None:
+    line = decide(inputs(), cache_inputs(), RUNNING).line
+    assert line == "training: fresh cache run in runs/big-2 (the run was a training run; runs/big is kept)"
+
+
+def test_a_changed_cache_option_is_a_fresh_cache() -> None:
+    changed = {**cache_inputs(), "task": {**CACHE, "args": ["--shard-vectors", "1024"]}}
+    line = decide(cache_inputs(), changed, RUNNING).line
+    assert line == "training: fresh cache run in runs/big-2 (training.cache changed; runs/big is kept)"
+
+
+def test_a_restarted_cache_run_says_it_starts_from_its_first_chunk() -> None:
+    line = decide(cache_inputs(), cache_inputs(lr=3e-4), RUNNING).line
+    assert line.endswith("; a cache run starts again from its first chunk"), line
