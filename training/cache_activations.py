@@ -58,6 +58,7 @@ class LayerWriter:
         self.pending: list[torch.Tensor] = []
         self.pending_rows = 0
         self.shards: list[dict[str, Any]] = []
+        out_dir.mkdir(parents=True, exist_ok=True)
 
     def add(self, acts: torch.Tensor) -> None:
         self.pending.append(acts.to(self.dtype))

@@ -132,6 +132,9 @@ def _decide(old: dict[str, Any] | None, new: dict[str, Any], view: RunView) -> D
     if not old or old.get("run_base") != base:
         generation = 1
         run_dir = run_dir_for(base, generation)
+        if _task_name(new.get("task")) == "cache":
+            what = "start the cache run" if not old else "start a new cache run (training.runName changed)"
+            return Decision("start", f"training: {what} in {_short(run_dir)}", generation, run_dir)
         what = "start the run" if not old else "start a new run (training.runName changed; the old one is kept)"
         return Decision(
             "start",
@@ -164,6 +167,15 @@ def _decide(old: dict[str, Any] | None, new: dict[str, Any], view: RunView) -> D
             new_dir,
         )
 
+    if "data_digest" in old and old.get("data_digest") != new.get("data_digest"):
+        generation += 1
+        new_dir = run_dir_for(base, generation)
+        return Decision(
+            "fresh",
+            f"training: fresh run in {_short(new_dir)} (the uploaded data it reads changed; {_short(run_dir)} is kept)",
+            generation,
+            new_dir,
+        )
     if fresh:
         generation += 1
         new_dir = run_dir_for(base, generation)

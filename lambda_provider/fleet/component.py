@@ -15,7 +15,7 @@ from lambda_provider.fleet import outputs, scripts
 from lambda_provider.fleet.clock import FleetClock
 from lambda_provider.fleet.config import FleetConfig
 from lambda_provider.fleet.cost import fleet_hourly_usd
-from lambda_provider.fleet.data_upload import fleet_data
+from lambda_provider.fleet.data_upload import digest_of_files_read, fleet_data
 from lambda_provider.fleet.fleet_nodes import FleetNodes
 from lambda_provider.fleet.key import fleet_key
 from lambda_provider.fleet.node_step import NodeStep, directory_digest
@@ -112,12 +112,14 @@ class GpuFleet(pulumi.ComponentResource):
         # The stack's `data` upload to the filesystem over the head node (none without `data`).
         head_ok = ready.status.apply(lambda status: bool((status or {}).get(head.name, {}).get("ok")))
         data = fleet_data(config, fs_mount, connections[head.name], head_ok, ready, repo_root, self)
+        files = [f for upload in data for f in upload.local_files]
         run = TrainingRun(
             "training",
             nodes=run_nodes,
             node_ids=[node.instance.instance_id for node in nodes],
             run_base=f"{fs_mount}/runs/{config.training.run_name}",
             trainer_config=trainer_config(config),
+            data_digest=digest_of_files_read(files, trainer_config(config), fs_mount),
             world_size=sum(node.nproc for node in nodes),
             # What the trainer runs: a change of the probe's code (run after training) does not restart a run.
             code_digest=directory_digest(training_dir, skip=("probe",)),

@@ -21,6 +21,7 @@ requires `ok` and is skipped, and the program turns the error into a failed upda
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import hashlib
 import json
 import os
@@ -136,6 +137,30 @@ def local_files(entries: Iterable[DataEntry], cache: DigestCache) -> list[dict[s
             files.append({"path": dest, "local": str(source), "size": size, "sha256": sha})
     cache.save()
     return sorted(files, key=lambda f: f["path"])
+
+
+def digest_of_files_read(files: list[dict[str, Any]], trainer_config: Any, mount: str) -> str | None:
+    """A digest of the uploaded files the trainer config names under `mount` (a file, a directory above files, or a
+    glob), or None when it names none: a change of it is a change of the run's data (a fresh run)."""
+    refs: list[str] = []
+
+    def collect(value: Any) -> None:
+        if isinstance(value, str) and value.startswith(f"{mount}/"):
+            refs.append(value[len(mount) + 1 :].rstrip("/"))
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                collect(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                collect(item)
+
+    collect(trainer_config)
+    read = sorted(
+        (f["path"], f["sha256"])
+        for f in files
+        if any(f["path"] == r or f["path"].startswith(f"{r}/") or fnmatch.fnmatchcase(f["path"], r) for r in refs)
+    )
+    return hashlib.sha256(json.dumps(read).encode()).hexdigest()[:16] if read else None
 
 
 # ------------------------------------------------------------------ the plan
@@ -505,6 +530,7 @@ class DataUpload(Resource, module="fleet", name="DataUpload"):
             "error": None,
             "sent": None,
         }
+        self.local_files: list[dict[str, Any]] = props["files"]  # for the training run's data digest
         ours = pulumi.ResourceOptions(additional_secret_outputs=["connection"])
         super().__init__(DataUploadProvider(), resource_name, props, pulumi.ResourceOptions.merge(opts, ours))
         pulumi.Output.all(self.error, self.skipped).apply(_report_error)

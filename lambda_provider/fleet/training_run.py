@@ -430,6 +430,7 @@ class TrainingRun(Resource, module="fleet", name="TrainingRun"):
         run_base: str,
         trainer_config: dict[str, Any],
         world_size: int,
+        data_digest: str | None = None,
         code_digest: str,
         master_port: int,
         wait_seconds: float,
@@ -447,6 +448,8 @@ class TrainingRun(Resource, module="fleet", name="TrainingRun"):
             "node_ids": node_ids,
             "run_base": run_base,
             "trainer_config": trainer_config,
+            # The uploaded files (`data`) the trainer config names: re-uploaded content is a fresh run.
+            "data_digest": data_digest,
             "world_size": world_size,
             "code_digest": code_digest,
             "master_port": master_port,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from lambda_provider.fleet.config import FleetConfigError, parse_fleet_config
-from lambda_provider.fleet.data_upload import DigestCache, local_files, make_plan, parse_manifest
+from lambda_provider.fleet.data_upload import DigestCache, digest_of_files_read, local_files, make_plan, parse_manifest
 from lambda_provider.fleet.node_step import with_secret_environment
 from training.node_paths import on_node
 
@@ -222,3 +222,31 @@ def test_the_live_view_shows_a_data_progress_record_as_one_line() -> None:
 
     record = {"state": "sending", "files": 4, "done_files": 1, "bytes": 3 << 20, "sent_bytes": 1 << 20}
     assert data_line({**record, "bytes_per_second": 1 << 19}) == ("sending: 1/4 files, 1.0 MiB of 3.0 MiB at 0.5 MiB/s")
+
+
+FILES = [
+    {"path": "acts/layer0/shard-0.safetensors", "sha256": "a0"},
+    {"path": "acts/layer0/shard-1.safetensors", "sha256": "a1"},
+    {"path": "probe/held-out.jsonl", "sha256": "p0"},
+    {"path": "tokens/train.npy", "sha256": "t0"},
+]
+
+
+def test_the_run_data_digest_covers_the_files_a_glob_names() -> None:
+    config = {"shard_paths": ["/lambda/nfs/fs/acts/layer0/*.safetensors"]}
+    changed = [dict(f, sha256="zz") if f["path"].endswith("shard-1.safetensors") else f for f in FILES]
+    assert digest_of_files_read(FILES, config, "/lambda/nfs/fs") != digest_of_files_read(
+        changed, config, "/lambda/nfs/fs"
+    )
+
+
+def test_the_run_data_digest_ignores_files_the_run_does_not_name() -> None:
+    config = {"hf_tokens": "/lambda/nfs/fs/tokens/train.npy"}
+    changed = [dict(f, sha256="zz") if f["path"].startswith("probe/") else f for f in FILES]
+    assert digest_of_files_read(FILES, config, "/lambda/nfs/fs") == digest_of_files_read(
+        changed, config, "/lambda/nfs/fs"
+    )
+
+
+def test_a_run_that_names_no_uploaded_file_has_no_data_digest() -> None:
+    assert digest_of_files_read(FILES, {"shard_paths": ["/lambda/nfs/fs/runs/acts"]}, "/lambda/nfs/fs") is None

@@ -136,3 +136,17 @@ def test_a_changed_cache_option_is_a_fresh_cache() -> None:
 def test_a_restarted_cache_run_says_it_starts_from_its_first_chunk() -> None:
     line = decide(cache_inputs(), cache_inputs(lr=3e-4), RUNNING).line
     assert line.endswith("; a cache run starts again from its first chunk"), line
+
+
+def test_the_first_create_of_a_cache_run_says_it_is_a_cache() -> None:
+    assert decide(None, cache_inputs(), RunView()).line == "training: start the cache run in runs/big"
+
+
+def test_re_uploaded_data_the_run_reads_is_a_fresh_run() -> None:
+    old, new = {**inputs(), "data_digest": "aaa"}, {**inputs(), "data_digest": "bbb"}
+    line = decide(old, new, RUNNING).line
+    assert line == "training: fresh run in runs/big-2 (the uploaded data it reads changed; runs/big is kept)"
+
+
+def test_a_state_from_before_the_data_digest_does_not_restart_the_run() -> None:
+    assert decide(inputs(), {**inputs(), "data_digest": "bbb"}, RUNNING).action == "none"
