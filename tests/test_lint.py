@@ -15,3 +15,24 @@ def test_ruff_clean() -> None:
         cwd=REPO_ROOT,
     )
     assert result.returncode == 0, f"ruff found problems:\n{result.stdout}{result.stderr}"
+
+
+LONG_FILE_LINES = 500  # a source file longer than this says at its top why it stays one file
+
+
+def test_every_long_source_file_says_why_it_is_one_file() -> None:
+    names = subprocess.run(
+        ["git", "ls-files", "*.py"], capture_output=True, text=True, cwd=REPO_ROOT, check=True
+    ).stdout.split()
+    unexplained = []
+    for name in names:
+        path = REPO_ROOT / name
+        if not path.is_file():
+            continue
+        lines = path.read_text().splitlines()
+        if len(lines) > LONG_FILE_LINES and not any(line.startswith("Why one file:") for line in lines[:15]):
+            unexplained.append(f"{name} ({len(lines)} lines)")
+    assert not unexplained, (
+        f"over {LONG_FILE_LINES} lines without a `Why one file:` line in the first 15 lines of the module docstring "
+        f"(split the file, or say why it stays one): {', '.join(unexplained)}"
+    )
