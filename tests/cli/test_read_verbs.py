@@ -22,12 +22,11 @@ import yaml
 
 from lambda_provider.cli import nodes, ssh_files
 from lambda_provider.cli.pull import verify
-from tests.pulumi_support import REPO_ROOT, require_pulumi, tools_path
+from tests.pulumi_support import REPO_ROOT, fleet_program, require_pulumi, tools_path, write_project
 from training.outputs import load_sae, parse_sums
 
 STACK = "readverbs"
 PROJECT = "lambda-sae"
-PROGRAM = f"from pathlib import Path\nfrom lambda_provider.fleet.program import main\nmain(Path({str(REPO_ROOT)!r}))\n"
 CONFIG = {
     "target": "emulator",
     "nodeGroups": [
@@ -97,11 +96,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     require_pulumi()
     root = tmp_path_factory.mktemp("readverbs")
     project = root / "project"
-    project.mkdir()
-    (project / "Pulumi.yaml").write_text(
-        f"name: {PROJECT}\nruntime:\n  name: python\n  options:\n    virtualenv: {Path(sys.prefix)}\n"
-    )
-    (project / "__main__.py").write_text(PROGRAM)
+    write_project(project, fleet_program(), name=PROJECT)
     (project / "training").symlink_to(REPO_ROOT / "training")  # stack config paths are relative to the project
     values: dict[str, Any] = {f"{PROJECT}:{k}": v for k, v in CONFIG.items()}
     values.update(

@@ -16,10 +16,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from lambda_provider.emulator.testing import running_emulator
 from lambda_provider.fleet.data_upload import CHUNK, WINDOW
-from tests.fleet.fleet_support import A10, PROGRAM, Fleet, assert_clean_up, run_status, stack_config
-from tests.pulumi_support import PulumiProject
+from tests.fleet.fleet_support import A10, Fleet, assert_clean_up, fleet_on_emulator, run_status, stack_config
 
 FS = "sae-data"
 MOUNT = f"/lambda/nfs/{FS}"
@@ -28,13 +26,8 @@ TOKEN = "hf_e2eLeakCanary7f3a9c2b5d1e"
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    root = tmp_path_factory.mktemp("data")
-    with running_emulator(root / "emulator", time_scale=0.01) as emulator:
-        project = PulumiProject.create(
-            root / "project", PROGRAM, env={"LAMBDA_API_URL": emulator.base_url, "LAMBDA_API_KEY": emulator.api_key}
-        )
-        yield Fleet(project, emulator, filesystem=FS)
-        project.run("destroy", "--yes", check=False, timeout=300)
+    with fleet_on_emulator(tmp_path_factory.mktemp("data"), filesystem=FS) as fleet:
+        yield fleet
 
 
 def write_shard(path: Path, seed: int) -> None:

@@ -21,20 +21,14 @@ from typing import Any
 import asyncssh
 import pytest
 
-from lambda_provider.emulator.testing import running_emulator
-from tests.fleet.fleet_support import A10, A100, PROGRAM, Fleet, assert_clean_up, run_status, stack_config
-from tests.pulumi_support import PulumiProject, require_pulumi
+from tests.fleet.fleet_support import A10, A100, Fleet, assert_clean_up, fleet_on_emulator, run_status, stack_config
+from tests.pulumi_support import require_pulumi
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    root = tmp_path_factory.mktemp("fleet")
-    with running_emulator(root / "emulator", time_scale=0.01) as emulator:
-        project = PulumiProject.create(
-            root / "project", PROGRAM, env={"LAMBDA_API_URL": emulator.base_url, "LAMBDA_API_KEY": emulator.api_key}
-        )
-        yield Fleet(project, emulator)
-        project.run("destroy", "--yes", check=False, timeout=300)
+    with fleet_on_emulator(tmp_path_factory.mktemp("fleet")) as fleet:
+        yield fleet
 
 
 def child_pids(parent: int) -> list[int]:

@@ -16,9 +16,7 @@ from typing import Any
 
 import pytest
 
-from lambda_provider.emulator.testing import running_emulator
-from tests.fleet.fleet_support import A10, PROGRAM, Fleet, assert_clean_up, run_status, stack_config
-from tests.pulumi_support import PulumiProject
+from tests.fleet.fleet_support import A10, Fleet, assert_clean_up, fleet_on_emulator, run_status, stack_config
 
 RUNNING = {"total_vectors": 40_000_000, "log_every": 25, "checkpoint_every": 100}
 K16 = {**RUNNING, "k": 16}  # the run from the k change on
@@ -27,13 +25,8 @@ MISSING_SHARDS = {**K16, "data_source": "shards", "shard_paths": ["/lambda/nfs/s
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    root = tmp_path_factory.mktemp("lifecycle")
-    with running_emulator(root / "emulator", time_scale=0.01) as emulator:
-        project = PulumiProject.create(
-            root / "project", PROGRAM, env={"LAMBDA_API_URL": emulator.base_url, "LAMBDA_API_KEY": emulator.api_key}
-        )
-        yield Fleet(project, emulator, filesystem="sae-life")
-        project.run("destroy", "--yes", check=False, timeout=300)
+    with fleet_on_emulator(tmp_path_factory.mktemp("lifecycle"), filesystem="sae-life") as fleet:
+        yield fleet
 
 
 def config(count: int = 2, **training: Any) -> dict[str, Any]:
