@@ -145,4 +145,5 @@ def run_status(run_dir: Path) -> dict[str, Any]:
 
 
 def assert_clean_up(output: str) -> None:
-    assert " errored" not in output and "**failed**" not in output, output[-4000:]
+    assert " errored" not in output, f"a resource errored:\n{output[-4000:]}"
+    assert "**failed**" not in output, f"the update failed:\n{output[-4000:]}"

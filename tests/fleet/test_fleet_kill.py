@@ -67,7 +67,8 @@ def test_up_killed_while_eight_nodes_boot_then_up_adopts_all_eight(fleet: Fleet)
         booting = wait_for(
             lambda: len(fleet.live_instances()) == NODES or up.poll() is not None, timeout=240, message="eight launches"
         )
-        assert booting and up.poll() is None, "up ended before its eight launches"
+        assert booting, "no eight launches"
+        assert up.poll() is None, "up ended before its eight launches"
     finally:
         os.killpg(up.pid, signal.SIGKILL)
         killed_output = up.communicate()[0]

@@ -81,7 +81,8 @@ def test_an_out_of_band_trainer_kill_shows_as_crashed_after_refresh(fleet: Fleet
     time.sleep(3)
     fleet.project.run("refresh", "--yes", "--run-program")  # the program's run re-exports the stack outputs
     training = fleet.project.outputs()["training"]
-    assert (training["state"], [c["node"] for c in training["crashed"]][:1]) == ("crashed", ["node-1"]), training
+    assert training["state"] == "crashed", training
+    assert [c["node"] for c in training["crashed"]][:1] == ["node-1"], training
 
 
 def test_the_next_plain_up_restarts_the_killed_run_from_its_checkpoint(fleet: Fleet) -> None:
@@ -106,7 +107,8 @@ def test_a_node_terminated_mid_training_is_replaced_by_the_next_plain_up(fleet: 
 
 def test_the_run_resumes_on_the_replacement_node_from_its_checkpoint(fleet: Fleet) -> None:
     after = launches(fleet, "life-4")[fleet.before_replacement :]  # type: ignore[attr-defined]
-    assert after and re.search(r"^resumed at step [1-9]\d*", after[-1], re.MULTILINE), after[-1:]
+    assert after, "no launch on the replacement node"
+    assert re.search(r"^resumed at step [1-9]\d*", after[-1], re.MULTILINE), after[-1:]
 
 
 def test_a_third_node_is_previewed_as_a_resume_on_three_ranks(fleet: Fleet) -> None:
@@ -131,7 +133,8 @@ def test_down_to_one_node_the_same_run_finishes_at_its_total_steps(fleet: Fleet)
     fleet.configure(config(count=1, overrides={**K16, "total_vectors": fleet.total_steps * 1024}))
     assert_clean_up(fleet.up())
     training = fleet.project.outputs()["training"]
-    assert (training["state"], training["step"]) == ("finished", fleet.total_steps), training
+    assert training["state"] == "finished", training
+    assert training["step"] == fleet.total_steps, training
 
 
 def test_the_finished_run_s_summary_names_its_one_rank_world(fleet: Fleet) -> None:
