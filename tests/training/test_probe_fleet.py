@@ -33,7 +33,9 @@ def test_probe_keys_parse() -> None:
     raw = stack_config([A10], count=1)
     raw["probe"] = {"enabled": True, "layers": ["transformer.h.0"], "testExamples": 50}
     probe = parse_fleet_config(raw, api_url=EMULATOR_URL, repo_root=REPO).probe
-    assert (probe.enabled, probe.layers, probe.test_examples) == (True, ("transformer.h.0",), 50)
+    assert probe.enabled is True
+    assert probe.layers == (("transformer.h.0",))
+    assert probe.test_examples == 50
 
 
 @pytest.fixture
