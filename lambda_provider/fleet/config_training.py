@@ -1,6 +1,10 @@
 """`lambda-sae:training` (the trainer's config file, its overrides, the run's name, ports and timeouts) and
 `lambda-sae:probe` (the PII probes after the run): what runs on the nodes (lambda_provider/fleet/config.py parses
-the rest)."""
+the rest).
+
+A new training key: a field of `TrainingConfig`, its name in `parse_training`'s known keys and its read there, its
+line in `SCHEMA_DOC` (config.py) and in README "Stack config", its tests in tests/fleet/test_config.py.
+"""
 
 from __future__ import annotations
 
