@@ -68,6 +68,21 @@ def require_pulumi() -> str:
     return path
 
 
+def fleet_program(repo_root: Path = REPO_ROOT) -> str:
+    """The project's program (the `GpuFleet`) as a throwaway project's __main__.py; stack config paths such as
+    training.config resolve under `repo_root`."""
+    return f"from pathlib import Path\nfrom lambda_provider.fleet.program import main\nmain(Path({str(repo_root)!r}))\n"
+
+
+def write_project(root: Path, program: str, *, name: str) -> None:
+    """A Pulumi project directory: Pulumi.yaml (this interpreter's virtualenv) and `program` as its __main__.py."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "Pulumi.yaml").write_text(
+        f"name: {name}\nruntime:\n  name: python\n  options:\n    virtualenv: {Path(sys.prefix)}\n"
+    )
+    (root / "__main__.py").write_text(program)
+
+
 @dataclass
 class PulumiProject:
     """A Pulumi project directory with its own file backend; `run` calls the real CLI there."""
@@ -88,11 +103,7 @@ class PulumiProject:
         env: dict[str, str] | None = None,
     ) -> PulumiProject:
         require_pulumi()
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "Pulumi.yaml").write_text(
-            f"name: {name}\nruntime:\n  name: python\n  options:\n    virtualenv: {Path(sys.prefix)}\n"
-        )
-        (root / "__main__.py").write_text(program)
+        write_project(root, program, name=name)
         for rel, text in (files or {}).items():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_text(text)

@@ -1,5 +1,7 @@
 """Activation sources and the shuffling stream that turns them into training batches.
 
+Why one file: the three sources and the stream meet at one contract (`ChunkSource`), changed in one place.
+
 A source is a deterministic list of chunks per epoch (`num_chunks`, `chunk(epoch, i)` -> [rows, d_in] float32 on
 CPU). `ShuffledStream` reads a window of consecutive chunks (this rank's share: chunk i belongs to rank
 i % world), shuffles the window in RAM (the mixing buffer) and hands out batches. Its state is three integers, so a

@@ -1,5 +1,7 @@
 """The training loop: data stream -> SAE step(s) -> metrics, checkpoints, stop conditions. Single process or DDP.
 
+Why one file: the loop, its checkpoint state and its finish records share the Trainer's state (rest: beside it).
+
 One SAE, or several (`saes`) stepping on the same batches: an hf run hooks each distinct layer once in the same LM
 forward, and each SAE reads its layer's columns of the batch (see `training.member`)."""
 

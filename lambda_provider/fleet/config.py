@@ -1,12 +1,15 @@
 """The stack config of a fleet: schema, defaults and validation (every error names the key and the fix).
 
 Keys live in the project namespace (`lambda-sae:` in Pulumi.<stack>.yaml); see `SCHEMA_DOC` below and README.
+This module is the one import path (`lambda_provider.fleet.config`) and parses the fleet's shape: target, node groups
+and placements, filesystem, budget, firewall, and the checks across them. Its parts, one key each, sit beside it:
+config_keys.py (sshKey), config_data.py (data, hfToken), config_training.py (training, probe); config_reader.py
+holds the `Reader` they all report problems to.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -14,23 +17,46 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import asyncssh
-import yaml
-
 from lambda_provider.domain import FILESYSTEM_NAME_MAX, FILESYSTEM_NAME_PATTERN, Placement
+from lambda_provider.fleet.config_data import DATA_DEST_PATTERN, DATA_RESERVED, DataEntry, parse_data, parse_hf_token
+from lambda_provider.fleet.config_keys import SshKeyConfig, parse_ssh_key
+from lambda_provider.fleet.config_reader import NAME_PATTERN, Reader
+from lambda_provider.fleet.config_training import ProbeConfig, TrainingConfig, parse_probe, parse_training
 from lambda_provider.resources.firewall_ruleset import normalize_rules
+
+__all__ = [
+    "API_RULE_KEYS",
+    "ARM64_TYPES",
+    "DATA_DEST_PATTERN",
+    "DATA_RESERVED",
+    "GPU_COUNT_PATTERN",
+    "MAX_NODES",
+    "NAME_PATTERN",
+    "SCHEMA_DOC",
+    "TARGETS",
+    "Budget",
+    "DataEntry",
+    "FilesystemConfig",
+    "FleetConfig",
+    "FleetConfigError",
+    "NodeGroup",
+    "ProbeConfig",
+    "SshKeyConfig",
+    "TrainingConfig",
+    "architecture_of",
+    "gpus_of_type",
+    "is_loopback_url",
+    "parse_fleet_config",
+    "plan_problems",
+]
 
 TARGETS = ("emulator", "lambda")
 API_RULE_KEYS = {"portRange": "port_range", "sourceNetwork": "source_network"}  # stack config key -> API key
 GPU_COUNT_PATTERN = re.compile(r"^gpu_(\d+)x_")
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 MAX_NODES = 64  # a sane fleet: beyond it a typo (count: 100000) would launch, and bill, a small data centre
 # CPU architecture of the arm64 types, for catalogues that omit the undeclared `architecture` field (the client then
 # reads x86_64); the live catalogue says arm64 for these (../shared/lambda-cloud/NOTES.md).
 ARM64_TYPES = frozenset({"gpu_1x_gh200"})
-# A `data` destination: a relative path under the filesystem's mount point, plain segments only.
-DATA_DEST_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$")
-DATA_RESERVED = ("runs", ".lambda-sae")  # the fleet's run directories and its own records on the filesystem
 
 SCHEMA_DOC = """\
 lambda-sae:target        emulator | lambda (required). emulator refuses a non-loopback API URL.
@@ -78,58 +104,10 @@ class NodeGroup:
 
 
 @dataclass(frozen=True)
-class SshKeyConfig:
-    name: str | None = None
-    public_key_path: str | None = None
-    private_key_path: str | None = None
-
-    @property
-    def generate(self) -> bool:
-        return self.public_key_path is None
-
-
-@dataclass(frozen=True)
 class FilesystemConfig:
     name: str
     region: str
     delete_on_destroy: bool = False
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    config: str | None
-    overrides: dict[str, Any] = field(default_factory=dict)
-    run_name: str = "sae"
-    allow_cpu: bool = False
-    wait_minutes: float = 0.0
-    master_port: int = 29500
-    ready_timeout_seconds: float = 900.0
-    launch_timeout_seconds: float = 900.0  # from the launch until every rank has taken its first step
-    allow_mixed_architectures: bool = False
-    file_values: dict[str, Any] = field(default_factory=dict)  # training.config as parsed here, once
-
-
-@dataclass(frozen=True)
-class ProbeConfig:
-    """`python -m training.probe` on the head node once the run has finished (see training/README.md)."""
-
-    enabled: bool = False
-    data: str | None = None  # a held-out JSONL on the node (e.g. on the filesystem); default: the synthetic split
-    layers: tuple[str, ...] = ()
-    train_examples: int | None = None
-    test_examples: int | None = None
-
-
-@dataclass(frozen=True)
-class DataEntry:
-    """One `data` entry: a local file or directory sent to `<mount point>/<dest>` on the filesystem."""
-
-    dest: str  # relative to the filesystem's mount point
-    source: Path  # absolute
-
-    @property
-    def is_dir(self) -> bool:
-        return self.source.is_dir()
 
 
 @dataclass(frozen=True)
@@ -171,80 +149,12 @@ def is_loopback_url(url: str) -> bool:
         return False
 
 
-class _Reader:
-    """Collects problems instead of stopping at the first one."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def fail(self, key: str, problem: str, fix: str) -> None:
-        self.problems.append(f"{key}: {problem} -- {fix}")
-
-    def mapping(self, raw: Any, key: str, known: set[str]) -> dict[str, Any]:
-        if raw is None:
-            return {}
-        if not isinstance(raw, dict):
-            self.fail(key, f"expected a mapping, got {type(raw).__name__}", f"write {key} as key: value lines")
-            return {}
-        for unknown in sorted(set(raw) - known):
-            self.fail(f"{key}.{unknown}", "unknown key", f"use one of {', '.join(sorted(known))}")
-        return raw
-
-    def number(
-        self,
-        raw: dict[str, Any],
-        key: str,
-        path: str,
-        *,
-        required: bool,
-        default: float | None = None,
-        integer: bool = False,
-        minimum: float = 0.0,
-        strict: bool = True,
-    ) -> Any:
-        value = raw.get(key)
-        if value is None:
-            if required:
-                self.fail(f"{path}.{key}", "missing", f"set {path}.{key} to a number")
-            return default
-        ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-        if isinstance(value, bool) or not ok_type:
-            kind = "an integer" if integer else "a number"
-            self.fail(f"{path}.{key}", f"expected {kind}, got {value!r}", f"set {path}.{key} to {kind}")
-            return default
-        if value < minimum or (strict and value == minimum):
-            bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
-            self.fail(f"{path}.{key}", f"must be {bound}, got {value!r}", f"set {path}.{key} {bound}")
-            return default
-        return value
-
-    def string(
-        self, raw: dict[str, Any], key: str, path: str, *, required: bool, default: str | None = None
-    ) -> str | None:
-        value = raw.get(key)
-        if value is None:
-            if required:
-                self.fail(f"{path}.{key}", "missing", f"set {path}.{key}")
-            return default
-        if not isinstance(value, str) or not value:
-            self.fail(f"{path}.{key}", f"expected a non-empty string, got {value!r}", f"set {path}.{key} to text")
-            return default
-        return value
-
-    def boolean(self, raw: dict[str, Any], key: str, path: str, default: bool) -> bool:
-        value = raw.get(key, default)
-        if not isinstance(value, bool):
-            self.fail(f"{path}.{key}", f"expected true or false, got {value!r}", f"set {path}.{key}: true/false")
-            return default
-        return value
-
-
 def parse_fleet_config(
     raw: dict[str, Any], *, api_url: str | None, repo_root: Path, secret_keys: Collection[str] = ()
 ) -> FleetConfig:
     """Validate the project-namespace config (keys without the `lambda-sae:` prefix); `secret_keys`: which of them
     the stack stores as secrets."""
-    r = _Reader()
+    r = Reader()
     target = raw.get("target")
     if target not in TARGETS:
         r.fail(
@@ -267,7 +177,7 @@ def parse_fleet_config(
 
     filesystem = _filesystem(r, raw.get("filesystem"))
     groups = _node_groups(r, raw.get("nodeGroups"), filesystem)
-    ssh_key = _ssh_key(r, raw.get("sshKey"))
+    ssh_key = parse_ssh_key(r, raw.get("sshKey"))
     budget_raw = r.mapping(raw.get("budget"), "budget", {"maxUsdPerHour", "maxHours"})
     if raw.get("budget") is None:
         r.fail(
@@ -279,7 +189,7 @@ def parse_fleet_config(
         r.number(budget_raw, "maxUsdPerHour", "budget", required=True, default=0.0),
         r.number(budget_raw, "maxHours", "budget", required=True, default=0.0),
     )
-    training = _training(r, raw.get("training"), repo_root, target == "emulator", budget.max_hours)
+    training = parse_training(r, raw.get("training"), repo_root, target == "emulator", budget.max_hours)
     if target == "lambda" and training.allow_cpu:
         r.fail(
             "training.allowCpu",
@@ -287,9 +197,9 @@ def parse_fleet_config(
             "remove training.allowCpu (real nodes must show their GPUs to torch)",
         )
     firewall = _firewall(r, raw.get("firewall"))
-    probe = _probe(r, raw.get("probe"), training)
-    data = _data(r, raw.get("data"), repo_root)
-    hf_token = _hf_token(r, raw.get("hfToken"), "hfToken" in secret_keys)
+    probe = parse_probe(r, raw.get("probe"), training)
+    data = parse_data(r, raw.get("data"), repo_root)
+    hf_token = parse_hf_token(r, raw.get("hfToken"), "hfToken" in secret_keys)
     known = ("target", "nodeGroups", "sshKey", "filesystem", "training", "budget", "firewall", "probe")
     known += ("data", "hfToken")
     for unknown in sorted(set(raw) - set(known)):
@@ -304,126 +214,7 @@ def parse_fleet_config(
     )
 
 
-def _data(r: _Reader, raw: Any, repo_root: Path) -> tuple[DataEntry, ...]:
-    """`data: {dest: local path}`: every destination a plain relative path outside the fleet's own directories and
-    not inside another entry; every source a readable local file or a directory holding files."""
-    if raw is None:
-        return ()
-    example = "e.g. data: {tokens/train.npy: data/train.npy, acts/layer16: data/acts/layer16}"
-    if not isinstance(raw, dict) or not raw:
-        r.fail("data", "expected a non-empty mapping of <path on the filesystem>: <local path>", example)
-        return ()
-    entries: list[DataEntry] = []
-    for dest, source in raw.items():
-        key = f"data.{dest}"
-        dest = str(dest).strip("/") if isinstance(dest, str) and not dest.startswith("/") else str(dest)
-        if not DATA_DEST_PATTERN.match(dest) or any(part in (".", "..") for part in dest.split("/")):
-            r.fail(
-                key,
-                f"{dest!r} is not a path relative to the filesystem",
-                "name where it lands under /lambda/nfs/<filesystem.name>/, e.g. tokens/train.npy: letters, digits, "
-                "'.', '_', '-' and '/' (no leading '/', no '..')",
-            )
-            continue
-        if dest.split("/")[0] in DATA_RESERVED:
-            r.fail(
-                key,
-                f"{dest.split('/')[0]}/ on the filesystem belongs to the fleet (run directories, its own records)",
-                "send the data to another directory, e.g. data/" + dest,
-            )
-            continue
-        if not isinstance(source, str) or not source:
-            r.fail(key, f"expected a local file or directory, got {source!r}", f"set {key}: path/to/local/data")
-            continue
-        path = Path(source).expanduser()
-        path = path if path.is_absolute() else repo_root / path
-        if not path.exists():
-            r.fail(
-                key,
-                f"{path} does not exist",
-                f"point it at a local file or directory (a relative path is read from the project directory "
-                f"{repo_root})",
-            )
-            continue
-        problem = _unreadable(path)
-        if problem:
-            r.fail(key, problem, f"make it readable (chmod -R u+r {path}) or remove {key}")
-            continue
-        entries.append(DataEntry(dest, path.resolve()))
-    dests = sorted(e.dest for e in entries)
-    for outer in dests:
-        for inner in dests:
-            if inner.startswith(outer + "/"):
-                r.fail(
-                    f"data.{inner}",
-                    f"lands inside data.{outer}, another entry",
-                    f"remove one of them, or move data.{inner} outside {outer}/",
-                )
-    return tuple(sorted(entries, key=lambda e: e.dest))
-
-
-def _unreadable(path: Path) -> str | None:
-    if path.is_file():
-        return None if os.access(path, os.R_OK) else f"{path} is not readable"
-    if not path.is_dir():
-        return f"{path} is neither a file nor a directory"
-    files = 0
-    for folder, _dirs, names in os.walk(path):
-        for name in names:
-            child = Path(folder) / name
-            if not child.is_file():
-                continue  # a socket, a broken link: not data
-            if not os.access(child, os.R_OK):
-                return f"{child} is not readable"
-            files += 1
-    return None if files else f"{path} is an empty directory (nothing to send)"
-
-
-def _hf_token(r: _Reader, raw: Any, secret: bool) -> str | None:
-    """Never echoes the value: a problem names the key and the fix only."""
-    if raw is None:
-        return None
-    set_it = "`pulumi config set --secret lambda-sae:hfToken <your Hugging Face token>`"
-    if not isinstance(raw, str) or not raw.strip() or any(c.isspace() for c in raw.strip()):
-        r.fail("hfToken", "expected a Hugging Face access token (one word, e.g. hf_...)", set_it)
-        return None
-    if not secret:
-        r.fail(
-            "hfToken",
-            "is stored in clear in the stack file, where anyone who reads the repository or the state sees it",
-            f"`pulumi config rm lambda-sae:hfToken`, revoke that token, then {set_it}",
-        )
-        return None
-    return raw.strip()
-
-
-def _probe(r: _Reader, raw: Any, training: TrainingConfig) -> ProbeConfig:
-    m = r.mapping(raw, "probe", {"enabled", "data", "layers", "trainExamples", "testExamples"})
-    enabled = r.boolean(m, "enabled", "probe", False)
-    layers = m.get("layers") or []
-    if not isinstance(layers, list) or not all(isinstance(x, (str, int)) for x in layers):
-        r.fail(
-            "probe.layers",
-            f"expected a list of hf_layer names or numbers, got {layers!r}",
-            "set probe.layers: [model.layers.19] or remove it (every SAE of the run)",
-        )
-        layers = []
-    train_n = r.number(m, "trainExamples", "probe", required=False, integer=True)
-    test_n = r.number(m, "testExamples", "probe", required=False, integer=True)
-    if enabled and training.wait_minutes <= 0:
-        r.fail(
-            "probe.enabled",
-            "the probe runs on the finished run, but training.waitMinutes is 0 (up does not "
-            "wait for the run to finish)",
-            "set training.waitMinutes to the minutes the run needs, or set "
-            "probe.enabled: false and run `python -m training.probe --sae RUN_DIR` on the head node later",
-        )
-    return ProbeConfig(
-        enabled, r.string(m, "data", "probe", required=False), tuple(str(x) for x in layers), train_n, test_n
-    )
-
-
-def _firewall(r: _Reader, raw: Any) -> tuple[dict[str, Any], ...] | None:
+def _firewall(r: Reader, raw: Any) -> tuple[dict[str, Any], ...] | None:
     if raw is None:
         return None
     m = r.mapping(raw, "firewall", {"rules"})
@@ -456,7 +247,7 @@ def _firewall(r: _Reader, raw: Any) -> tuple[dict[str, Any], ...] | None:
     return tuple(rules) if not problems else None
 
 
-def _filesystem(r: _Reader, raw: Any) -> FilesystemConfig | None:
+def _filesystem(r: Reader, raw: Any) -> FilesystemConfig | None:
     if raw is None:
         r.fail("filesystem", "missing", "set filesystem: {name: sae-data, region: us-east-3}: checkpoints live there")
         return None
@@ -473,7 +264,7 @@ def _filesystem(r: _Reader, raw: Any) -> FilesystemConfig | None:
     return FilesystemConfig(name or "", region or "", delete) if name and region else None
 
 
-def _node_groups(r: _Reader, raw: Any, filesystem: FilesystemConfig | None) -> list[NodeGroup]:
+def _node_groups(r: Reader, raw: Any, filesystem: FilesystemConfig | None) -> list[NodeGroup]:
     if not isinstance(raw, list) or not raw:
         r.fail(
             "nodeGroups",
@@ -512,7 +303,7 @@ def _node_groups(r: _Reader, raw: Any, filesystem: FilesystemConfig | None) -> l
     return groups
 
 
-def _placements(r: _Reader, raw: Any, path: str, filesystem: FilesystemConfig | None) -> list[Placement]:
+def _placements(r: Reader, raw: Any, path: str, filesystem: FilesystemConfig | None) -> list[Placement]:
     if not isinstance(raw, list) or not raw:
         r.fail(
             path,
@@ -542,213 +333,7 @@ def _placements(r: _Reader, raw: Any, path: str, filesystem: FilesystemConfig | 
     return out
 
 
-def _ssh_key(r: _Reader, raw: Any) -> SshKeyConfig:
-    m = r.mapping(raw, "sshKey", {"name", "publicKeyPath", "privateKeyPath"})
-    name = r.string(m, "name", "sshKey", required=False)
-    public = r.string(m, "publicKeyPath", "sshKey", required=False)
-    private = r.string(m, "privateKeyPath", "sshKey", required=False)
-    if public is None:
-        if private is not None:
-            r.fail(
-                "sshKey.privateKeyPath",
-                "given without publicKeyPath",
-                "set sshKey.publicKeyPath too, or drop both to generate a key pair",
-            )
-        return SshKeyConfig(name)
-    public_path = Path(public).expanduser()
-    private = private or (public[:-4] if public.endswith(".pub") else None)
-    private_path = Path(private).expanduser() if private else None
-    public_ok = public_path.is_file()
-    if not public_ok:
-        r.fail(
-            "sshKey.publicKeyPath",
-            f"{public_path} does not exist",
-            "create it (ssh-keygen -t ed25519) or remove sshKey.publicKeyPath to generate a key pair",
-        )
-    if private_path is None:
-        r.fail(
-            "sshKey.privateKeyPath",
-            "cannot be derived (publicKeyPath does not end in .pub)",
-            "set sshKey.privateKeyPath to the private half",
-        )
-    elif not private_path.is_file():
-        r.fail(
-            "sshKey.privateKeyPath",
-            f"{private_path} does not exist",
-            "point it at the private key of publicKeyPath: the fleet logs in with it",
-        )
-    elif public_ok:
-        _check_key_pair(r, public_path, private_path)
-    return SshKeyConfig(name, str(public_path), str(private_path) if private_path else None)
-
-
-def _check_key_pair(r: _Reader, public_path: Path, private_path: Path) -> None:
-    """Both files parse and are halves of one key: Lambda gets the public half, the fleet logs in with the private."""
-    derive = f"ssh-keygen -y -f {private_path} > {public_path}"
-    public_key = _public_key(r, public_path, derive)
-    private_key = _private_key(r, private_path)
-    if public_key is not None and private_key is not None and private_key.public_data != public_key.public_data:
-        r.fail(
-            "sshKey.privateKeyPath",
-            f"{private_path} (key {private_key.get_fingerprint()}) is not the private "
-            f"half of sshKey.publicKeyPath {public_path} (key {public_key.get_fingerprint()}): the nodes would "
-            "refuse the login",
-            f"point privateKeyPath at the matching private key, or rewrite the public half from this one: `{derive}`",
-        )
-
-
-def _public_key(r: _Reader, path: Path, derive: str) -> asyncssh.SSHKey | None:
-    try:
-        text = path.read_text(errors="replace").strip()
-    except OSError as exc:
-        r.fail("sshKey.publicKeyPath", f"cannot read {path}: {exc}", f"make it readable: chmod 644 {path}")
-        return None
-    if "PRIVATE KEY" in text:
-        r.fail(
-            "sshKey.publicKeyPath",
-            f"{path} holds a private key, which would be uploaded to Lambda",
-            f"point publicKeyPath at the public half (`{derive}` writes it)",
-        )
-        return None
-    try:
-        key = asyncssh.import_public_key(text)
-    except (asyncssh.KeyImportError, ValueError) as exc:
-        r.fail(
-            "sshKey.publicKeyPath",
-            f"{path} is not an SSH public key ({exc})",
-            f"write the public half of your private key there: `{derive}`",
-        )
-        return None
-    if len(text.splitlines()) != 1:
-        r.fail(
-            "sshKey.publicKeyPath",
-            f"{path} is not one OpenSSH `type base64 comment` line, the form Lambda accepts",
-            f"rewrite it in OpenSSH form: `{derive}`",
-        )
-        return None
-    return key
-
-
-def _private_key(r: _Reader, path: Path) -> asyncssh.SSHKey | None:
-    try:
-        return asyncssh.read_private_key(str(path))
-    except (asyncssh.KeyImportError, ValueError) as exc:
-        if "assphrase" in str(exc):
-            r.fail(
-                "sshKey.privateKeyPath",
-                f"{path} is passphrase-protected; the fleet logs in unattended and cannot ask for it",
-                f"remove the passphrase (`ssh-keygen -p -N '' -f {path}`) or make a key "
-                "pair without one (ssh-keygen -t ed25519 -N '' -f ~/.ssh/lambda-sae)",
-            )
-        else:
-            r.fail(
-                "sshKey.privateKeyPath",
-                f"{path} is not an SSH private key ({exc})",
-                "point it at the private half of sshKey.publicKeyPath: the fleet logs in with it",
-            )
-    except OSError as exc:
-        r.fail("sshKey.privateKeyPath", f"cannot read {path}: {exc}", f"make it readable: chmod 600 {path}")
-    return None
-
-
-def _training(r: _Reader, raw: Any, repo_root: Path, emulator: bool, max_hours: float) -> TrainingConfig:
-    m = r.mapping(
-        raw,
-        "training",
-        {
-            "config",
-            "overrides",
-            "runName",
-            "allowCpu",
-            "waitMinutes",
-            "masterPort",
-            "readyTimeoutSeconds",
-            "launchTimeoutSeconds",
-            "allowMixedArchitectures",
-        },
-    )
-    config = r.string(m, "config", "training", required=False)
-    file_values: dict[str, Any] = {}
-    if config is not None:
-        path = repo_root / config
-        if Path(config).is_absolute() or not path.resolve().is_relative_to((repo_root / "training").resolve()):
-            r.fail(
-                "training.config",
-                f"{config} is not under training/",
-                "put the trainer config under "
-                "training/configs/ (training/ is what gets copied to the nodes) or use training.overrides",
-            )
-        elif not path.is_file():
-            r.fail(
-                "training.config",
-                f"{path} does not exist",
-                "point it at a YAML file, e.g. training/configs/tiny-cpu.yaml",
-            )
-        else:
-            file_values = _read_trainer_file(r, path)
-    overrides = m.get("overrides") or {}
-    if not isinstance(overrides, dict):
-        r.fail("training.overrides", "expected a mapping", "write trainer keys as key: value (see training/config.py)")
-        overrides = {}
-    run_name = r.string(m, "runName", "training", required=False, default="sae") or "sae"
-    if not NAME_PATTERN.match(run_name):
-        r.fail("training.runName", f"{run_name!r} is not a valid run name", "lowercase letters, digits and '-'")
-    allow_cpu = r.boolean(m, "allowCpu", "training", False)
-    wait = r.number(m, "waitMinutes", "training", required=False, default=0.0, strict=False)
-    port = r.number(m, "masterPort", "training", required=False, default=29500, integer=True, minimum=1024)
-    ready = r.number(m, "readyTimeoutSeconds", "training", required=False, default=900.0)
-    launch = r.number(m, "launchTimeoutSeconds", "training", required=False, default=900.0)
-    mixed = r.boolean(m, "allowMixedArchitectures", "training", False)
-    if not r.problems:
-        _check_trainer_keys(r, file_values, overrides)
-    return TrainingConfig(
-        config,
-        dict(overrides),
-        run_name,
-        allow_cpu,
-        float(wait),
-        int(port),
-        float(ready),
-        float(launch),
-        mixed,
-        file_values,
-    )
-
-
-def _read_trainer_file(r: _Reader, path: Path) -> dict[str, Any]:
-    """training.config parsed (the one read of it: the fleet sends these values). The trainer reads it as one mapping
-    of its keys; anything else fails here, not on the nodes."""
-    fix = "make it a YAML mapping of trainer keys (key: value lines, see training/configs/tiny-cpu.yaml)"
-    try:
-        loaded = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where is not None else ""
-        r.fail("training.config", f"{path} is not valid YAML{line}: {getattr(exc, 'problem', None) or exc}", fix)
-        return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        r.fail("training.config", f"cannot read {path}: {exc}", fix)
-        return {}
-    if loaded is not None and not isinstance(loaded, dict):
-        r.fail("training.config", f"{path} holds a {type(loaded).__name__}, not a mapping of trainer keys", fix)
-        return {}
-    return dict(loaded or {})
-
-
-def _check_trainer_keys(r: _Reader, file_values: dict[str, Any], overrides: dict[str, Any]) -> None:
-    from training.config import ConfigError, TrainConfig, apply_overrides
-
-    try:  # what training.config.build_config does, on the values parsed above
-        apply_overrides(apply_overrides(TrainConfig(), file_values), overrides).validate()
-    except ConfigError as exc:
-        r.fail(
-            "training.overrides",
-            f"the trainer rejects the config: {exc}",
-            "fix that trainer key (the message names it); keys are the fields of training/config.py",
-        )
-
-
-def _check_world(r: _Reader, groups: list[NodeGroup], training: TrainingConfig) -> None:
+def _check_world(r: Reader, groups: list[NodeGroup], training: TrainingConfig) -> None:
     # No batch-size check: the trainer splits a batch unevenly over the ranks when it must.
     nproc = {1 if training.allow_cpu else g.gpus_per_node for g in groups}
     if len(nproc) > 1:
@@ -762,7 +347,7 @@ def _check_world(r: _Reader, groups: list[NodeGroup], training: TrainingConfig) 
 def plan_problems(config: FleetConfig, architectures: Mapping[str, str]) -> list[str]:
     """What the parsed config cannot run as, in `key: problem -- fix` form: too many nodes, a world that would mix
     CPU architectures. `architectures`: instance type -> `x86_64` | `arm64`, from the live catalogue."""
-    r = _Reader()
+    r = Reader()
     _check_size(r, config.node_groups)
     _check_architectures(r, config, architectures)
     return r.problems
@@ -774,7 +359,7 @@ def architecture_of(instance_type: str, catalogue_architecture: str | None) -> s
     return "arm64" if instance_type in ARM64_TYPES else "x86_64"  # x86_64 is also what an absent field reads as
 
 
-def _check_size(r: _Reader, groups: tuple[NodeGroup, ...]) -> None:
+def _check_size(r: Reader, groups: tuple[NodeGroup, ...]) -> None:
     total = sum(g.count for g in groups)
     if total <= MAX_NODES:
         return
@@ -788,7 +373,7 @@ def _check_size(r: _Reader, groups: tuple[NodeGroup, ...]) -> None:
     )
 
 
-def _check_architectures(r: _Reader, config: FleetConfig, architectures: Mapping[str, str]) -> None:
+def _check_architectures(r: Reader, config: FleetConfig, architectures: Mapping[str, str]) -> None:
     if config.training.allow_mixed_architectures:
         return
     types_of: dict[str, list[str]] = {}  # arch -> its instance types, in config order

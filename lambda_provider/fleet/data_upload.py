@@ -1,5 +1,7 @@
 """`DataUpload`: the stack's `data` entries (local files and directories) onto the fleet's filesystem, once per content.
 
+Why one file: the manifest, the plan line and the node scripts that append to the manifest are one protocol.
+
 The filesystem keeps a manifest, `<mount>/.lambda-sae/data-manifest.jsonl`: one JSON line per file sent or removed
 (`{"path", "sha256", "size"}` or `{"path", "removed": true}`, paths relative to the mount; the last line of a path
 wins). The program hashes the local files (a digest cache keyed by size and mtime keeps a second preview from

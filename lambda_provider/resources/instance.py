@@ -1,5 +1,7 @@
 """`Instance`: a Lambda Cloud instance as a Pulumi dynamic resource that never loses (or doubles) an instance.
 
+Why one file: the provider and the program-side `Instance` share one props schema and change together.
+
 Create: adopt a live instance that carries this resource's ownership tags and the same spec (left by a crashed,
 timed-out or answer-less earlier run); otherwise pick a placement with capacity and launch once (the client
 reconciles an ambiguous launch by tag instead of re-sending it); then wait for `active` and an `ip`.

@@ -18,15 +18,11 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.pulumi_support import REPO_ROOT, TOOLCHAIN_FILE, require_pulumi
+from tests.fleet.fleet_support import FAST_CLIENT
+from tests.pulumi_support import REPO_ROOT, TOOLCHAIN_FILE, fleet_program, require_pulumi, write_project
 
 PROJECT = "lambda-sae"
 STACK = "clitest"
-PROGRAM = f"""
-from pathlib import Path
-from lambda_provider.fleet.program import main
-main(Path({str(REPO_ROOT)!r}))
-"""
 # Engine variables of the caller (`make test` exports the Makefile's) must not leak into the throwaway project.
 SCRUBBED = (
     "PULUMI_BACKEND_URL",
@@ -73,23 +69,14 @@ def fleet_config(run_name: str = "cli", total_vectors: int = 30_000) -> dict[str
             },
         },
         f"{PROJECT}:budget": {"maxUsdPerHour": 10, "maxHours": 2},
-        "lambda:minRequestInterval": "0",
-        "lambda:minLaunchInterval": "0",
-        "lambda:pollInterval": "0.2",
-        "lambda:retryBaseDelay": "0.05",
-        "lambda:deleteTimeout": "60",
-        "lambda:reconcileInterval": "0.2",
+        **FAST_CLIENT,
     }
 
 
 class CliProject:
     def __init__(self, root: Path) -> None:
         self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "Pulumi.yaml").write_text(
-            f"name: {PROJECT}\nruntime:\n  name: python\n  options:\n    virtualenv: {Path(sys.prefix)}\n"
-        )
-        (root / "__main__.py").write_text(PROGRAM)
+        write_project(root, fleet_program(), name=PROJECT)
         if TOOLCHAIN_FILE.is_file():
             (root / ".toolchain").write_text(TOOLCHAIN_FILE.read_text())
         self.env = {k: v for k, v in os.environ.items() if k not in SCRUBBED}

@@ -22,12 +22,11 @@ import yaml
 
 from lambda_provider.cli import nodes, ssh_files
 from lambda_provider.cli.pull import verify
-from tests.pulumi_support import REPO_ROOT, require_pulumi, tools_path
+from tests.pulumi_support import REPO_ROOT, fleet_program, require_pulumi, tools_path, write_project
 from training.outputs import load_sae, parse_sums
 
 STACK = "readverbs"
 PROJECT = "lambda-sae"
-PROGRAM = f"from pathlib import Path\nfrom lambda_provider.fleet.program import main\nmain(Path({str(REPO_ROOT)!r}))\n"
 CONFIG = {
     "target": "emulator",
     "nodeGroups": [
@@ -97,11 +96,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     require_pulumi()
     root = tmp_path_factory.mktemp("readverbs")
     project = root / "project"
-    project.mkdir()
-    (project / "Pulumi.yaml").write_text(
-        f"name: {PROJECT}\nruntime:\n  name: python\n  options:\n    virtualenv: {Path(sys.prefix)}\n"
-    )
-    (project / "__main__.py").write_text(PROGRAM)
+    write_project(project, fleet_program(), name=PROJECT)
     (project / "training").symlink_to(REPO_ROOT / "training")  # stack config paths are relative to the project
     values: dict[str, Any] = {f"{PROJECT}:{k}": v for k, v in CONFIG.items()}
     values.update(
@@ -189,7 +184,9 @@ def test_status_shows_the_running_node_and_spend_that_grows(stack: Stack) -> Non
     time.sleep(4)
     second = stack.cli("status")
     assert first.returncode == 0, first.stderr
-    assert re.search(r"node-0\s+rank 0\s+gpu_1x_a10\s+us-east-1\s+\S+\s+active\s+(training|finished)", first.stdout)
+    assert re.search(r"node-0\s+rank 0\s+gpu_1x_a10\s+us-east-1\s+\S+\s+active\s+(training|finished)", first.stdout), (
+        first.stdout
+    )
     assert re.search(r"training: (running, step \d+/\d+|finished)", first.stdout), first.stdout
     assert re.search(r"cost: \$\d+\.\d\d/h, spent \$", first.stdout), first.stdout
     assert spent(second.stdout) > spent(first.stdout)
@@ -260,7 +257,7 @@ def test_ssh_refuses_a_node_that_answers_with_another_host_key(stack: Stack) -> 
         timeout=60,
     )
     rewritten = stack.cli("ssh", "node-0", "--", "true")
-    assert shown.returncode == 255
+    assert shown.returncode == 255, shown.stdout[-3000:] + shown.stderr[-3000:]
     assert rewritten.returncode == 0, rewritten.stderr  # the verb writes the pinned key back from the state
 
 
@@ -271,7 +268,7 @@ def test_cost_shows_live_prices_the_plan_and_spend_that_grows(stack: Stack) -> N
     estimate = stack.cli("cost", "gpu_1x_a10", "x3", "--hours", "2")
     assert first.returncode == 0, first.stderr
     assert re.search(r"node: 1 x gpu_1x_a10 \(us-east-1\) \$\d+\.\d\d/h each", first.stdout), first.stdout
-    assert "plan worst case: $" in first.stdout
+    assert "plan worst case: $" in first.stdout, first.stdout[-3000:]
     assert spent(second.stdout) > spent(first.stdout)
     assert re.match(r"gpu_1x_a10 x3 for 2 h: \$(\d+\.\d\d)/h each, \$\d+\.\d\d/h, \$\d+\.\d\d in all", estimate.stdout)
 
@@ -281,8 +278,8 @@ def test_pull_gets_a_loadable_sae_without_checkpoints_sums_verified(stack: Stack
     pulled = stack.cli("pull", str(stack.root / "sae"))
     local = stack.root / "sae"
     assert pulled.returncode == 0, pulled.stdout + pulled.stderr
-    assert "sha256 verified" in pulled.stdout
-    assert "from training.outputs import load_sae" in pulled.stdout
+    assert "sha256 verified" in pulled.stdout, pulled.stdout[-3000:]
+    assert "from training.outputs import load_sae" in pulled.stdout, pulled.stdout[-3000:]
     assert not (local / "checkpoints").exists()
     assert set(parse_sums((local / "SHA256SUMS").read_text())) >= {
         "sae.safetensors",

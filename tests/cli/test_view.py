@@ -46,7 +46,8 @@ def test_the_training_line_has_step_rate_fvu_eta_and_money(view_after_two_record
 
 def test_the_eta_follows_the_step_rate(view_after_two_records: FleetView) -> None:
     eta = view_after_two_records.training.eta_seconds()
-    assert eta is not None and 0.5 < eta < 10  # 800 steps left at >= 100 steps per ~0.2 s
+    assert eta is not None, "no ETA after two progress records"
+    assert 0.5 < eta < 10, f"ETA {eta:.2f} s, expected 0.5-10 s"  # 800 steps left at >= 100 steps per ~0.2 s
 
 
 def test_the_rich_view_renders(view_after_two_records: FleetView) -> None:

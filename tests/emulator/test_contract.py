@@ -50,7 +50,8 @@ def test_emulator_instance_records_have_the_recorded_shape(api: CheckedApi) -> N
     assert set(record) - set(recorded) <= {"workspace_id", "ssh_port"}
     assert set(recorded) - set(record) <= {"firewall_rulesets"}
     assert record["actions"] == recorded["actions"]
-    assert record["hostname"] == record["ip"] and record["is_reserved"] is False
+    assert record["hostname"] == record["ip"]
+    assert record["is_reserved"] is False
     assert record["file_system_mounts"] == [{"mount_point": "/lambda/nfs/shape-fs", "file_system_id": fs["id"]}]
     assert not any(k in record for k in ("created", "launched_at", "started_at"))  # no timestamps, as live
 
@@ -78,7 +79,8 @@ def test_every_endpoint_answers_within_the_contract(api: CheckedApi) -> None:
     assert api.ok("GET", "/ssh-keys") == []
 
     fs = api.ok("POST", "/filesystems", {"name": "data", "region": "us-east-3"})
-    assert fs["mount_point"] == "/lambda/nfs/data" and fs["is_in_use"] is False
+    assert fs["mount_point"] == "/lambda/nfs/data"
+    assert fs["is_in_use"] is False
     assert api.error("POST", "/filesystems", {"name": "data", "region": "us-east-3"})[1] == "global/duplicate"
     assert api.error("POST", "/filesystems", {"name": "9bad", "region": "us-east-3"})[1] == "global/invalid-parameters"
     assert [f["id"] for f in api.ok("GET", "/file-systems")] == [fs["id"]]
@@ -117,13 +119,15 @@ def test_every_endpoint_answers_within_the_contract(api: CheckedApi) -> None:
 
 def test_filesystems_path_quirk_405_on_post_to_the_list_path(api: CheckedApi) -> None:
     response = api("POST", "/file-systems", {"name": "x", "region": "us-east-3"})
-    assert response.status == 405 and response.headers["Allow"] == "GET"
+    assert response.status == 405
+    assert response.headers["Allow"] == "GET"
     assert api.emu.api("GET", "/filesystems").status == 405  # the list lives only at /file-systems
 
 
 def test_unknown_route_is_global_not_found(emulator: Any) -> None:
     response = emulator.api("GET", "/clusters")
-    assert response.status == 404 and response.body["error"]["code"] == "global/not-found"
+    assert response.status == 404
+    assert response.body["error"]["code"] == "global/not-found"
 
 
 @pytest.mark.parametrize("scheme", ["bearer", "basic", "basic-raw", "missing", "wrong"])
@@ -147,7 +151,8 @@ def test_auth_schemes(api: CheckedApi, scheme: str) -> None:
             "suggestion": "Check your API key or create a new one, then try again.",
         }
     else:
-        assert response.status == 200 and response.body == {"data": []}
+        assert response.status == 200
+        assert response.body == {"data": []}
 
 
 def test_accounts_are_isolated(api: CheckedApi) -> None:

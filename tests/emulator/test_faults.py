@@ -17,12 +17,17 @@ def test_injected_errors_json_and_html_then_recovery(api: CheckedApi) -> None:
     api.emu.inject_fault(action="error", status=503, path="^/instances$", count=1)
     api.emu.inject_fault(action="error", status=502, body="html", path="^/instances$", count=1)
     first, second, third = (api("GET", "/instances") for _ in range(3))
-    assert first.status == 503 and first.body["error"]["code"] == "provider/internal-unavailable"
-    assert second.status == 502 and second.body.startswith("<html>") and second.headers["Content-Type"] == "text/html"
-    assert third.status == 200 and third.body == {"data": []}
+    assert first.status == 503
+    assert first.body["error"]["code"] == "provider/internal-unavailable"
+    assert second.status == 502
+    assert second.body.startswith("<html>")
+    assert second.headers["Content-Type"] == "text/html"
+    assert third.status == 200
+    assert third.body == {"data": []}
     api.emu.inject_fault(action="rate_limit", body="html", method="GET", path="^/ssh-keys$", count=1)
     banned = api("GET", "/ssh-keys")
-    assert banned.status == 429 and "banned you temporarily" in banned.body
+    assert banned.status == 429
+    assert "banned you temporarily" in banned.body
     assert api("GET", "/ssh-keys").status == 200
     never = api.emu.inject_fault(action="error", probability=0.0)
     assert api("GET", "/regions").status == 200
@@ -72,7 +77,8 @@ def test_disconnect_and_bad_rules(api: CheckedApi) -> None:
     api.emu.inject_fault(action="disconnect", path="^/images$", count=1)
     _expect_no_answer(api, "GET", "/images")
     response = api.emu.control_response("POST", "/faults", {"action": "explode"})
-    assert response.status == 400 and "action must be one of" in response.body["error"]["message"]
+    assert response.status == 400
+    assert "action must be one of" in response.body["error"]["message"]
     assert api.emu.api("GET", "/images").status == 200
 
 
@@ -89,7 +95,8 @@ def test_rate_limits_per_account_and_launch(tmp_path: Path) -> None:
     # time_scale 1: live limits (burst 5, ~1 request/s, 1 launch per 12 s).
     with running_emulator(tmp_path / "emu", time_scale=1.0, rate_limits=True) as emu:
         statuses = [emu.api("GET", "/instance-types").status for _ in range(8)]
-        assert statuses[:5] == [200] * 5 and 429 in statuses[5:]
+        assert statuses[:5] == [200] * 5
+        assert 429 in statuses[5:]
         limited = next(r for r in (emu.api("GET", "/regions") for _ in range(3)) if r.status == 429)
         assert limited.body["error"]["code"] == "global/rate-limited"
         other = emu.add_account()  # another account has its own budget

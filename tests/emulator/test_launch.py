@@ -113,6 +113,7 @@ def test_rename_only_changes_the_name(api: CheckedApi) -> None:
     api.add_key()
     instance_id = api.launch(name="before")
     renamed = api.ok("POST", f"/instances/{instance_id}", {"name": "after"})
-    assert renamed["name"] == "after" and api.instance(instance_id)["name"] == "after"
+    assert renamed["name"] == "after"
+    assert api.instance(instance_id)["name"] == "after"
     assert api.error("POST", f"/instances/{instance_id}", {"name": "x" * 65})[1] == "global/invalid-parameters"
     assert api.error("POST", "/instances/ffffffffffffffffffffffffffffffff", {"name": "x"})[0] == 404

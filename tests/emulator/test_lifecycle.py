@@ -11,17 +11,21 @@ def test_boot_sequence_and_actions(api: CheckedApi) -> None:
     api.add_key()
     instance_id = api.launch()
     first = api.instance(instance_id)
-    assert first["status"] == "booting" and "ip" not in first and "ssh_port" not in first
+    assert first["status"] == "booting"
+    assert "ip" not in first
+    assert "ssh_port" not in first
     assert first["actions"]["restart"] == {
         "available": False,
         "reason_code": "vm-has-not-launched",
         "reason_description": "The instance has not launched yet.",
     }
     with_ip = wait_for(lambda: (r := api.instance(instance_id)).get("ip") and r, message="no ip")
-    assert with_ip["ip"].startswith("127.") and with_ip["private_ip"].startswith("127.")
+    assert with_ip["ip"].startswith("127.")
+    assert with_ip["private_ip"].startswith("127.")
     active = api.wait_status(instance_id, "active")
     assert all(a == {"available": True} for a in active["actions"].values())
-    assert active["ssh_port"] > 0 and active["ip"] == with_ip["ip"]
+    assert active["ssh_port"] > 0
+    assert active["ip"] == with_ip["ip"]
 
     terminating = api.terminate(instance_id)[0]
     assert terminating["status"] == "terminating"
@@ -110,7 +114,8 @@ def test_unhealthy_fails_nvidia_smi_and_preempted_stops_the_machine(api: Checked
     assert api.emu.set_instance_status(instance_id, "unhealthy")["status"] == "unhealthy"
     assert api.instance(instance_id)["status"] == "unhealthy"
     failing = ssh_run(record, key, "nvidia-smi")
-    assert failing.exit_status != 0 and "Unable to determine the device handle" in failing.stdout
+    assert failing.exit_status != 0
+    assert "Unable to determine the device handle" in failing.stdout
     api.emu.set_instance_status(instance_id, "active")
     assert ssh_run(record, key, "nvidia-smi -L").exit_status == 0
 
@@ -120,7 +125,8 @@ def test_unhealthy_fails_nvidia_smi_and_preempted_stops_the_machine(api: Checked
         pid = int(f.read())
     api.emu.set_instance_status(instance_id, "preempted")
     preempted = api.instance(instance_id)
-    assert preempted["status"] == "preempted" and "ssh_port" not in preempted
+    assert preempted["status"] == "preempted"
+    assert "ssh_port" not in preempted
     wait_for(lambda: not process_alive(pid), message="preempted instance kept its processes")
     api.terminate(instance_id)
     api.wait_status(instance_id, "terminated")

@@ -30,10 +30,13 @@ def test_everything_survives_a_restart(tmp_path: Path) -> None:
         api_key, url = emu.api_key, emu.base_url
 
         emu.restart()
-        assert (emu.api_key, emu.base_url) == (api_key, url)  # same key and port
+        assert emu.api_key == api_key
+        assert emu.base_url == url  # same key and port
         assert not process_alive(pid)  # a clean stop kills instance processes
         again = api.wait_status(record["id"], "active")
-        assert (again["ip"], again["ssh_port"], again["name"]) == (record["ip"], record["ssh_port"], "trainer")
+        assert again["ip"] == record["ip"]
+        assert again["ssh_port"] == record["ssh_port"]
+        assert again["name"] == "trainer"
         assert api.instance(booting)["status"] == "booting"
         assert ssh_run(again, key, 'cat "$LAMBDA_NFS_ROOT/ckpt/step"').stdout == "42\n"
 
@@ -59,13 +62,16 @@ def test_background_service_start_status_stop(tmp_path: Path) -> None:
     try:
         assert started.returncode == 0, started.stderr
         lines = started.stdout.splitlines()
-        assert lines[0].startswith("LAMBDA_API_URL=http://127.0.0.1:") and lines[1].startswith("LAMBDA_API_KEY=")
+        assert lines[0].startswith("LAMBDA_API_URL=http://127.0.0.1:")
+        assert lines[1].startswith("LAMBDA_API_KEY=")
         status = subprocess.run([*cli, "--status"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
-        assert status.returncode == 0 and status.stdout.splitlines()[:2] == lines[:2]
+        assert status.returncode == 0
+        assert status.stdout.splitlines()[:2] == lines[:2]
         assert (data_dir / "emulator.env").read_text().splitlines()[:2] == lines[:2]
     finally:
         stopped = subprocess.run([*cli, "--stop"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
-    assert stopped.returncode == 0 and "stopped emulator" in stopped.stdout
+    assert stopped.returncode == 0
+    assert "stopped emulator" in stopped.stdout
     assert subprocess.run([*cli, "--status"], cwd=REPO_ROOT, capture_output=True, timeout=30).returncode == 1
 
 
@@ -88,7 +94,9 @@ def test_readme_curl_session(tmp_path: Path) -> None:
         )
         assert result.returncode == 0, result.stdout + result.stderr
         out = result.stdout
-        assert "booting" in out and "active" in out
-        assert "NVIDIA GH200 480GB" in out and "aarch64" in out
+        assert "booting" in out
+        assert "active" in out
+        assert "NVIDIA GH200 480GB" in out
+        assert "aarch64" in out
         assert '"terminating"' in out
         wait_for(lambda: all(i["status"] == "terminated" for i in emu.api("GET", "/instances").body["data"]))

@@ -51,7 +51,8 @@ def test_session_environment_and_nvidia_smi(gh200: tuple[dict, asyncssh.SSHKey],
     assert lines[4] == "97871"
     assert any("NVIDIA GH200 480GB" in line and "On" in line for line in lines[5:])
     bad = ssh_run(record, key, "nvidia-smi --query-gpu=bogus --format=csv")
-    assert bad.exit_status == 2 and 'Field "bogus" is not a valid field to query.' in bad.stdout
+    assert bad.exit_status == 2
+    assert 'Field "bogus" is not a valid field to query.' in bad.stdout
     assert ssh_run(record, key, "exit 7").exit_status == 7
     assert ssh_run(record, key, "cat; echo done", input="piped\n").stdout == "piped\ndone\n"  # stdin, then EOF
 
@@ -150,7 +151,8 @@ def test_sftp_uses_instance_paths(gh200: tuple[dict, asyncssh.SSHKey], api: Chec
             return data, sorted(await sftp.listdir("/lambda/nfs/ckpt"))
 
     data, listing = asyncio.run(transfer())
-    assert data == b"lr: 0.001\n" and "from-sftp" in listing
+    assert data == b"lr: 0.001\n"
+    assert "from-sftp" in listing
     paths = api.emu.instance_paths(record["id"])
     assert Path(os.path.join(paths["home"], "config.yaml")).read_text() == "lr: 0.001\n"
     assert Path(os.path.join(paths["filesystems"]["ckpt"], "from-sftp")).read_text() == "ok"

@@ -34,7 +34,8 @@ def test_a_missing_field_suggests_adding_it() -> None:
 
 def test_errors_are_invalid_parameters_400() -> None:
     refusal = _refusal(AddSSHKeyRequest, {})
-    assert (refusal.status, refusal.code) == (400, "global/invalid-parameters")
+    assert refusal.status == 400
+    assert refusal.code == "global/invalid-parameters"
 
 
 def test_a_wrong_type_has_pydantics_text() -> None:

@@ -7,22 +7,19 @@ import json
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from lambda_provider.emulator.testing import EmulatorHandle
-from tests.pulumi_support import REPO_ROOT, PulumiProject
+from lambda_provider.emulator.testing import EmulatorHandle, running_emulator
+from tests.pulumi_support import REPO_ROOT, PulumiProject, fleet_program
 
-PROGRAM = f"""
-from pathlib import Path
-from lambda_provider.fleet.program import main
-main(Path({str(REPO_ROOT)!r}))
-"""
 A10 = {"instanceType": "gpu_1x_a10", "region": "us-east-1"}
 A100 = {"instanceType": "gpu_1x_a100_sxm4", "region": "us-east-1"}
-FAST_CLIENT = {
+FAST_CLIENT = {  # the client's pacing and polls, shortened for the emulator (every fleet test stack sets them)
     "lambda:minRequestInterval": "0",
     "lambda:minLaunchInterval": "0",
     "lambda:pollInterval": "0.2",
@@ -118,6 +115,28 @@ class Fleet:
                 continue
 
 
+def fleet_project(
+    root: Path, emulator: EmulatorHandle, *, name: str = "throwaway", stack: str = "test", repo_root: Path = REPO_ROOT
+) -> PulumiProject:
+    """A throwaway project in `root` running the fleet program against `emulator` (its URL and API key)."""
+    env = {"LAMBDA_API_URL": emulator.base_url, "LAMBDA_API_KEY": emulator.api_key}
+    return PulumiProject.create(root, fleet_program(repo_root), name=name, stack=stack, env=env)
+
+
+@contextmanager
+def fleet_on_emulator(
+    root: Path, *, filesystem: str = "sae-e2e", emulator_config: dict[str, Any] | None = None
+) -> Iterator[Fleet]:
+    """A fleet of its own: a fresh emulator process on root/emulator (time scale 0.01) and a throwaway fleet project
+    on root/project; on exit the stack is destroyed, then the emulator stopped."""
+    with running_emulator(root / "emulator", time_scale=0.01, config=emulator_config) as emulator:
+        project = fleet_project(root / "project", emulator)
+        try:
+            yield Fleet(project, emulator, filesystem=filesystem)
+        finally:
+            project.run("destroy", "--yes", check=False, timeout=300)
+
+
 def run_status(run_dir: Path) -> dict[str, Any]:
     try:
         return json.loads((run_dir / "status.json").read_text())
@@ -126,4 +145,5 @@ def run_status(run_dir: Path) -> dict[str, Any]:
 
 
 def assert_clean_up(output: str) -> None:
-    assert " errored" not in output and "**failed**" not in output, output[-4000:]
+    assert " errored" not in output, f"a resource errored:\n{output[-4000:]}"
+    assert "**failed**" not in output, f"the update failed:\n{output[-4000:]}"

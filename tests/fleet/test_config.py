@@ -61,12 +61,14 @@ def test_the_real_dev_stack_file_parses() -> None:
 
 def test_emulator_stack_refuses_a_non_loopback_api() -> None:
     text = problems(dev_config(), api_url="https://cloud.lambda.ai/api/v1")
-    assert "target:" in text and "not a loopback address" in text
+    assert "target:" in text, text
+    assert "not a loopback address" in text, text
 
 
 def test_real_stack_refuses_cpu_training_and_a_loopback_api() -> None:
     text = problems(dev_config(target="lambda"), api_url=EMULATOR_URL)
-    assert "target:" in text and "is loopback" in text
+    assert "target:" in text, text
+    assert "is loopback" in text, text
     assert "training.allowCpu" in text
 
 
@@ -92,7 +94,8 @@ def test_trainer_keys_are_checked_by_the_trainer_itself() -> None:
     raw = dev_config()
     raw["training"]["overrides"] = {"lern_rate": 0.1}
     text = problems(raw)
-    assert "training.overrides" in text and "lern_rate" in text
+    assert "training.overrides" in text, text
+    assert "lern_rate" in text, text
 
 
 def test_a_batch_that_does_not_split_evenly_over_the_world_is_accepted() -> None:
@@ -294,5 +297,6 @@ def test_firewall_problems_name_the_config_key() -> None:
     no_ssh = problems(
         dev_config(firewall={"rules": [{"protocol": "tcp", "portRange": [443, 443], "sourceNetwork": "0.0.0.0/0"}]})
     )
-    assert "firewall.rules: no rule allows SSH (tcp 22)" in no_ssh and "portRange: [22, 22]" in no_ssh
+    assert "firewall.rules: no rule allows SSH (tcp 22)" in no_ssh, no_ssh
+    assert "portRange: [22, 22]" in no_ssh, no_ssh
     assert "firewall.rules: missing or empty" in problems(dev_config(firewall={"rules": []}))

@@ -21,20 +21,14 @@ from typing import Any
 import asyncssh
 import pytest
 
-from lambda_provider.emulator.testing import running_emulator
-from tests.fleet.fleet_support import A10, A100, PROGRAM, Fleet, assert_clean_up, run_status, stack_config
-from tests.pulumi_support import PulumiProject, require_pulumi
+from tests.fleet.fleet_support import A10, A100, Fleet, assert_clean_up, fleet_on_emulator, run_status, stack_config
+from tests.pulumi_support import require_pulumi
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    root = tmp_path_factory.mktemp("fleet")
-    with running_emulator(root / "emulator", time_scale=0.01) as emulator:
-        project = PulumiProject.create(
-            root / "project", PROGRAM, env={"LAMBDA_API_URL": emulator.base_url, "LAMBDA_API_KEY": emulator.api_key}
-        )
-        yield Fleet(project, emulator)
-        project.run("destroy", "--yes", check=False, timeout=300)
+    with fleet_on_emulator(tmp_path_factory.mktemp("fleet")) as fleet:
+        yield fleet
 
 
 def child_pids(parent: int) -> list[int]:
@@ -90,11 +84,14 @@ def test_fleet_lifecycle(fleet: Fleet) -> None:
     assert_clean_up(output)
     outs = fleet.project.outputs()
     assert [n["type"] for n in outs["nodes"]] == ["gpu_1x_a10", "gpu_1x_a10"]
-    assert all(n["ssh"].startswith("ssh -i ") and n["ip"].startswith("127.") for n in outs["nodes"])
-    assert outs["hourly_cost_usd"] == pytest.approx(2.58) and outs["projected_cost_usd"] == pytest.approx(2.58)
+    assert all(n["ssh"].startswith("ssh -i ") for n in outs["nodes"]), [n["ssh"] for n in outs["nodes"]]
+    assert all(n["ip"].startswith("127.") for n in outs["nodes"]), [n["ip"] for n in outs["nodes"]]
+    assert outs["hourly_cost_usd"] == pytest.approx(2.58), outs["hourly_cost_usd"]
+    assert outs["projected_cost_usd"] == pytest.approx(2.58), outs["projected_cost_usd"]
     assert outs["training"]["state"] == "finished", outs["training"]
     metrics = outs["training"]["latest_metrics"]
-    assert {"step", "fvu", "l0", "dead_fraction"} <= set(metrics) and metrics["fvu"] < 0.9
+    assert {"step", "fvu", "l0", "dead_fraction"} <= set(metrics), f"metrics missing: {sorted(metrics)}"
+    assert metrics["fvu"] < 0.9, f"FVU {metrics['fvu']} after the run"
     assert outs["training"]["summary"]["world_size"] == 2
     run_dir = fleet.run_dir()
     first_steps = outs["training"]["step"]
@@ -125,7 +122,8 @@ def test_fleet_lifecycle(fleet: Fleet) -> None:
     output = failed.stdout + failed.stderr
     # The first failed step fails the update with a non-zero exit (pipelines see it), naming its node and the cause.
     assert failed.returncode != 0, output[-3000:]
-    assert re.search(r"node node-\d: setup failed", output) and "torch sees 0 CUDA device(s)" in output, output[-3000:]
+    assert re.search(r"node node-\d: setup failed", output), output[-3000:]
+    assert "torch sees 0 CUDA device(s)" in output, output[-3000:]
     fleet.configure(stack_config([A10, A100]))
     assert_clean_up(fleet.up())
 
@@ -133,11 +131,13 @@ def test_fleet_lifecycle(fleet: Fleet) -> None:
     longer = stack_config([A100], overrides={"total_vectors": 200_000})
     fleet.configure(longer)
     preview = fleet.project.run("preview", "--diff").stdout
-    assert "+-" in preview and "node-0" in preview, preview[-3000:]
+    assert "+-" in preview, f"no replace in the preview:\n{preview[-3000:]}"
+    assert "node-0" in preview, preview[-3000:]
     assert_clean_up(fleet.up())
     outs = fleet.project.outputs()
     assert [n["type"] for n in outs["nodes"]] == ["gpu_1x_a100_sxm4"] * 2
-    assert outs["training"]["state"] == "finished" and outs["training"]["step"] > first_steps
+    assert outs["training"]["state"] == "finished", outs["training"]
+    assert outs["training"]["step"] > first_steps, f"step {outs['training']['step']}, not past {first_steps}"
     assert f"resumed at step {first_steps}" in (run_dir / "logs" / "node-0.log").read_text()
     assert outs["expires_at"] == expires_at, "expires_at stays stable across updates"
 
@@ -154,16 +154,21 @@ def test_fleet_lifecycle(fleet: Fleet) -> None:
     log_before = len((run_dir / "logs" / "node-0.log").read_text())
     assert_clean_up(fleet.up())
     outs = fleet.project.outputs()
-    assert outs["training"]["state"] == "finished" and outs["training"]["step"] == 1465, outs["training"]
+    assert outs["training"]["state"] == "finished", outs["training"]
+    assert outs["training"]["step"] == 1465, outs["training"]
     restart = re.search(r"resumed at step (\d+)", (run_dir / "logs" / "node-0.log").read_text()[log_before:])
-    assert restart and resumed_from < int(restart.group(1)) <= killed_at + 50, "resumes from the crash's checkpoint"
+    assert restart, "no `resumed at step` line after the crash"
+    assert resumed_from < int(restart.group(1)) <= killed_at + 50, (
+        f"resumed at step {restart.group(1)}: not the crash's checkpoint ({resumed_from} < step <= {killed_at + 50})"
+    )
 
     # 7. out-of-band terminate: refresh shows the drift; a replacement that never becomes reachable fails naming
     #    the node (a non-zero exit, not a hang); once it boots, the next up repairs the fleet.
     victim = next(i for i in fleet.live_instances() if i["name"].endswith("node-1"))
     fleet.emulator.api("POST", "/instance-operations/terminate", {"instance_ids": [victim["id"]]})
     refresh = fleet.project.run("refresh", "--yes", check=False).stdout
-    assert "node-1" in refresh and ("deleted" in refresh or "- " in refresh), refresh[-3000:]
+    assert "node-1" in refresh, refresh[-3000:]
+    assert "deleted" in refresh or "- " in refresh, f"refresh shows no deletion:\n{refresh[-3000:]}"
     fleet.emulator.hang_new_boots("ip")
     hung = fleet.up_result()
     output = hung.stdout + hung.stderr

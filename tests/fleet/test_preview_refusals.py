@@ -14,12 +14,8 @@ import pytest
 import yaml
 
 from lambda_provider.emulator.testing import EmulatorHandle
-from tests.pulumi_support import REPO_ROOT, PulumiProject
-
-
-def program(repo_root: Path) -> str:
-    return f"from pathlib import Path\nfrom lambda_provider.fleet.program import main\nmain(Path({str(repo_root)!r}))\n"
-
+from tests.fleet.fleet_support import fleet_project
+from tests.pulumi_support import REPO_ROOT
 
 PROJECT = "lambda-sae"  # the shipped stacks' namespace, kept as it is
 GH200 = {"instanceType": "gpu_1x_gh200", "region": "us-east-3"}
@@ -50,8 +46,7 @@ def emulator_stack(**changes: Any) -> dict[str, Any]:
 class Preview:
     def __init__(self, root: Path, emulator: EmulatorHandle, stack: str = "test", repo_root: Path = REPO_ROOT) -> None:
         self.emulator = emulator
-        env = {"LAMBDA_API_URL": emulator.base_url, "LAMBDA_API_KEY": emulator.api_key}
-        self.project = PulumiProject.create(root, program(repo_root), name=PROJECT, stack=stack, env=env)
+        self.project = fleet_project(root, emulator, name=PROJECT, stack=stack, repo_root=repo_root)
         self.stack_file = root / f"Pulumi.{stack}.yaml"
         self.base = yaml.safe_load(self.stack_file.read_text()) or {}
 

@@ -32,7 +32,9 @@ async def _seen_key(conn: Connection) -> tuple[str | None, int]:
 def test_first_use_records_the_key_and_pinning_it_connects(node: Connection) -> None:
     conn = node
     seen, status = asyncio.run(_seen_key(conn))
-    assert status == 0 and seen and seen.startswith("ssh-")
+    assert status == 0, f"`true` on the node exited {status}"
+    assert seen, "no host key recorded on first use"
+    assert seen.startswith("ssh-"), seen
     pinned = Connection(conn.host, conn.port, conn.user, conn.private_key, host_key=seen)
     assert asyncio.run(_seen_key(pinned)) == (seen, 0)
 

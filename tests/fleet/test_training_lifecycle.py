@@ -16,9 +16,7 @@ from typing import Any
 
 import pytest
 
-from lambda_provider.emulator.testing import running_emulator
-from tests.fleet.fleet_support import A10, PROGRAM, Fleet, assert_clean_up, run_status, stack_config
-from tests.pulumi_support import PulumiProject
+from tests.fleet.fleet_support import A10, Fleet, assert_clean_up, fleet_on_emulator, run_status, stack_config
 
 RUNNING = {"total_vectors": 40_000_000, "log_every": 25, "checkpoint_every": 100}
 K16 = {**RUNNING, "k": 16}  # the run from the k change on
@@ -27,13 +25,8 @@ MISSING_SHARDS = {**K16, "data_source": "shards", "shard_paths": ["/lambda/nfs/s
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    root = tmp_path_factory.mktemp("lifecycle")
-    with running_emulator(root / "emulator", time_scale=0.01) as emulator:
-        project = PulumiProject.create(
-            root / "project", PROGRAM, env={"LAMBDA_API_URL": emulator.base_url, "LAMBDA_API_KEY": emulator.api_key}
-        )
-        yield Fleet(project, emulator, filesystem="sae-life")
-        project.run("destroy", "--yes", check=False, timeout=300)
+    with fleet_on_emulator(tmp_path_factory.mktemp("lifecycle"), filesystem="sae-life") as fleet:
+        yield fleet
 
 
 def config(count: int = 2, **training: Any) -> dict[str, Any]:
@@ -88,7 +81,8 @@ def test_an_out_of_band_trainer_kill_shows_as_crashed_after_refresh(fleet: Fleet
     time.sleep(3)
     fleet.project.run("refresh", "--yes", "--run-program")  # the program's run re-exports the stack outputs
     training = fleet.project.outputs()["training"]
-    assert (training["state"], [c["node"] for c in training["crashed"]][:1]) == ("crashed", ["node-1"]), training
+    assert training["state"] == "crashed", training
+    assert [c["node"] for c in training["crashed"]][:1] == ["node-1"], training
 
 
 def test_the_next_plain_up_restarts_the_killed_run_from_its_checkpoint(fleet: Fleet) -> None:
@@ -113,7 +107,8 @@ def test_a_node_terminated_mid_training_is_replaced_by_the_next_plain_up(fleet: 
 
 def test_the_run_resumes_on_the_replacement_node_from_its_checkpoint(fleet: Fleet) -> None:
     after = launches(fleet, "life-4")[fleet.before_replacement :]  # type: ignore[attr-defined]
-    assert after and re.search(r"^resumed at step [1-9]\d*", after[-1], re.MULTILINE), after[-1:]
+    assert after, "no launch on the replacement node"
+    assert re.search(r"^resumed at step [1-9]\d*", after[-1], re.MULTILINE), after[-1:]
 
 
 def test_a_third_node_is_previewed_as_a_resume_on_three_ranks(fleet: Fleet) -> None:
@@ -138,7 +133,8 @@ def test_down_to_one_node_the_same_run_finishes_at_its_total_steps(fleet: Fleet)
     fleet.configure(config(count=1, overrides={**K16, "total_vectors": fleet.total_steps * 1024}))
     assert_clean_up(fleet.up())
     training = fleet.project.outputs()["training"]
-    assert (training["state"], training["step"]) == ("finished", fleet.total_steps), training
+    assert training["state"] == "finished", training
+    assert training["step"] == fleet.total_steps, training
 
 
 def test_the_finished_run_s_summary_names_its_one_rank_world(fleet: Fleet) -> None:

@@ -57,16 +57,19 @@ def test_a_finished_run_whose_processes_linger_is_finished_and_stopped(monkeypat
     status = wait([head, peer], wait_seconds=60)
     assert status["status"]["state"] == "finished"
     assert head.calls >= 3  # it did wait for the exit before stopping what was left
-    assert head.stopped and peer.stopped
+    assert head.stopped, "the head's lingering processes were not stopped"
+    assert peer.stopped, "the peer's lingering processes were not stopped"
     report = training_run._report(status, None)
-    assert report["state"] == "finished" and "the fleet stopped them" in report["note"]
+    assert report["state"] == "finished", report
+    assert "the fleet stopped them" in report["note"], report
 
 
 def test_a_run_finishing_at_the_deadline_is_not_reported_as_unfinished(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(training_run, "EXIT_GRACE_SECONDS", 60.0)
     head = ScriptedNode("node-0", [("running", True)] * 3 + [("finished", True)])
     status = wait([head, ScriptedNode("node-1", [("running", True)])], wait_seconds=0.03)
-    assert status["status"]["state"] == "finished" and head.stopped
+    assert status["status"]["state"] == "finished", status
+    assert head.stopped, "the finished run's processes were not stopped"
 
 
 def test_a_run_still_training_at_the_deadline_fails_with_its_progress() -> None:
@@ -82,5 +85,7 @@ def test_a_run_still_training_at_the_deadline_fails_with_its_progress() -> None:
 def test_a_finished_run_that_exited_returns_at_once() -> None:
     head = ScriptedNode("node-0", [("finished", False)])
     status = wait([head], wait_seconds=60)
-    assert status["status"]["state"] == "finished" and "note" not in training_run._report(status, None)
-    assert head.calls == 1 and not head.stopped
+    assert status["status"]["state"] == "finished", status
+    assert "note" not in training_run._report(status, None), training_run._report(status, None)
+    assert head.calls == 1, f"{head.calls} status calls, expected 1"
+    assert not head.stopped, "a run that exited was stopped"

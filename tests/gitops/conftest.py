@@ -21,16 +21,12 @@ import pytest
 import yaml
 
 from lambda_provider.emulator.testing import EmulatorHandle, running_emulator
-from tests.pulumi_support import REPO_ROOT, PulumiProject
+from tests.fleet.fleet_support import FAST_CLIENT, fleet_project
+from tests.pulumi_support import PulumiProject
 
 API_KEY = "secret_gitops-test_7d2e4f6a8b0c1e3f.5a6b7c8d9e0f1a2b3c4d5e6f"  # stack secret: never shown in clear
 PROJECT = "lambda-sae"
 STACK = "dev"
-PROGRAM = f"""
-from pathlib import Path
-from lambda_provider.fleet.program import main
-main(Path({str(REPO_ROOT)!r}))
-"""
 
 REGION = "us-east-3"  # GH200 (arm64) runs only there, and a fleet's nodes share the filesystem's region
 A10 = {"instanceType": "gpu_1x_a10", "region": REGION}
@@ -67,14 +63,6 @@ BASE_CONFIG: dict[str, Any] = {
     },
     "budget": {"maxUsdPerHour": 10, "maxHours": 2},
 }  # batch_size 768: divisible by every world size the tests make (2, 3, 6 nodes)
-CLIENT_PACING = {
-    "lambda:minRequestInterval": "0",
-    "lambda:minLaunchInterval": "0",
-    "lambda:pollInterval": "0.2",
-    "lambda:retryBaseDelay": "0.05",
-    "lambda:deleteTimeout": "60",
-    "lambda:reconcileInterval": "0.2",
-}
 
 
 def base_config() -> dict[str, Any]:
@@ -90,7 +78,7 @@ class FleetStack:
         """Replace the stack's `lambda-sae:*` config (the API key secret and the client pacing stay)."""
         current = yaml.safe_load(self.stack_file.read_text()) or {}
         values = {k: v for k, v in (current.get("config") or {}).items() if not k.startswith(f"{PROJECT}:")}
-        values.update(CLIENT_PACING)
+        values.update(FAST_CLIENT)
         values.update({f"{PROJECT}:{k}": v for k, v in config.items()})
         self.stack_file.write_text(yaml.safe_dump({**current, "config": values}, sort_keys=True))
 
@@ -134,8 +122,7 @@ def gitops_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulat
 
 
 def make_stack(root: Path, emulator: EmulatorHandle) -> FleetStack:
-    env = {"LAMBDA_API_URL": emulator.base_url, "LAMBDA_API_KEY": emulator.api_key}
-    project = PulumiProject.create(root, PROGRAM, name=PROJECT, stack=STACK, env=env)
+    project = fleet_project(root, emulator, name=PROJECT, stack=STACK)
     project.config_set("lambda:apiKey", emulator.api_key, secret=True)
     stack = FleetStack(project, emulator)
     stack.base()

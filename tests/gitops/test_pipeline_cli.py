@@ -41,19 +41,25 @@ def test_pr_comment_for_an_added_gh200_node(fleet_stack: FleetStack) -> None:
     assert "preview succeeded" in body
     assert "Nodes: 1 added, 0 replaced, 0 removed." in body
     row = next(line for line in body.splitlines() if "`gh-0`" in line)
-    assert "added" in row and "`gpu_1x_gh200`" in row and "us-east-3" in row
+    assert "added" in row, row
+    assert "`gpu_1x_gh200`" in row, row
+    assert "us-east-3" in row, row
     assert "available in us-east-3" in row, "the capacity right now, from /instance-types"
     assert row.rstrip().endswith("| – | $2.29 |"), row
     for node in ("node-0", "node-1"):
         unchanged = next(line for line in body.splitlines() if f"`{node}`" in line)
-        assert "running" in unchanged and "$1.29 | $1.29" in unchanged, unchanged
+        assert "running" in unchanged, unchanged
+        assert "$1.29 | $1.29" in unchanged, unchanged
     assert "**$/hour:** $2.58 → $4.87 (+$2.29)" in body, "before, after and the delta"
     assert "**Projected for 2 h:** $9.74" in body
     assert "within budget" in body
     diff = body.split("```diff", 1)[1]
     assert "+ pulumi-python:dynamic/lambda:Instance: (create)" in diff
-    assert "Instance::gh-0]" in diff and "FleetNodes::nodes]" in diff
-    assert "__provider" not in body and API_KEY not in body and "PRIVATE KEY" not in body
+    assert "Instance::gh-0]" in diff, diff[-3000:]
+    assert "FleetNodes::nodes]" in diff, diff[-3000:]
+    assert "__provider" not in body, "the provider's settings show in the comment"
+    assert API_KEY not in body, "the API key shows in the comment"
+    assert "PRIVATE KEY" not in body, "a private key shows in the comment"
     assert BASE64_RUN.search(body) is None, "no encoded blob in the comment"
     nodes = [m.group(1) for m in re.finditer(r"^\| [^|]+ \| `([\w-]+)` \|", body, flags=re.M)]
     assert nodes == ["gh-0", "node-0", "node-1"], "rows in node name order"
@@ -83,13 +89,15 @@ def test_policy_pack_blocks_a_pr_that_raises_its_own_budget_past_the_cap(fleet_s
     assert result.returncode != 0, out
     assert "[mandatory]  fleet-budget" in out
     assert "projected cost $23.48 for 2 h ($11.74/h" in out
-    assert "gh-3 $2.29/h (up to gpu_1x_gh200)" in out and "node-0 $1.29/h (gpu_1x_a10 running)" in out, out
+    assert "gh-3 $2.29/h (up to gpu_1x_gh200)" in out, out
+    assert "node-0 $1.29/h (gpu_1x_a10 running)" in out, out
     assert "exceeds the budget $20.00 ($10.00/h x 2 h, from the repository cap LAMBDA_SAE_CAP_USD_PER_HOUR)" in out
     assert len(fleet_stack.live_instances()) == 2, "nothing launched"
 
     comment = fleet_stack.step("pr_preview", "--stack", "dev", "--policy-pack", str(POLICY), env=CAP)
     assert comment.returncode == 1
-    assert "preview blocked" in comment.stdout and "over budget" in comment.stdout
+    assert "preview blocked" in comment.stdout, comment.stdout
+    assert "over budget" in comment.stdout, comment.stdout
     assert "**Budget:** $10.00/h" in comment.stdout
 
     without_cap = fleet_stack.step("pr_preview", "--stack", "dev", "--policy-pack", str(POLICY))
@@ -101,7 +109,8 @@ def test_policy_pack_passes_the_fleet_as_deployed(fleet_stack: FleetStack) -> No
     result = policy_preview(fleet_stack)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
-    assert "✅ lambda-sae@v0.0.1" in out and "mandatory" not in out, out
+    assert "✅ lambda-sae@v0.0.1" in out, out
+    assert "mandatory" not in out, out
 
 
 def test_policy_pack_blocks_a_filesystem_deleted_on_destroy(fleet_stack: FleetStack) -> None:

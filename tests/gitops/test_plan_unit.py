@@ -98,11 +98,18 @@ def test_added_replaced_removed_and_unchanged_nodes_with_costs() -> None:
     summary = summarize(parse_preview(text), CATALOGUE)
     assert summary.stack == "prod"
     rows = {r.name: r for r in summary.rows}
-    assert (rows["keep"].change, rows["keep"].capacity, rows["keep"].cents_after) == ("unchanged", "running", 129)
-    assert (rows["gh"].change, rows["gh"].instance_type, rows["gh"].region) == ("added", "gpu_1x_gh200", "us-east-3")
+    assert rows["keep"].change == "unchanged", rows["keep"]
+    assert rows["keep"].capacity == "running", rows["keep"]
+    assert rows["keep"].cents_after == 129, rows["keep"]
+    assert rows["gh"].change == "added", rows["gh"]
+    assert rows["gh"].instance_type == "gpu_1x_gh200", rows["gh"]
+    assert rows["gh"].region == "us-east-3", rows["gh"]
     assert rows["gh"].capacity == "✅ available in us-east-3"
-    assert (rows["swap"].change, rows["swap"].region, rows["swap"].cents_after) == ("replaced", "us-west-2", 199)
-    assert (rows["gone"].change, rows["gone"].cents_after) == ("removed", None)
+    assert rows["swap"].change == "replaced", rows["swap"]
+    assert rows["swap"].region == "us-west-2", rows["swap"]
+    assert rows["swap"].cents_after == 199, rows["swap"]
+    assert rows["gone"].change == "removed", rows["gone"]
+    assert rows["gone"].cents_after is None, rows["gone"]
     assert [summary.count(c) for c in ("added", "replaced", "removed")] == [1, 1, 1]
     assert summary.usd_per_hour_before == pytest.approx(3.87)
     assert summary.usd_per_hour_after == pytest.approx(1.29 + 2.29 + 1.99)
@@ -218,7 +225,8 @@ def test_repository_cap_lowers_the_budget_verdict() -> None:
     )
     assert not summarize(parse_preview(text), CATALOGUE).over_budget
     capped = summarize(parse_preview(text), CATALOGUE, cap_usd_per_hour=2)
-    assert capped.over_budget and "**Budget:** $2.00/h: ❌ **over budget**" in render_stack(capped)
+    assert capped.over_budget, "a $2.00/h cap under a $2.29/h plan is over budget"
+    assert "**Budget:** $2.00/h: ❌ **over budget**" in render_stack(capped), render_stack(capped)
     assert summarize(parse_preview(text), CATALOGUE, cap_usd_per_hour=50).max_usd_per_hour == 5
 
 

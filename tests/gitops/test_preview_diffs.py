@@ -14,7 +14,9 @@ def preview_diff(stack: FleetStack) -> str:
     result = stack.project.run("preview", "--diff", "--color", "never", check=False)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
-    assert "__provider" not in out and API_KEY not in out and "PRIVATE KEY" not in out, out
+    assert "__provider" not in out, "the provider's settings show in the preview"
+    assert API_KEY not in out, "the API key shows in the preview"
+    assert "PRIVATE KEY" not in out, "a private key shows in the preview"
     return out
 
 
@@ -32,7 +34,9 @@ def node_with_steps(node: str, op: str) -> dict[str, str]:
 def test_no_change_previews_nothing(fleet_stack: FleetStack) -> None:
     out = preview_diff(fleet_stack)
     assert changed(out) == {}, out
-    assert "to create" not in out and "to replace" not in out and "to update" not in out
+    assert "to create" not in out, out
+    assert "to replace" not in out, out
+    assert "to update" not in out, out
 
 
 def test_instance_type_change_replaces_the_nodes_and_their_steps(fleet_stack: FleetStack) -> None:

@@ -50,7 +50,8 @@ def test_actionlint_rejects_a_broken_workflow(tmp_path: Path) -> None:
     )
     result = lint(broken)
     assert result.returncode != 0
-    assert "61" in result.stdout and "secret" in result.stdout
+    assert "61" in result.stdout, f"the bad cron minute is not reported:\n{result.stdout}"
+    assert "secret" in result.stdout, f"the misspelt secrets context is not reported:\n{result.stdout}"
 
 
 def test_pull_requests_run_make_test() -> None:

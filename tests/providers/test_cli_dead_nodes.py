@@ -72,7 +72,8 @@ def test_terminated_then_preempted_node_is_replaced_by_a_plain_up(api: Api, stac
     api.wait_for(lambda: api.client().instances.get(first).status == "terminated")
 
     (op, reasons), said = _preview(stack)
-    assert (op, reasons) == ("replace", ["live_status"])
+    assert op == "replace"
+    assert reasons == ["live_status"]
     assert f"node: instance {first} is terminated at Lambda; `pulumi up` replaces it" in said
 
     _replaced(stack, api, first)
@@ -107,7 +108,8 @@ def test_node_whose_record_is_gone_is_replaced_by_a_plain_up(forgetful_api: Api,
     api.wait_for(lambda: _gone(api, first))
 
     (op, reasons), said = _preview(stack)
-    assert (op, reasons) == ("replace", ["live_status"])
+    assert op == "replace"
+    assert reasons == ["live_status"]
     assert f"node: instance {first} no longer exists (the API answers 404)" in said
     _replaced(stack, api, first)  # the delete of the gone instance is a no-op
 

@@ -94,7 +94,9 @@ def test_up_noop_rename_replace_refresh_destroy(api: Api, stack: Stack) -> None:
     stack.up()
     out = stack.outputs()
     first = out["instance_id"]
-    assert out["ready"] is True and out["ip"] and out["ssh_port"] != 22
+    assert out["ready"] is True
+    assert out["ip"]
+    assert out["ssh_port"] != 22
     assert _live_ids(api) == {first}
 
     stack.run("preview", "--expect-no-changes")
@@ -109,17 +111,20 @@ def test_up_noop_rename_replace_refresh_destroy(api: Api, stack: Stack) -> None:
     assert stack.preview_ops()["node"] == ("replace", ["placements"])
     stack.up()
     second = stack.outputs()["instance_id"]
-    assert second != first and _live_ids(api) == {second}
+    assert second != first
+    assert _live_ids(api) == {second}
 
     api.client().instances.terminate([second])  # out of band
     stack.run("refresh", "--yes")
-    assert "node" not in stack.resource_ids() and _live_ids(api) == set()
+    assert "node" not in stack.resource_ids()
+    assert _live_ids(api) == set()
     stack.up()
     third = stack.outputs()["instance_id"]
     assert _live_ids(api) == {third} == {stack.resource_ids()["node"]}
 
     stack.run("destroy", "--yes")
-    assert _live_ids(api) == set() and api.client().ssh_keys.list() == []
+    assert _live_ids(api) == set()
+    assert api.client().ssh_keys.list() == []
     stack.assert_no_key_anywhere()
 
 
@@ -159,7 +164,8 @@ def test_boot_timeout_fails_the_up_but_keeps_the_instance_tracked(api: Api, stac
     api.control("PUT", "/boot", {"hang": "no-ip"})
     stack.project.config_set("bootTimeout", "1")
     failed = stack.up(check=False)
-    assert failed.returncode != 0 and "tracked in state but not ready" in failed.stdout + failed.stderr
+    assert failed.returncode != 0
+    assert "tracked in state but not ready" in failed.stdout + failed.stderr
     tracked = stack.resource_ids()["node"]
     assert _live_ids(api) == {tracked}  # nothing bills outside the stack
     assert stack.preview_ops()["node"] == ("update", [])  # preview still works, and plans to wait again
@@ -169,5 +175,7 @@ def test_boot_timeout_fails_the_up_but_keeps_the_instance_tracked(api: Api, stac
     stack.project.config_set("bootTimeout", "60")
     stack.up()
     out = stack.outputs()
-    assert out["ready"] is True and out["instance_id"] == tracked and len(launches_for(api, "node")) == 1
+    assert out["ready"] is True
+    assert out["instance_id"] == tracked
+    assert len(launches_for(api, "node")) == 1
     stack.assert_no_key_anywhere()

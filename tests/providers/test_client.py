@@ -47,7 +47,8 @@ def client(api: Api) -> LambdaClient:
 def test_typed_errors_carry_code_message_and_suggestion(api: Api, client: LambdaClient) -> None:
     with pytest.raises(InvalidApiKey) as bad_key:
         LambdaClient("secret_wrong", api.base_url, limiter=RateLimiter(0, 0)).instances.list()
-    assert bad_key.value.status == 401 and bad_key.value.code == "global/invalid-api-key"
+    assert bad_key.value.status == 401
+    assert bad_key.value.code == "global/invalid-api-key"
     assert bad_key.value.suggestion
 
     with pytest.raises(NotFound, match="gpu_nope"):
@@ -73,7 +74,8 @@ def test_idempotent_calls_retry_through_429_and_5xx(api: Api, client: LambdaClie
     html_5xx = api.add_fault(action="error", method="GET", path="^/instance-types$", status=502, body="html", count=2)
     assert client.instances.list() == []
     assert "gpu_1x_a10" in client.instance_types.list()
-    assert api.fault(storm["id"])["fired"] == 3 and api.fault(html_5xx["id"])["fired"] == 2
+    assert api.fault(storm["id"])["fired"] == 3
+    assert api.fault(html_5xx["id"])["fired"] == 2
 
 
 def test_retries_give_up_with_the_typed_error(api: Api) -> None:
@@ -148,7 +150,8 @@ def test_launch_gives_up_after_repeated_unknown_outcomes(api: Api, client: Lambd
 
 def test_api_key_never_in_reprs_or_errors(api: Api) -> None:
     client = api.client()
-    assert api.api_key not in repr(client) and api.api_key not in repr(client.transport)
+    assert api.api_key not in repr(client)
+    assert api.api_key not in repr(client.transport)
     api.add_fault(action="error", method="GET", path="^/instances$", status=500)
     with pytest.raises(ServerError) as exc:
         api.client(retry=RetryPolicy(attempts=1)).instances.list()

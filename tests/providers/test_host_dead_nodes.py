@@ -40,7 +40,8 @@ def test_unhealthy_instance_is_kept_and_the_warning_names_the_replace_command(ap
     api.control("POST", f"/instances/{instance_id}/status", {"status": "active"})  # Lambda's check recovered it
     assert engine.up(renamed) == "update"
     assert engine.outputs(renamed)["ready"] is True
-    assert engine.state[renamed.urn].id == instance_id and len(launches_for(api, "node")) == 1
+    assert engine.state[renamed.urn].id == instance_id
+    assert len(launches_for(api, "node")) == 1
 
 
 def test_unreadable_live_status_falls_back_to_the_recorded_state(api: Api, engine: Engine) -> None:
@@ -67,5 +68,6 @@ def test_update_that_finds_the_instance_dead_names_the_node_and_the_next_up_repl
     assert "Run `pulumi up` again: its diff sees the dead instance and launches a replacement" in failed.value.details()
 
     assert engine.up(renamed) == "replace"
-    assert engine.state[renamed.urn].id != instance_id and len(launches_for(api, "node")) == 2
+    assert engine.state[renamed.urn].id != instance_id
+    assert len(launches_for(api, "node")) == 2
     assert_converged(api, engine)

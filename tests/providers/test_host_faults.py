@@ -30,7 +30,8 @@ def test_429_storm_on_every_endpoint(api: Api, engine: Engine) -> None:
     assert engine.outputs(regs["node"])["ready"] is True
     engine.destroy()
     assert api.fault(rule["id"])["fired"] > 0
-    assert len(launches_for(api, "node")) == 1 and api.live_instances() == []
+    assert len(launches_for(api, "node")) == 1
+    assert api.live_instances() == []
 
 
 def test_5xx_storm_and_a_refused_launch(api: Api, engine: Engine) -> None:
@@ -73,7 +74,9 @@ def test_boot_timeout_keeps_the_instance_tracked_and_the_next_up_waits_again(api
     regs = _stack(boot_timeout_seconds=0.5)
     _up_all(engine, regs)
     out = engine.outputs(regs["node"])
-    assert out["ready"] is False and "after 0s" in out["boot_error"] and out["status"] == "booting"
+    assert out["ready"] is False
+    assert "after 0s" in out["boot_error"]
+    assert out["status"] == "booting"
     assert_converged(api, engine)  # tracked: destroy would terminate it; nothing bills outside the stack
 
     instance_id = engine.state[regs["node"].urn].id
@@ -81,7 +84,9 @@ def test_boot_timeout_keeps_the_instance_tracked_and_the_next_up_waits_again(api
     api.control("POST", f"/instances/{instance_id}/boot", {"hang": None})
     assert engine.up(_stack(boot_timeout_seconds=30)["node"]) == "update"
     out = engine.outputs(regs["node"])
-    assert out["ready"] is True and out["ip"] and out.get("boot_error") is None
+    assert out["ready"] is True
+    assert out["ip"]
+    assert out.get("boot_error") is None
     assert [i["id"] for i in launches_for(api, "node")] == [instance_id]
 
 
@@ -111,7 +116,8 @@ def _kill_host_during_create(api: Api, engine: Engine, node: Registration) -> No
     api.wait_for(lambda: len(launches_for(api, "node")) == 1)
     engine.host.kill()
     worker.join(timeout=30)
-    assert errors and node.urn not in engine.state  # the engine never learnt the id
+    assert errors
+    assert node.urn not in engine.state  # the engine never learnt the id
     api.control("PUT", "/boot", {"hang": None})
     api.control("POST", f"/instances/{launches_for(api, 'node')[0]['id']}/boot", {"hang": None})
 
@@ -182,10 +188,12 @@ def test_preempted_while_booting_fails_create_and_nothing_bills(api: Api, engine
     api.wait_for(lambda: len(launches_for(api, "node")) == 1)
     api.control("POST", f"/instances/{launches_for(api, 'node')[0]['id']}/status", {"status": "preempted"})
     worker.join(timeout=60)
-    assert result and "preempted while booting" in result[0].details()
+    assert result
+    assert "preempted while booting" in result[0].details()
     assert_converged(api, engine)  # not tracked, and not billing either
     api.control("PUT", "/boot", {"hang": None})
-    assert engine.up(regs["node"]) == "create" and len(launches_for(api, "node")) == 2
+    assert engine.up(regs["node"]) == "create"
+    assert len(launches_for(api, "node")) == 2
     assert_converged(api, engine)
 
 

@@ -39,7 +39,8 @@ def test_rules_and_name_update_in_place_the_region_replaces(api: Api, engine: En
 
     assert engine.up(_ruleset([SSH_FROM_OFFICE, PING])) == "update"
     live = api.client().firewall.get_ruleset(ruleset_id)
-    assert [r.protocol for r in live.rules] == ["tcp", "icmp"] and live.rules[1].port_range is None
+    assert [r.protocol for r in live.rules] == ["tcp", "icmp"]
+    assert live.rules[1].port_range is None
     assert engine.up(_ruleset([SSH_FROM_OFFICE, PING], name="sae-fw-2")) == "update"
     assert api.client().firewall.get_ruleset(ruleset_id).name == "sae-fw-2"
 
@@ -76,7 +77,8 @@ def test_check_names_the_rule_and_the_fix(api: Api, engine: Engine) -> None:
     assert "rules[2].port_range: not allowed for icmp; remove it" in text
     assert "rules[3].port_range: give [min, max] with 1 <= min <= max <= 65535" in text
     assert "rules[4].source_network: 'example.com' is not an IPv4 address or CIDR" in text
-    assert "rules[4]: unknown keys ['note']" in text and "rules[0]" not in text
+    assert "rules[4]: unknown keys ['note']" in text
+    assert "rules[0]" not in text
     with pytest.raises(CheckFailed, match="unknown region 'mars-1'"):
         engine.up(_ruleset([PING], region="mars-1"), preview=True)
     assert api.client().firewall.list_rulesets() == []
@@ -102,7 +104,8 @@ def test_refresh_drops_a_ruleset_deleted_outside_pulumi(api: Api, engine: Engine
     engine.up(reg)
     api.client().firewall.delete_ruleset(engine.state[reg.urn].id)
     assert engine.refresh(reg.urn) == "deleted"
-    assert engine.up(reg) == "create" and len(api.client().firewall.list_rulesets()) == 1
+    assert engine.up(reg) == "create"
+    assert len(api.client().firewall.list_rulesets()) == 1
 
 
 def test_a_create_whose_answer_is_lost_adopts_the_new_ruleset_not_an_older_twin(api: Api, engine: Engine) -> None:

@@ -20,27 +20,41 @@ def _stack(**instance_args: object) -> dict[str, Registration]:
 def test_lifecycle_create_same_rename_replace_refresh_destroy(api: Api, engine: Engine) -> None:
     regs = _stack()
     key, node = regs["key"], regs["node"]
-    assert node.type == "pulumi-python:dynamic/lambda:Instance" and node.delete_before_replace
+    assert node.type == "pulumi-python:dynamic/lambda:Instance"
+    assert node.delete_before_replace
     assert b"lambda_provider.resources.instance" in base64.b64decode(node.inputs["__provider"])
 
-    assert engine.up(key, preview=True) == "create" and engine.up(node, preview=True) == "create"
-    assert api.all_instances() == [] and engine.calls == ["Check", "Check"]  # preview never creates
+    assert engine.up(key, preview=True) == "create"
+    assert engine.up(node, preview=True) == "create"
+    assert api.all_instances() == []
+    assert engine.calls == ["Check", "Check"]  # preview never creates
 
-    assert engine.up(key) == "create" and engine.up(node) == "create"
+    assert engine.up(key) == "create"
+    assert engine.up(node) == "create"
     out = engine.outputs(node)
-    assert out["ready"] is True and out["status"] == "active" and out["ip"] and out["private_ip"]
+    assert out["ready"] is True
+    assert out["status"] == "active"
+    assert out["ip"]
+    assert out["private_ip"]
     assert out["ssh_port"] not in (None, 22)  # the emulator's SSH endpoint port, read from its ssh_port field
-    assert (out["instance_type"], out["region"]) == ("gpu_1x_a10", "us-east-1")
-    assert out["gpu_count"] == 1 and out["gpu_description"].startswith("A10") and out["price_cents_per_hour"] > 0
-    assert out["architecture"] == "x86_64" and out["name"] == "test-node" and out["hostname"]
+    assert out["instance_type"] == "gpu_1x_a10"
+    assert out["region"] == "us-east-1"
+    assert out["gpu_count"] == 1
+    assert out["gpu_description"].startswith("A10")
+    assert out["price_cents_per_hour"] > 0
+    assert out["architecture"] == "x86_64"
+    assert out["name"] == "test-node"
+    assert out["hostname"]
     first_id = engine.state[node.urn].id
     launched = launches_for(api, "node")
     assert [i["id"] for i in launched] == [first_id]
     assert {t["key"] for t in launched[0]["tags"]} >= {"pulumi-project", "pulumi-stack", "pulumi-resource"}
 
     engine.calls.clear()
-    assert engine.up(key) == "same" and engine.up(node) == "same"
-    assert "Create" not in engine.calls and "Update" not in engine.calls
+    assert engine.up(key) == "same"
+    assert engine.up(node) == "same"
+    assert "Create" not in engine.calls
+    assert "Update" not in engine.calls
 
     renamed = _stack(name="node-renamed")["node"]
     assert engine.up(renamed, preview=True) == "update"
@@ -53,7 +67,8 @@ def test_lifecycle_create_same_rename_replace_refresh_destroy(api: Api, engine: 
     assert engine.up(bigger) == "replace"
     assert engine.calls == ["Check", "Diff", "Check", "Delete", "Create"]  # delete first, then launch
     second_id = engine.state[node.urn].id
-    assert second_id != first_id and engine.outputs(node)["instance_type"] == "gpu_1x_a100_sxm4"
+    assert second_id != first_id
+    assert engine.outputs(node)["instance_type"] == "gpu_1x_a100_sxm4"
     assert api.client().instances.get(first_id).status == "terminated"
     assert_converged(api, engine)
 
@@ -63,7 +78,8 @@ def test_lifecycle_create_same_rename_replace_refresh_destroy(api: Api, engine: 
     assert_converged(api, engine)
 
     engine.destroy()
-    assert api.live_instances() == [] and api.client().ssh_keys.list() == []
+    assert api.live_instances() == []
+    assert api.client().ssh_keys.list() == []
 
 
 def test_adding_a_fallback_placement_keeps_the_running_instance(api: Api, engine: Engine) -> None:
@@ -73,7 +89,8 @@ def test_adding_a_fallback_placement_keeps_the_running_instance(api: Api, engine
     first_id = engine.state[regs["node"].urn].id
     wider = _stack(instance_type=["gpu_1x_a10", "gpu_1x_a100_sxm4"], region=["us-east-1", "us-west-1"])["node"]
     assert engine.up(wider) == "update"
-    assert engine.state[wider.urn].id == first_id and len(launches_for(api, "node")) == 1
+    assert engine.state[wider.urn].id == first_id
+    assert len(launches_for(api, "node")) == 1
 
 
 @pytest.mark.parametrize(
@@ -117,7 +134,8 @@ def test_placement_fails_over_and_names_capacity_when_none(api: Api, engine: Eng
     with pytest.raises(grpc.RpcError) as failed:
         engine.up(other)
     details = failed.value.details()
-    assert "no capacity now" in details and "gpu_8x_a100 in" in details  # where capacity exists now
+    assert "no capacity now" in details
+    assert "gpu_8x_a100 in" in details  # where capacity exists now
     assert launches_for(api, "other") == []
     assert_converged(api, engine)
 
@@ -133,7 +151,8 @@ def test_filesystem_region_pins_placement_and_mounts_are_outputs(api: Api, engin
     for name in ("key", "data", "node"):
         assert engine.up(regs[name]) == "create"
     out = engine.outputs(regs["node"])
-    assert out["region"] == "us-west-1" and out["file_system_mounts"] == {"data": "/lambda/nfs/data"}
+    assert out["region"] == "us-west-1"
+    assert out["file_system_mounts"] == {"data": "/lambda/nfs/data"}
 
     wrong = registrations(
         lambda: [
@@ -145,4 +164,5 @@ def test_filesystem_region_pins_placement_and_mounts_are_outputs(api: Api, engin
     with pytest.raises(CheckFailed, match="no placement allows us-west-1"):
         engine.up(wrong, preview=True)
     engine.destroy()
-    assert api.live_instances() == [] and api.client().filesystems.list() == []
+    assert api.live_instances() == []
+    assert api.client().filesystems.list() == []

@@ -52,7 +52,8 @@ def test_generated_key_pair_private_half_is_a_secret_output(api: Api, engine: En
     out = engine.outputs(reg)
     private = serialization.load_ssh_private_key(out["private_key"].encode(), password=None)
     public = private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
-    assert out["generated"] is True and out["public_key"].startswith(public.decode())
+    assert out["generated"] is True
+    assert out["public_key"].startswith(public.decode())
     assert engine.up(reg) == "same"  # no new pair on every up
     engine.destroy()
     assert api.client().ssh_keys.list() == []
@@ -61,7 +62,8 @@ def test_generated_key_pair_private_half_is_a_secret_output(api: Api, engine: En
 def test_ssh_key_adopts_its_own_and_refuses_a_foreign_key(api: Api, engine: Engine) -> None:
     api.client().ssh_keys.create("laptop", PUBLIC_KEY)  # e.g. a create whose answer was lost
     reg = _key(name="laptop", public_key=PUBLIC_KEY)
-    assert engine.up(reg) == "create" and len(api.client().ssh_keys.list()) == 1
+    assert engine.up(reg) == "create"
+    assert len(api.client().ssh_keys.list()) == 1
     api.client().ssh_keys.create("taken", OTHER_KEY)
     with pytest.raises(grpc.RpcError, match="already exists in the account with a different public key"):
         engine.up(registrations(lambda: [SshKey("k2", name="taken", public_key=PUBLIC_KEY)])["k2"])
@@ -90,19 +92,23 @@ def test_filesystem_lifecycle_adopt_and_region_replace(api: Api, engine: Engine)
     assert engine.up(reg, preview=True) == "create"
     assert engine.up(reg) == "create"
     out = engine.outputs(reg)
-    assert out["mount_point"] == "/lambda/nfs/data" and out["region"] == "us-east-1" and out["filesystem_id"]
+    assert out["mount_point"] == "/lambda/nfs/data"
+    assert out["region"] == "us-east-1"
+    assert out["filesystem_id"]
     assert engine.up(reg) == "same"
 
     engine.calls.clear()
     moved = _fs(region="us-west-1")
-    assert engine.up(moved) == "replace" and engine.calls[-2:] == ["Delete", "Create"]
+    assert engine.up(moved) == "replace"
+    assert engine.calls[-2:] == ["Delete", "Create"]
     assert [(f.name, f.region.name) for f in api.client().filesystems.list()] == [("data", "us-west-1")]
 
     api.client().filesystems.delete(engine.state[reg.urn].id)
     assert engine.refresh(reg.urn) == "deleted"
 
     api.client().filesystems.create("data", "us-west-1")  # exists already: adopted, not duplicated
-    assert engine.up(moved) == "create" and len(api.client().filesystems.list()) == 1
+    assert engine.up(moved) == "create"
+    assert len(api.client().filesystems.list()) == 1
     api.client().filesystems.create("elsewhere", "us-east-1")
     with pytest.raises(grpc.RpcError, match="already exists in us-east-1, not us-west-1"):
         engine.up(registrations(lambda: [Filesystem("elsewhere", region="us-west-1")])["elsewhere"])

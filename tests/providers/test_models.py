@@ -19,22 +19,30 @@ def _data(name: str):
 def test_instance_record_decodes_with_unknown_fields_kept():
     raw = _data("restart_response.json")["restarted_instances"][0]
     inst = Instance.from_api(raw)
-    assert inst.id == "0920582c7ff041399e34823a0be62549" and inst.status == "active" and inst.is_ready
-    assert inst.instance_type.name == "gpu_8x_a100" and inst.instance_type.specs.gpus == 8
-    assert inst.region.name == "us-west-1" and inst.ssh_port == 22  # no emulator field: real SSH port
+    assert inst.id == "0920582c7ff041399e34823a0be62549"
+    assert inst.status == "active"
+    assert inst.is_ready
+    assert inst.instance_type.name == "gpu_8x_a100"
+    assert inst.instance_type.specs.gpus == 8
+    assert inst.region.name == "us-west-1"
+    assert inst.ssh_port == 22  # no emulator field: real SSH port
     assert inst.file_system_mounts[0].mount_point == "/lambda/nfs/my-filesystem"
     assert inst.extra["is_reserved"] is False  # undeclared in the spec, kept rather than rejected
 
 
 def test_booting_instance_without_optional_fields():
     inst = Instance.from_api({"id": "abc", "status": "booting"})
-    assert inst.ip is None and inst.tags == {} and not inst.is_ready and inst.file_system_mounts == ()
+    assert inst.ip is None
+    assert inst.tags == {}
+    assert not inst.is_ready
+    assert inst.file_system_mounts == ()
     assert Instance.from_api({"id": "x", "status": "active", "ip": "10.0.0.1", "ssh_port": 2222}).ssh_port == 2222
 
 
 def test_instance_tags_decode_to_a_mapping():
     inst = Instance.from_api({"id": "a", "status": "booting", "tags": [{"key": "pulumi-stack", "value": "dev"}]})
-    assert inst.has_tags({"pulumi-stack": "dev"}) and not inst.has_tags({"pulumi-stack": "prod"})
+    assert inst.has_tags({"pulumi-stack": "dev"})
+    assert not inst.has_tags({"pulumi-stack": "prod"})
 
 
 def test_instance_types_both_recordings_decode():
@@ -51,7 +59,8 @@ def test_ssh_keys_and_images_decode():
     keys = [SshKey.from_api(k) for k in _data("ssh_keys_response.json")]
     assert [k.name for k in keys] == ["yubikey", "another-name"]
     images = [Image.from_api(i) for i in _data("images_response.json")]
-    assert all(i.region is not None for i in images) and {i.architecture for i in images} >= {"x86_64"}
+    assert all(i.region is not None for i in images)
+    assert {i.architecture for i in images} >= {"x86_64"}
 
 
 def test_record_without_id_is_a_clear_error():
@@ -89,16 +98,19 @@ def test_record_without_id_is_a_clear_error():
 def test_error_bodies_map_to_typed_errors(status, body, cls):
     err = errors.error_from_response(status, json.dumps(body).encode(), "application/json")
     assert type(err) is cls
-    assert err.status == status and err.message == body["error"]["message"]
+    assert err.status == status
+    assert err.message == body["error"]["message"]
     assert err.suggestion == body["error"].get("suggestion", "")
 
 
 def test_non_json_error_bodies_are_classified_by_status():
     html = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
     err = errors.error_from_response(502, html, "text/html", "/instance-operations/launch")
-    assert isinstance(err, errors.ServerError) and is_transient(err)
+    assert isinstance(err, errors.ServerError)
+    assert is_transient(err)
     ban = errors.error_from_response(429, b"Sorry, you have been banned you temporarily", "text/plain")
-    assert isinstance(ban, errors.RateLimited) and is_transient(ban)
+    assert isinstance(ban, errors.RateLimited)
+    assert is_transient(ban)
     assert not is_transient(errors.error_from_response(400, b"", ""))
 
 

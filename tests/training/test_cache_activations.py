@@ -85,13 +85,12 @@ def test_a_shards_run_trains_on_the_cache_directory(cached: Path) -> None:
         ),
     )
     summary = Trainer(cfg).run().summary
-    assert summary["d_in"] == 32 and summary["metrics_source"] == "held-out shard rows (124, never trained on)"
+    assert summary["d_in"] == 32
+    assert summary["metrics_source"] == "held-out shard rows (124, never trained on)"
     meta = json.loads((cached / "from-cache" / "cfg.json").read_text())["metadata"]
-    assert (meta["hook_name"], meta["context_size"], meta["seqpos_slice"]) == (
-        "blocks.1.hook_resid_post",
-        32,
-        [1, None],
-    )
+    assert meta["hook_name"] == "blocks.1.hook_resid_post"
+    assert meta["context_size"] == 32
+    assert meta["seqpos_slice"] == [1, None]
 
 
 def test_a_cache_whose_shard_lost_rows_is_refused(cached: Path, tmp_path: Path) -> None:

@@ -33,7 +33,8 @@ def test_every_trainer_key_has_exactly_one_class() -> None:
 
 def test_a_k_change_mid_run_is_a_fresh_run_in_a_new_directory() -> None:
     decision = decide(inputs(), inputs(k=16), RUNNING)
-    assert (decision.action, decision.run_dir) == ("fresh", f"{BASE}-2")
+    assert decision.action == "fresh"
+    assert decision.run_dir == f"{BASE}-2"
 
 
 def test_the_fresh_run_line_names_the_value_the_directory_and_why() -> None:
@@ -43,12 +44,14 @@ def test_the_fresh_run_line_names_the_value_the_directory_and_why() -> None:
 
 def test_an_lr_change_mid_run_resumes_from_the_step_the_nodes_report() -> None:
     decision = decide(inputs(), inputs(lr=5e-4), RUNNING)
-    assert (decision.action, decision.line) == ("resume", "training: restart from step 2200 with lr=0.0005 in runs/big")
+    assert decision.action == "resume"
+    assert decision.line == "training: restart from step 2200 with lr=0.0005 in runs/big"
 
 
 def test_a_node_count_change_mid_run_resumes_on_the_new_world() -> None:
     decision = decide(inputs(world=2), inputs(world=3), RUNNING)
-    assert (decision.action, decision.run_dir) == ("resume", BASE)
+    assert decision.action == "resume"
+    assert decision.run_dir == BASE
 
 
 def test_the_world_size_reads_as_a_count_when_the_state_gives_it_back_as_a_float() -> None:
@@ -61,7 +64,8 @@ def test_the_world_size_reads_as_a_count_when_the_state_gives_it_back_as_a_float
 
 def test_a_node_added_to_a_finished_run_is_refused_with_the_fix() -> None:
     decision = decide(inputs(world=2), inputs(world=3), FINISHED)
-    assert decision.action == "refuse" and "total_vectors" in (decision.refusal or "")
+    assert decision.action == "refuse"
+    assert "total_vectors" in (decision.refusal or "")
 
 
 def test_a_node_removed_from_a_finished_run_leaves_the_run_alone() -> None:
@@ -70,7 +74,8 @@ def test_a_node_removed_from_a_finished_run_leaves_the_run_alone() -> None:
 
 def test_more_total_vectors_continue_a_finished_run() -> None:
     decision = decide(inputs(), inputs(total_vectors=8000 * 64), FINISHED)
-    assert decision.action == "resume" and "to step 8000" in decision.line
+    assert decision.action == "resume"
+    assert "to step 8000" in decision.line
 
 
 def test_an_lr_change_on_a_finished_run_is_refused_rather_than_silently_ignored() -> None:
@@ -79,7 +84,8 @@ def test_an_lr_change_on_a_finished_run_is_refused_rather_than_silently_ignored(
 
 def test_a_dead_trainer_is_restarted_from_its_checkpoint() -> None:
     decision = decide(inputs(), inputs(), RunView("running", 1200, 5000, dead=("node-1",)))
-    assert decision.action == "resume" and "node-1" in decision.line
+    assert decision.action == "resume"
+    assert "node-1" in decision.line
 
 
 def test_a_healthy_run_without_changes_is_left_alone_and_says_nothing() -> None:
@@ -88,12 +94,14 @@ def test_a_healthy_run_without_changes_is_left_alone_and_says_nothing() -> None:
 
 def test_a_logging_change_does_not_restart_and_says_when_it_applies() -> None:
     decision = decide(inputs(), inputs(log_every=10), RUNNING)
-    assert decision.action == "none" and "applies when the trainer next starts" in decision.line
+    assert decision.action == "none"
+    assert "applies when the trainer next starts" in decision.line
 
 
 def test_the_first_create_starts_in_the_base_directory() -> None:
     decision = decide(None, inputs(), RunView())
-    assert (decision.action, decision.run_dir) == ("start", BASE)
+    assert decision.action == "start"
+    assert decision.run_dir == BASE
 
 
 def test_a_second_fresh_change_counts_on() -> None:

@@ -106,7 +106,8 @@ def test_every_sae_has_its_own_files(four: tuple[Path, dict[str, Any]]) -> None:
 def test_the_run_summary_lists_every_sae(four: tuple[Path, dict[str, Any]]) -> None:
     root, summary = four
     on_disk = json.loads((root / "run" / "summary.json").read_text())
-    assert [s["name"] for s in on_disk["saes"]] == NAMES and summary["saes"][3]["k"] == 8
+    assert [s["name"] for s in on_disk["saes"]] == NAMES
+    assert summary["saes"][3]["k"] == 8
 
 
 def test_each_sae_is_scored_with_the_lm_spliced_at_its_own_layer(four: tuple[Path, dict[str, Any]]) -> None:

@@ -11,10 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lambda_provider.emulator.testing import running_emulator
 from lambda_provider.fleet.config import FleetConfigError, parse_fleet_config
-from tests.fleet.fleet_support import A10, PROGRAM, Fleet, stack_config
-from tests.pulumi_support import PulumiProject
+from tests.fleet.fleet_support import A10, Fleet, fleet_on_emulator, stack_config
 from training.probe.generate import generate
 from training.probe.report import METHODS
 
@@ -35,17 +33,15 @@ def test_probe_keys_parse() -> None:
     raw = stack_config([A10], count=1)
     raw["probe"] = {"enabled": True, "layers": ["transformer.h.0"], "testExamples": 50}
     probe = parse_fleet_config(raw, api_url=EMULATOR_URL, repo_root=REPO).probe
-    assert (probe.enabled, probe.layers, probe.test_examples) == (True, ("transformer.h.0",), 50)
+    assert probe.enabled is True
+    assert probe.layers == (("transformer.h.0",))
+    assert probe.test_examples == 50
 
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Any:
-    with running_emulator(tmp_path / "emulator", time_scale=0.01) as emulator:
-        project = PulumiProject.create(
-            tmp_path / "project", PROGRAM, env={"LAMBDA_API_URL": emulator.base_url, "LAMBDA_API_KEY": emulator.api_key}
-        )
-        yield Fleet(project, emulator, filesystem="sae-probe")
-        project.run("destroy", "--yes", check=False, timeout=300)
+    with fleet_on_emulator(tmp_path, filesystem="sae-probe") as fleet:
+        yield fleet
 
 
 def test_fleet_probe_stage_puts_the_f1s_in_the_outputs(fleet: Fleet, tmp_path: Path) -> None:

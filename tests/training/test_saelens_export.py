@@ -70,7 +70,8 @@ def test_topk_export_has_the_fields_saelens_6_reads(runs: dict[str, Path]) -> No
         "k": 6,
         "dtype": "float32",
     }
-    assert cfg["normalize_activations"] == "none" and cfg["apply_b_dec_to_input"] is True
+    assert cfg["normalize_activations"] == "none"
+    assert cfg["apply_b_dec_to_input"] is True
     assert cfg["metadata"]["sae_lens_version"].startswith("6.")  # else SAELens renames it as a pre-6 config
 
 
@@ -90,8 +91,10 @@ def test_batchtopk_exports_as_jumprelu_with_its_threshold_in_every_latent(runs: 
     cfg = json.loads((runs["batchtopk"] / "cfg.json").read_text())
     theirs = load_file(str(runs["batchtopk"] / "sae_weights.safetensors"))
     ours = load_file(str(runs["batchtopk"] / "sae.safetensors"))
-    assert cfg["architecture"] == "jumprelu" and "k" not in cfg  # JumpReLUSAEConfig has no k field
-    assert cfg["metadata"]["trained_architecture"] == "batchtopk" and cfg["metadata"]["k"] == 6
+    assert cfg["architecture"] == "jumprelu"
+    assert "k" not in cfg  # JumpReLUSAEConfig has no k field
+    assert cfg["metadata"]["trained_architecture"] == "batchtopk"
+    assert cfg["metadata"]["k"] == 6
     assert theirs["threshold"].shape == (256,)
     assert torch.equal(theirs["threshold"], ours["threshold"].expand(256))
 

@@ -17,7 +17,11 @@ def test_yaml_and_cli_overrides_combine(tmp_path: Path) -> None:
     path.write_text("d_in: 64\nk: 16\nlr: 0.002\nshard_paths: a.npy\n")
     overrides = parse_cli_overrides(["--set", "lr=1e-3", "--batch-size", "512", "--plot=false", "--k", "8"])
     cfg = build_config(path, overrides)
-    assert (cfg.d_in, cfg.k, cfg.lr, cfg.batch_size, cfg.plot) == (64, 8, 1e-3, 512, False)
+    assert cfg.d_in == 64
+    assert cfg.k == 8
+    assert cfg.lr == 1e-3
+    assert cfg.batch_size == 512
+    assert cfg.plot is False
     assert cfg.shard_paths == ["a.npy"]  # a bare string becomes a one-item list
     assert cfg.resolved_n_latents() == 512
 

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.skipif(not cpu_topk.available(), reason="no C compiler 
 def _assert_same_selection(pre: torch.Tensor, k: int) -> None:
     vals, idx = cpu_topk.topk(pre, k)
     ref = pre.topk(k, dim=1).values
-    assert vals.shape == idx.shape == (pre.shape[0], k) and idx.dtype == torch.long
+    assert vals.shape == idx.shape == (pre.shape[0], k)
+    assert idx.dtype == torch.long
     torch.testing.assert_close(vals.sort(dim=1).values, ref.sort(dim=1).values, rtol=0, atol=0)
     assert torch.equal(pre.gather(1, idx), vals)  # indices point at the values returned
     assert bool((idx.sort(dim=1).values.diff(dim=1) > 0).all())  # no column chosen twice
@@ -52,7 +53,8 @@ def test_nan_is_never_chosen_over_a_number() -> None:
     torch.testing.assert_close(vals.sort(dim=1).values, pre.nan_to_num(-math.inf).topk(32, dim=1).values.sort(1).values)
     pre[3, 5:] = math.nan  # row 3 keeps 2 numbers (columns 1 and 3): its other k slots are -inf on distinct columns
     vals, idx = cpu_topk.topk(pre, 32)
-    assert set(idx[3][vals[3].isfinite()].tolist()) == {1, 3} and idx[3].unique().numel() == 32
+    assert set(idx[3][vals[3].isfinite()].tolist()) == {1, 3}
+    assert idx[3].unique().numel() == 32
 
 
 def test_sae_uses_it_only_where_it_applies() -> None:
@@ -69,7 +71,8 @@ def test_without_compiler_or_when_disabled_callers_fall_back(monkeypatch: pytest
     try:
         monkeypatch.setenv("LAMBDA_SAE_NATIVE_TOPK", "0")
         cpu_topk._library.cache_clear()
-        assert not cpu_topk.available() and not cpu_topk.supports(pre, 32)
+        assert not cpu_topk.available()
+        assert not cpu_topk.supports(pre, 32)
         vals, _ = exact_topk(pre, 32)  # the torch path
         torch.testing.assert_close(vals.sort(1).values, pre.topk(32, dim=1).values.sort(1).values)
         monkeypatch.delenv("LAMBDA_SAE_NATIVE_TOPK")
@@ -89,10 +92,12 @@ def test_builds_into_the_cache_once(monkeypatch: pytest.MonkeyPatch, tmp_path) -
         cpu_topk._library.cache_clear()
         assert cpu_topk.available()
         built = list((tmp_path / "kernels").glob("cpu_topk-*.so"))
-        assert len(built) == 1 and not list((tmp_path / "kernels").glob("*.tmp"))
+        assert len(built) == 1
+        assert not list((tmp_path / "kernels").glob("*.tmp"))
         stamp = built[0].stat().st_mtime_ns
         cpu_topk._library.cache_clear()
-        assert cpu_topk.available() and built[0].stat().st_mtime_ns == stamp  # reused, not rebuilt
+        assert cpu_topk.available()
+        assert built[0].stat().st_mtime_ns == stamp  # reused, not rebuilt
     finally:
         monkeypatch.undo()
         cpu_topk._library.cache_clear()

@@ -113,10 +113,12 @@ def test_shards_hold_out_their_last_rows_from_the_stream(tmp_path: Path) -> None
     )
     assert source.holdout_rows == 120  # at most a tenth of the 1200 rows
     held = source.heldout()
-    assert held is not None and torch.equal(held, data[-120:])
+    assert held is not None
+    assert torch.equal(held, data[-120:])
     stream = ShuffledStream(source, batch_rows=40, buffer_rows=600, seed=5)
     seen = torch.cat([stream.next_batch() for _ in range(27)])  # 1080 vectors = one epoch of the rest
-    assert sorted(seen[:, 0].long().tolist()) == list(range(1080)) and stream.state.epoch == 0
+    assert sorted(seen[:, 0].long().tolist()) == list(range(1080))
+    assert stream.state.epoch == 0
     assert ShardSource([str(tmp_path / "a.npy")], None, 5).heldout() is None  # nothing held out unless asked
 
 

@@ -35,12 +35,15 @@ def test_planted_features_are_recovered(tmp_path: Path) -> None:
     assert 5 < summary["l0"] <= 6
     out = tmp_path / "run"
     weights = load_file(str(out / "sae.safetensors"))
-    assert weights["W_dec"].shape == (256, 32) and weights["W_enc"].shape == (256, 32)
-    assert weights["b_enc"].shape == (256,) and weights["b_dec"].shape == (32,)
+    assert weights["W_dec"].shape == (256, 32)
+    assert weights["W_enc"].shape == (256, 32)
+    assert weights["b_enc"].shape == (256,)
+    assert weights["b_dec"].shape == (32,)
     assert json.loads((out / "sae_config.json").read_text())["d_sae"] == 256
     assert (out / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     status = json.loads((out / "status.json").read_text())
-    assert status["state"] == "finished" and status["step"] == 600
+    assert status["state"] == "finished"
+    assert status["step"] == 600
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == list(range(20, 601, 20))
     assert json.loads(lines[-1])["fvu"] < json.loads(lines[0])["fvu"]
@@ -49,10 +52,12 @@ def test_planted_features_are_recovered(tmp_path: Path) -> None:
 def test_stopped_and_resumed_run_matches_uninterrupted(tmp_path: Path) -> None:
     _train(tiny_overrides(tmp_path / "straight", decode_impl="sparse"))
     stopped = _train(tiny_overrides(tmp_path / "staged", decode_impl="sparse", stop_after_steps=50))
-    assert stopped["state"] == "stopped" and stopped["steps"] == 50
+    assert stopped["state"] == "stopped"
+    assert stopped["steps"] == 50
     assert (tmp_path / "staged" / "checkpoints" / "latest").read_text().strip() == "step_00000050"
     resumed = _train(tiny_overrides(tmp_path / "staged", decode_impl="sparse"))
-    assert resumed["state"] == "finished" and resumed["steps"] == 120
+    assert resumed["state"] == "finished"
+    assert resumed["steps"] == 120
     a = load_file(str(tmp_path / "straight" / "sae.safetensors"))
     b = load_file(str(tmp_path / "staged" / "sae.safetensors"))
     for name in a:
@@ -94,11 +99,13 @@ def test_sigterm_checkpoints_then_exits(tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 0, output
     status = json.loads((out / "status.json").read_text())
-    assert status["state"] == "stopped" and status["reason"] == "sigterm"
+    assert status["state"] == "stopped"
+    assert status["reason"] == "sigterm"
     latest = (out / "checkpoints" / "latest").read_text().strip()
     assert latest == f"step_{status['step']:08d}"
     state = torch.load(out / "checkpoints" / latest / "state.pt", weights_only=False)
-    assert state["step"] == status["step"] and "optimizer" in state
+    assert state["step"] == status["step"]
+    assert "optimizer" in state
     # the same command resumes from that checkpoint
     again = subprocess.run(
         _cli(out, total_vectors=256 * (status["step"] + 5)),
@@ -130,13 +137,15 @@ def test_two_process_ddp_with_gloo(tmp_path: Path) -> None:
     proc = subprocess.run(args, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["world_size"] == 2 and summary["steps"] == 60
+    assert summary["world_size"] == 2
+    assert summary["steps"] == 60
     assert summary["fvu"] < 0.6
     assert proc.stdout.count("finished (completed)") == 1  # rank 0 alone reports and writes
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [20, 40, 60]
     state = torch.load(out / "checkpoints" / "step_00000060" / "state.pt", weights_only=False)
-    assert state["world"] == 2 and len(state["streams"]) == 2  # every rank's data position is saved
+    assert state["world"] == 2
+    assert len(state["streams"]) == 2  # every rank's data position is saved
 
 
 def test_hf_hook_on_tiny_random_model(tmp_path: Path) -> None:
@@ -172,9 +181,11 @@ def test_hf_hook_on_tiny_random_model(tmp_path: Path) -> None:
     with torch.no_grad():
         hidden = source.model(ids, output_hidden_states=True).hidden_states[1][:, 1:]
     torch.testing.assert_close(acts, hidden.reshape(-1, 32))
-    assert source.n_windows == 72 and source.holdout_windows == 8  # the last tenth of the 80 windows is held out
+    assert source.n_windows == 72
+    assert source.holdout_windows == 8  # the last tenth of the 80 windows is held out
     held = source.heldout()
-    assert held is not None and held.shape == (8 * 31, 32)
+    assert held is not None
+    assert held.shape == (8 * 31, 32)
     with torch.no_grad():
         last = torch.as_tensor(tokens[72 * 32 :].reshape(8, 32))
         torch.testing.assert_close(
@@ -182,24 +193,27 @@ def test_hf_hook_on_tiny_random_model(tmp_path: Path) -> None:
         )
     # The spliced-loss eval replaces the hooked output: by itself it changes nothing, by zeros it is the floor.
     windows = source.heldout_windows()
-    assert windows.shape == (8, 32) and torch.equal(windows, last)
+    assert windows.shape == (8, 32)
+    assert torch.equal(windows, last)
     same = spliced_lm_loss(
         source.model, source.module, windows, lambda h: h, skip_first=True, max_logit_elements=1
     )  # one window at a time
     assert same["ce_loss_with_sae"] == pytest.approx(same["ce_loss_clean"], abs=1e-5)
-    assert same["kl_with_sae"] == pytest.approx(0.0, abs=1e-5) and same["ce_loss_recovered"] == pytest.approx(1.0)
+    assert same["kl_with_sae"] == pytest.approx(0.0, abs=1e-5)
+    assert same["ce_loss_recovered"] == pytest.approx(1.0)
     zero = spliced_lm_loss(source.model, source.module, windows, torch.zeros_like, skip_first=True)
     assert zero["ce_loss_with_sae"] == pytest.approx(zero["ce_loss_zero_ablation"])
-    assert zero["ce_loss_recovered"] == pytest.approx(0.0, abs=1e-6) and zero["kl_with_sae"] > 0
+    assert zero["ce_loss_recovered"] == pytest.approx(0.0, abs=1e-6)
+    assert zero["kl_with_sae"] > 0
     summary = Trainer(cfg).run().summary
-    assert summary["d_in"] == 32 and summary["steps"] == 30
+    assert summary["d_in"] == 32
+    assert summary["steps"] == 30
     assert summary["metrics_source"] == "held-out token windows' activations (248, never trained on)"
     assert summary["fvu"] < 1.0
     # the trained SAE spliced in: a real, different loss (neither the clean one nor the floor)
     assert summary["ce_loss_clean"] == pytest.approx(same["ce_loss_clean"])
-    assert summary["kl_with_sae"] > 0 and summary["delta_lm_loss"] == pytest.approx(
-        summary["ce_loss_with_sae"] - summary["ce_loss_clean"]
-    )
+    assert summary["kl_with_sae"] > 0
+    assert summary["delta_lm_loss"] == pytest.approx(summary["ce_loss_with_sae"] - summary["ce_loss_clean"])
     assert summary["ce_loss_with_sae"] != pytest.approx(summary["ce_loss_zero_ablation"])
     assert load_file(str(tmp_path / "run" / "sae.safetensors"))["W_dec"].shape == (128, 32)
 
@@ -207,7 +221,8 @@ def test_hf_hook_on_tiny_random_model(tmp_path: Path) -> None:
 def test_bf16_autocast_path_trains(tmp_path: Path) -> None:
     """The CUDA precision path (bf16 autocast encoder, fp32 master weights), exercised on CPU autocast."""
     summary = _train(tiny_overrides(tmp_path / "bf16", precision="bf16", total_vectors=256 * 60))
-    assert summary["precision"] == "bf16" and summary["steps"] == 60
+    assert summary["precision"] == "bf16"
+    assert summary["steps"] == 60
     weights = load_file(str(tmp_path / "bf16" / "sae.safetensors"))
     assert all(t.dtype == torch.float32 for t in weights.values())
     steps = [json.loads(line) for line in (tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines()]
@@ -220,13 +235,17 @@ def test_plateau_and_max_hours_stop_early(tmp_path: Path) -> None:
             tmp_path / "plateau", plateau_patience=2, plateau_min_delta=0.5, total_vectors=256 * 400, log_every=10
         )
     )
-    assert plateau["state"] == "finished" and plateau["reason"] == "plateau"
+    assert plateau["state"] == "finished"
+    assert plateau["reason"] == "plateau"
     assert plateau["steps"] < 400
     assert (tmp_path / "plateau" / "sae.safetensors").is_file()
     timed = _train(tiny_overrides(tmp_path / "timed", max_hours=1e-9, total_vectors=256 * 400))
-    assert timed["state"] == "stopped" and timed["reason"] == "max_hours" and timed["steps"] == 1
+    assert timed["state"] == "stopped"
+    assert timed["reason"] == "max_hours"
+    assert timed["steps"] == 1
     status = json.loads((tmp_path / "timed" / "status.json").read_text())
-    assert status["state"] == "stopped" and status["reason"] == "max_hours"
+    assert status["state"] == "stopped"
+    assert status["reason"] == "max_hours"
     assert (tmp_path / "timed" / "checkpoints" / "step_00000001" / "state.pt").is_file()
 
 
@@ -251,7 +270,8 @@ def test_shard_run_reports_metrics_on_held_out_rows(tmp_path: Path) -> None:
         )
     )
     assert summary["metrics_source"] == "held-out shard rows (1000, never trained on)"
-    assert 0 < summary["fvu"] < 0.5 and 3 < summary["l0"] <= 4
+    assert 0 < summary["fvu"] < 0.5
+    assert 3 < summary["l0"] <= 4
 
 
 def test_an_exported_sae_loads_back_and_encodes_as_trained(tmp_path: Path) -> None:
@@ -260,7 +280,8 @@ def test_an_exported_sae_loads_back_and_encodes_as_trained(tmp_path: Path) -> No
     sae = load_sae(tmp_path / "run")
     x = torch.randn(64, 32, generator=torch.Generator().manual_seed(3))
     codes = sae.codes(x)
-    assert codes.shape == (64, 256) and float(sae.threshold) > 0
+    assert codes.shape == (64, 256)
+    assert float(sae.threshold) > 0
     torch.testing.assert_close(codes, trainer.sae.codes(x))  # the BatchTopK threshold came back with the weights
     vals, idx, _, _ = sae.encode(x, inference=True)
     torch.testing.assert_close(sae.decode(vals, idx), codes @ sae.W_dec + sae.b_dec)
