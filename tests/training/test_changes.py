@@ -125,9 +125,12 @@ def cache_inputs(**trainer: Any) -> dict[str, Any]:
     return {**inputs(**trainer), "task": CACHE}
 
 
-def test_turning_a_training_run_into_a_cache_run_is_a_fresh_directory() -> None:
-    decision = decide(inputs(), cache_inputs(), RUNNING)
-    assert (decision.action, decision.run_dir) == ("fresh", f"{BASE}-2")
+def test_turning_a_training_run_into_a_cache_run_is_a_fresh_run() -> None:
+    assert decide(inputs(), cache_inputs(), RUNNING).action == "fresh"
+
+
+def test_the_cache_run_gets_the_next_directory() -> None:
+    assert decide(inputs(), cache_inputs(), RUNNING).run_dir == f"{BASE}-2"
 
 
 def test_the_task_change_line_says_what_runs_now_and_what_is_kept() -> None:
