@@ -120,6 +120,7 @@ class GpuFleet(pulumi.ComponentResource):
             run_base=f"{fs_mount}/runs/{config.training.run_name}",
             trainer_config=trainer_config(config),
             data_digest=digest_of_files_read(files, trainer_config(config), fs_mount),
+            task=config.training.task(),
             world_size=sum(node.nproc for node in nodes),
             # What the trainer runs: a change of the probe's code (run after training) does not restart a run.
             code_digest=directory_digest(training_dir, skip=("probe",)),

@@ -21,7 +21,13 @@ from lambda_provider.domain import FILESYSTEM_NAME_MAX, FILESYSTEM_NAME_PATTERN,
 from lambda_provider.fleet.config_data import DATA_DEST_PATTERN, DATA_RESERVED, DataEntry, parse_data, parse_hf_token
 from lambda_provider.fleet.config_keys import SshKeyConfig, parse_ssh_key
 from lambda_provider.fleet.config_reader import NAME_PATTERN, Reader
-from lambda_provider.fleet.config_training import ProbeConfig, TrainingConfig, parse_probe, parse_training
+from lambda_provider.fleet.config_training import (
+    CacheConfig,
+    ProbeConfig,
+    TrainingConfig,
+    parse_probe,
+    parse_training,
+)
 from lambda_provider.resources.firewall_ruleset import normalize_rules
 
 __all__ = [
@@ -35,6 +41,7 @@ __all__ = [
     "SCHEMA_DOC",
     "TARGETS",
     "Budget",
+    "CacheConfig",
     "DataEntry",
     "FilesystemConfig",
     "FleetConfig",
@@ -69,7 +76,10 @@ lambda-sae:filesystem    {name, region, deleteOnDestroy: false}; kept on destroy
 lambda-sae:training      {config: training/configs/X.yaml, overrides: {key: value}, runName, allowCpu: false,
                          waitMinutes: 0 (0 = do not wait), masterPort, readyTimeoutSeconds: 900,
                          launchTimeoutSeconds: 900 (until every rank has taken its first step),
-                         allowMixedArchitectures: false (placements spanning arm64 and x86_64)}
+                         allowMixedArchitectures: false (placements spanning arm64 and x86_64),
+                         cache: optional true | {shardVectors: 262144, dtype: auto|float32|bfloat16|float16,
+                         maxTokens}: cache an hf source's activations to shards in the run directory
+                         (python -m training.cache_activations) instead of training an SAE}
 lambda-sae:budget        {maxUsdPerHour, maxHours} (both required, > 0)
 lambda-sae:probe         optional {enabled: false, data: JSONL path on the node, layers: [hf_layer, ...],
                          trainExamples, testExamples}: PII probes on the head node after the run (needs

@@ -2,6 +2,8 @@
 `lambda-sae:probe` (the PII probes after the run): what runs on the nodes (lambda_provider/fleet/config.py parses
 the rest).
 
+`training.cache` turns the run into `python -m training.cache_activations` (see `CacheConfig`).
+
 A new training key: a field of `TrainingConfig`, its name in `parse_training`'s known keys and its read there, its
 line in `SCHEMA_DOC` (config.py) and in README "Stack config", its tests in tests/fleet/test_config.py.
 """
@@ -16,6 +18,24 @@ import yaml
 
 from lambda_provider.fleet.config_reader import NAME_PATTERN, Reader
 
+CACHE_DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """`training.cache`: the run is `python -m training.cache_activations` (activations to shards), not the trainer."""
+
+    shard_vectors: int = 262_144
+    dtype: str = "auto"
+    max_tokens: int | None = None
+
+    def task(self) -> dict[str, Any]:
+        """What TrainingRun's launcher runs instead of training.train (its TRAIN_MODULE and TRAIN_ARGS)."""
+        args = ["--shard-vectors", str(self.shard_vectors), "--dtype", self.dtype]
+        if self.max_tokens is not None:
+            args += ["--max-tokens", str(self.max_tokens)]
+        return {"module": "training.cache_activations", "args": args}
+
 
 @dataclass(frozen=True)
 class TrainingConfig:
@@ -29,6 +49,10 @@ class TrainingConfig:
     launch_timeout_seconds: float = 900.0  # from the launch until every rank has taken its first step
     allow_mixed_architectures: bool = False
     file_values: dict[str, Any] = field(default_factory=dict)  # training.config as parsed here, once
+    cache: CacheConfig | None = None  # set: the run caches activations instead of training an SAE
+
+    def task(self) -> dict[str, Any] | None:
+        return self.cache.task() if self.cache else None
 
 
 @dataclass(frozen=True)
@@ -56,6 +80,7 @@ def parse_training(r: Reader, raw: Any, repo_root: Path, emulator: bool, max_hou
             "readyTimeoutSeconds",
             "launchTimeoutSeconds",
             "allowMixedArchitectures",
+            "cache",
         },
     )
     config = r.string(m, "config", "training", required=False)
@@ -90,8 +115,11 @@ def parse_training(r: Reader, raw: Any, repo_root: Path, emulator: bool, max_hou
     ready = r.number(m, "readyTimeoutSeconds", "training", required=False, default=900.0)
     launch = r.number(m, "launchTimeoutSeconds", "training", required=False, default=900.0)
     mixed = r.boolean(m, "allowMixedArchitectures", "training", False)
+    cache = _parse_cache(r, m.get("cache"))
     if not r.problems:
         _check_trainer_keys(r, file_values, overrides)
+    if cache and not r.problems:
+        _check_cache_source(r, {**file_values, **overrides})
     return TrainingConfig(
         config,
         dict(overrides),
@@ -103,7 +131,42 @@ def parse_training(r: Reader, raw: Any, repo_root: Path, emulator: bool, max_hou
         float(launch),
         mixed,
         file_values,
+        cache,
     )
+
+
+def _parse_cache(r: Reader, raw: Any) -> CacheConfig | None:
+    if raw is None or raw is False:
+        return None
+    if raw is True:
+        return CacheConfig()
+    if not isinstance(raw, dict):
+        r.fail(
+            "training.cache",
+            f"expected true or a mapping, got {raw!r}",
+            "set training.cache: true, or {shardVectors: N, dtype: auto, maxTokens: N}",
+        )
+        return None
+    m = r.mapping(raw, "training.cache", {"shardVectors", "dtype", "maxTokens"})
+    shard_vectors = r.number(m, "shardVectors", "training.cache", required=False, default=262_144, integer=True)
+    max_tokens = r.number(m, "maxTokens", "training.cache", required=False, integer=True)
+    dtype = r.string(m, "dtype", "training.cache", required=False, default="auto") or "auto"
+    if dtype not in CACHE_DTYPES:
+        r.fail("training.cache.dtype", f"{dtype!r} is not a cache dtype", f"use one of {', '.join(CACHE_DTYPES)}")
+    return CacheConfig(int(shard_vectors), dtype, None if max_tokens is None else int(max_tokens))
+
+
+def _check_cache_source(r: Reader, values: dict[str, Any]) -> None:
+    from training.config import TrainConfig
+
+    source = values.get("data_source", TrainConfig().data_source)
+    if source != "hf":
+        r.fail(
+            "training.cache",
+            f"a cache run reads activations from a hooked LM, but the trainer config's data_source is {source!r}",
+            "set data_source: hf (and hf_model, hf_layer) in training.config or training.overrides, "
+            "or remove training.cache",
+        )
 
 
 def _read_trainer_file(r: Reader, path: Path) -> dict[str, Any]:
@@ -152,7 +215,13 @@ def parse_probe(r: Reader, raw: Any, training: TrainingConfig) -> ProbeConfig:
         layers = []
     train_n = r.number(m, "trainExamples", "probe", required=False, integer=True)
     test_n = r.number(m, "testExamples", "probe", required=False, integer=True)
-    if enabled and training.wait_minutes <= 0:
+    if enabled and training.cache:
+        r.fail(
+            "probe.enabled",
+            "a cache run (training.cache) trains no SAE for the probe to read",
+            "set probe.enabled: false for the cache run, and enable it on the shards run that trains on the cache",
+        )
+    elif enabled and training.wait_minutes <= 0:
         r.fail(
             "probe.enabled",
             "the probe runs on the finished run, but training.waitMinutes is 0 (up does not "

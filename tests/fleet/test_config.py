@@ -300,3 +300,52 @@ def test_firewall_problems_name_the_config_key() -> None:
     assert "firewall.rules: no rule allows SSH (tcp 22)" in no_ssh, no_ssh
     assert "portRange: [22, 22]" in no_ssh, no_ssh
     assert "firewall.rules: missing or empty" in problems(dev_config(firewall={"rules": []}))
+
+
+HF_CACHE = {
+    "config": "training/probe/tiny-gpt2.yaml",
+    "allowCpu": True,
+    "waitMinutes": 5,
+    "overrides": {"hf_tokens": "/lambda/nfs/sae-dev/tokens/train.npy"},
+}
+
+
+def test_a_cache_stack_runs_the_cache_module_with_its_options() -> None:
+    training = {**HF_CACHE, "cache": {"shardVectors": 1000, "dtype": "float16", "maxTokens": 5000}}
+    task = _parsed(training=training).training.task()
+    assert task == {
+        "module": "training.cache_activations",
+        "args": ["--shard-vectors", "1000", "--dtype", "float16", "--max-tokens", "5000"],
+    }
+
+
+def test_cache_true_takes_the_cache_defaults() -> None:
+    task = _parsed(training={**HF_CACHE, "cache": True}).training.task()
+    assert task == {"module": "training.cache_activations", "args": ["--shard-vectors", "262144", "--dtype", "auto"]}
+
+
+def test_a_stack_without_cache_runs_the_trainer() -> None:
+    assert _parsed().training.task() is None
+
+
+def test_a_cache_of_a_source_that_is_not_hf_names_the_key_and_the_fix() -> None:
+    training = {"config": "training/configs/tiny-cpu.yaml", "allowCpu": True, "cache": True}
+    assert (
+        "training.cache: a cache run reads activations from a hooked LM, but the trainer config's data_source is"
+        in (problems(dev_config(training=training)))
+    )
+
+
+def test_an_unknown_cache_dtype_names_the_choices() -> None:
+    message = problems(dev_config(training={**HF_CACHE, "cache": {"dtype": "int8"}}))
+    assert "training.cache.dtype: 'int8' is not a cache dtype -- use one of auto, float32, bfloat16, float16" in message
+
+
+def test_a_cache_value_that_is_neither_true_nor_a_mapping_is_refused() -> None:
+    message = problems(dev_config(training={**HF_CACHE, "cache": "yes"}))
+    assert "training.cache: expected true or a mapping, got 'yes'" in message
+
+
+def test_probes_on_a_cache_run_are_refused_naming_the_fix() -> None:
+    message = problems(dev_config(training={**HF_CACHE, "cache": True}, probe={"enabled": True}))
+    assert "probe.enabled: a cache run (training.cache) trains no SAE for the probe to read" in message
