@@ -138,7 +138,7 @@ def _decide(old: dict[str, Any] | None, new: dict[str, Any], view: RunView) -> D
         what = "start the run" if not old else "start a new run (training.runName changed; the old one is kept)"
         return Decision(
             "start",
-            f"training: {what} in {_short(run_dir)} (it resumes from a checkpoint already there)",
+            f"training: {what} in {_short(run_dir)} (from its latest checkpoint if an earlier run left one there)",
             generation,
             run_dir,
         )
