@@ -3,12 +3,20 @@ planned, expiry, training state and metrics."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from lambda_provider.cli.format import duration, money, number
 
-METRICS = ("step", "fvu", "l0", "dead_fraction", "vectors_per_second")
+# The run's latest metrics in the summary, as the live view and the trainer's log show them.
+METRICS: tuple[tuple[str, Callable[[float], str]], ...] = (
+    ("step", lambda v: f"step {v:,.0f}"),
+    ("fvu", lambda v: f"FVU {v:.4f}"),
+    ("l0", lambda v: f"L0 {number(v, 1)}"),
+    ("dead_fraction", lambda v: f"dead {v:.2%}"),
+    ("vectors_per_second", lambda v: f"{v:,.0f} vec/s"),
+)
 
 
 def _hours_since(iso: str | None, now: datetime) -> float | None:
@@ -43,7 +51,11 @@ def summary_lines(stack: str, out: dict[str, Any], now: datetime | None = None) 
         state += f" at step {training.get('step')}/{training.get('total_steps')}"
         lines.append(state)
         metrics = training.get("latest_metrics") or {}
-        shown = [f"{key} {number(metrics[key])}" for key in METRICS if metrics.get(key) is not None]
+        shown = [
+            show(metrics[key]) if isinstance(metrics[key], int | float) else f"{key} {metrics[key]}"
+            for key, show in METRICS
+            if metrics.get(key) is not None
+        ]
         if shown:
             lines.append("  metrics: " + ", ".join(shown))
         for key in ("change", "note"):

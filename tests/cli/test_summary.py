@@ -42,3 +42,21 @@ def test_a_failed_probe_stage_is_in_the_summary() -> None:
         },
     }
     assert "  probe failed: node node-0: probe failed" in summary_lines("dev", failed)
+
+
+def test_the_summary_shows_the_latest_metrics_as_the_live_view_does() -> None:
+    running = {
+        **OUTPUTS,
+        "training": {
+            "state": "running",
+            "latest_metrics": {
+                "step": 50,
+                "fvu": 1.17371,
+                "l0": 16.0,
+                "dead_fraction": 0.0,
+                "vectors_per_second": 76262.2921,
+            },
+        },
+    }
+    expected = "  metrics: step 50, FVU 1.1737, L0 16, dead 0.00%, 76,262 vec/s"
+    assert expected in summary_lines("dev", running)
