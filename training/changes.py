@@ -19,6 +19,9 @@ from typing import Any
 
 from training.config import TrainConfig
 
+# What a `training.cache` run runs instead of training.train (its TrainingRun `task` module).
+CACHE_MODULE = "training.cache_activations"
+
 NO_RESTART = frozenset({"log_every", "plot", "prefetch"})  # prefetch: when the same data is read, not what
 FRESH = frozenset(
     {
@@ -273,9 +276,14 @@ def _decide(old: dict[str, Any] | None, new: dict[str, Any], view: RunView) -> D
     return Decision("none", "", generation, run_dir)
 
 
+def is_cache_task(task: dict[str, Any] | None) -> bool:
+    """Whether a TrainingRun's `task` is a `training.cache` run (activations to shards, no SAE)."""
+    return bool(task) and task.get("module") == CACHE_MODULE
+
+
 def _task_name(task: dict[str, Any] | None) -> str:
     """`training` (the trainer) or `cache` (training.cache: python -m training.cache_activations)."""
-    return "cache" if task and task.get("module") == "training.cache_activations" else "training"
+    return "cache" if is_cache_task(task) else "training"
 
 
 def _count(value: Any) -> int | None:

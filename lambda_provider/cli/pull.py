@@ -15,6 +15,8 @@ import asyncssh
 
 from lambda_provider.cli import nodes
 from lambda_provider.cli.workspace import WorkspaceError
+from lambda_provider.fleet.training_run import RUN_RECORD
+from training.changes import is_cache_task
 from training.outputs import EXPORTED_FILES, SUMS_FILE, file_sha256, parse_sums
 
 # The PII probe stage's report (lambda-sae:probe), written next to the SAE after the run; not summed.
@@ -44,6 +46,38 @@ async def _read_json(sftp: asyncssh.SFTPClient, path: str) -> dict[str, Any]:
             return json.loads(await handle.read())
     except (asyncssh.SFTPError, ValueError):
         return {}
+
+
+def nothing_to_pull(node: str, run_dir: str, stack: str, status: dict[str, Any], record: dict[str, Any]) -> str:
+    """Why a run directory without SHA256SUMS has nothing to pull yet, or ever: `status` is its status.json, `record`
+    the fleet-run.json the fleet wrote at launch (its `task` names a cache run)."""
+    progress = (
+        f"{status.get('state', 'not started')}, step {status.get('step', '?')}/{status.get('total_steps', '?')}"
+        if status
+        else "no status.json: not started"
+    )
+    if is_cache_task(record.get("task")):
+        use = (
+            f"train on it with `data_source: shards, shard_paths: [{run_dir}]` in the stack's training.overrides "
+            "(without training.cache), then pull that run"
+        )
+        if status.get("state") == "finished":
+            # The manifests' paths as the node wrote them (on the emulator: under the instance root), shown from the
+            # run directory on.
+            name = posixpath.basename(run_dir.rstrip("/"))
+            manifests = ", ".join(m.split(f"/{name}/", 1)[-1] for m in status.get("manifests") or []) or "none listed"
+            return (
+                f"node {node}: {run_dir} is an activation cache (training.cache), not an SAE: "
+                f"{status.get('vectors', 0):,} vectors ({manifests}). It stays on the filesystem; {use}"
+            )
+        return (
+            f"node {node}: {run_dir} is an activation cache (training.cache) and exports no SAE ({progress}); "
+            f"once `lambda-sae status --stack {stack}` shows it finished, {use}"
+        )
+    return (
+        f"node {node}: no {SUMS_FILE} in {run_dir}: the run has not exported its SAE yet ({progress}); "
+        f"pull again once `lambda-sae status --stack {stack}` shows it finished or stopped"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,16 +113,8 @@ def run(args: argparse.Namespace) -> int:
             )
             if not single and not members:
                 status = await _read_json(sftp, posixpath.join(run_dir, "status.json"))
-                state = (
-                    f"{status.get('state', 'not started')}, step {status.get('step', '?')}/"
-                    f"{status.get('total_steps', '?')}"
-                    if status
-                    else "no status.json: not started"
-                )
-                raise WorkspaceError(
-                    f"node {head.node}: no {SUMS_FILE} in {run_dir}: the run has not exported its SAE yet ({state}); "
-                    f"pull again once `lambda-sae status --stack {fleet.stack}` shows it finished or stopped"
-                )
+                record = await _read_json(sftp, posixpath.join(run_dir, RUN_RECORD))
+                raise WorkspaceError(nothing_to_pull(head.node, run_dir, fleet.stack, status, record))
             if members:
                 sums: dict[str, str] = {}
                 for member in sorted(members):

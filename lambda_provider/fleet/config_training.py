@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from lambda_provider.fleet.config_reader import NAME_PATTERN, Reader
+from training.changes import CACHE_MODULE
 
 CACHE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -34,7 +35,7 @@ class CacheConfig:
         args = ["--shard-vectors", str(self.shard_vectors), "--dtype", self.dtype]
         if self.max_tokens is not None:
             args += ["--max-tokens", str(self.max_tokens)]
-        return {"module": "training.cache_activations", "args": args}
+        return {"module": CACHE_MODULE, "args": args}
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,8 @@ from lambda_provider.resources.values import is_unknown
 from training.changes import UNKNOWN, RunView, decide, is_done
 from training.config import TrainConfig
 
+# What the fleet writes into the run directory at each launch (`_record_run`); `lambda-sae pull` reads its task.
+RUN_RECORD = "fleet-run.json"
 POLL_SECONDS = 2.0
 EXIT_GRACE_SECONDS = 30.0
 VIEW_CONNECT_SECONDS = 8.0
@@ -287,7 +289,7 @@ async def _converge(olds: dict[str, Any] | None, news: dict[str, Any]) -> dict[s
             finished = (
                 is_done(head_run.get("state"), head_run.get("reason"))
                 and action == "start"
-                and await nodes[0].read_json("fleet-run.json") == _run_record(news)
+                and await nodes[0].read_json(RUN_RECORD) == _run_record(news)
             )
             if not finished:
                 await _record_run(nodes[0], news)
@@ -314,7 +316,7 @@ async def _record_run(head: Node, props: dict[str, Any]) -> None:
     """What the run directory was last launched with: a `start` on a directory whose run finished with exactly this
     does not train it again (and never rewrites its summary)."""
     text = base64.b64encode(json.dumps(_run_record(props)).encode()).decode()
-    await head.sh(f'echo {text} | base64 -d > "${{LAMBDA_INSTANCE_ROOT:-}}$RUN_PATH/fleet-run.json"')
+    await head.sh(f'echo {text} | base64 -d > "${{LAMBDA_INSTANCE_ROOT:-}}$RUN_PATH/{RUN_RECORD}"')
 
 
 async def _observe(props: dict[str, Any]) -> dict[str, Any]:

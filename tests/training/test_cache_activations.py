@@ -159,3 +159,31 @@ def test_two_ranks_split_the_windows_and_rank_0_writes_one_manifest(cached: Path
     heartbeats = sorted((tmp_path / "ranks" / "ranks").glob("rank-*.json"))
     assert [json.loads(h.read_text())["launch_id"] for h in heartbeats] == ["cache-launch", "cache-launch"]
     assert json.loads((tmp_path / "ranks" / "status.json").read_text())["state"] == "finished"
+
+
+def cache_run_pull_message(cached: Path) -> str:
+    """What `lambda-sae pull` says on this finished cache run, with the record the fleet writes at its launch."""
+    from lambda_provider.cli.pull import nothing_to_pull
+    from lambda_provider.fleet.config import CacheConfig
+    from lambda_provider.fleet.training_run import _run_record
+
+    record = _run_record({"trainer_config": {}, "world_size": 1, "task": CacheConfig().task()})
+    status = json.loads((cached / "cache" / "status.json").read_text())
+    return nothing_to_pull("node-0", str(cached / "cache"), "dev", status, record)
+
+
+def test_pull_on_a_finished_cache_run_says_it_is_a_cache_not_an_sae(cached: Path) -> None:
+    assert "is an activation cache (training.cache), not an SAE" in cache_run_pull_message(cached)
+
+
+def test_pull_on_a_finished_cache_run_says_how_to_train_on_it(cached: Path) -> None:
+    expected = f"`data_source: shards, shard_paths: [{cached / 'cache'}]`"
+    assert expected in cache_run_pull_message(cached)
+
+
+def test_pull_on_a_finished_cache_run_does_not_promise_an_sae_later(cached: Path) -> None:
+    assert "pull again" not in cache_run_pull_message(cached)
+
+
+def test_pull_on_a_finished_cache_run_names_its_manifest_from_the_run_directory(cached: Path) -> None:
+    assert "vectors (manifest.json)" in cache_run_pull_message(cached)
