@@ -171,7 +171,7 @@ def cache(cfg: TrainConfig, shard_vectors: int, dtype_name: str, max_tokens: int
                 "step": chunks,
                 "total_steps": chunks,
                 "vectors": sum(total),
-                "manifests": [str(m) for m in manifests],
+                "manifests": [m.relative_to(root).as_posix() for m in manifests],  # as the run dir holds them
             },
         )
     ranks.close()

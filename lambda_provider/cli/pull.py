@@ -62,10 +62,7 @@ def nothing_to_pull(node: str, run_dir: str, stack: str, status: dict[str, Any],
             "(without training.cache), then pull that run"
         )
         if status.get("state") == "finished":
-            # The manifests' paths as the node wrote them (on the emulator: under the instance root), shown from the
-            # run directory on.
-            name = posixpath.basename(run_dir.rstrip("/"))
-            manifests = ", ".join(m.split(f"/{name}/", 1)[-1] for m in status.get("manifests") or []) or "none listed"
+            manifests = ", ".join(status.get("manifests") or []) or "no manifest listed"
             return (
                 f"node {node}: {run_dir} is an activation cache (training.cache), not an SAE: "
                 f"{status.get('vectors', 0):,} vectors ({manifests}). It stays on the filesystem; {use}"

@@ -58,6 +58,14 @@ def summary_lines(stack: str, out: dict[str, Any], now: datetime | None = None) 
         ]
         if shown:
             lines.append("  metrics: " + ", ".join(shown))
+        cache = training.get("cache") or {}
+        if cache:
+            run_dir = (out.get("filesystem") or {}).get("run_dir", "the run directory")
+            lines.append(
+                f"  cache: {cache.get('vectors') or 0:,} activation vectors in {run_dir} "
+                f"({', '.join(cache.get('manifests') or [])}); train on it with "
+                f"`data_source: shards, shard_paths: [{run_dir}]`"
+            )
         for key in ("change", "note"):
             if training.get(key):
                 lines.append(f"  {key}: {training[key]}")

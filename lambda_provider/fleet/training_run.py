@@ -123,6 +123,8 @@ def _report(status: dict[str, Any], summary: dict[str, Any] | None) -> dict[str,
     }
     if summary and is_done(state, run.get("reason")):  # a summary.json from before a resume is not this run's
         report["summary"] = {k: summary.get(k) for k in SUMMARY_KEYS if k in summary}
+    if run.get("manifests"):  # a training.cache run's status.json (training/cache_activations.py)
+        report["cache"] = {"vectors": run.get("vectors"), "manifests": run.get("manifests")}
     if status.get("lingered"):
         report["note"] = (
             f"the run finished but its processes had not exited {EXIT_GRACE_SECONDS:.0f} s later; "

@@ -60,3 +60,16 @@ def test_the_summary_shows_the_latest_metrics_as_the_live_view_does() -> None:
     }
     expected = "  metrics: step 50, FVU 1.1737, L0 16, dead 0.00%, 76,262 vec/s"
     assert expected in summary_lines("dev", running)
+
+
+def test_the_summary_of_a_cache_run_says_what_it_cached_and_how_to_train_on_it() -> None:
+    cache_run = {
+        **OUTPUTS,
+        "filesystem": {"run_dir": "/lambda/nfs/sae-cache/runs/acts"},
+        "training": {"state": "finished", "cache": {"vectors": 5040, "manifests": ["manifest.json"]}},
+    }
+    expected = (
+        "  cache: 5,040 activation vectors in /lambda/nfs/sae-cache/runs/acts (manifest.json); train on it with "
+        "`data_source: shards, shard_paths: [/lambda/nfs/sae-cache/runs/acts]`"
+    )
+    assert expected in summary_lines("dev", cache_run)

@@ -115,6 +115,10 @@ def test_each_rank_wrote_its_own_shards(journey: dict[str, Any]) -> None:
     assert {s["file"][:10] for s in journey["manifest"]["shards"]} == {"shard-r000", "shard-r001"}
 
 
+def test_the_training_output_reports_the_cached_vectors(journey: dict[str, Any]) -> None:
+    assert journey["cache_outputs"]["cache"]["vectors"] == WINDOWS * (CONTEXT - 1), journey["cache_outputs"]
+
+
 def test_a_cache_run_trains_no_sae(journey: dict[str, Any]) -> None:
     assert journey["sae_files"] == []
 

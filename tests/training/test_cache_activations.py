@@ -187,3 +187,18 @@ def test_pull_on_a_finished_cache_run_does_not_promise_an_sae_later(cached: Path
 
 def test_pull_on_a_finished_cache_run_names_its_manifest_from_the_run_directory(cached: Path) -> None:
     assert "vectors (manifest.json)" in cache_run_pull_message(cached)
+
+
+def test_the_fleet_reports_a_finished_cache_with_its_manifest_named_from_the_run_directory(cached: Path) -> None:
+    from lambda_provider.fleet.training_run import _report
+
+    status = json.loads((cached / "cache" / "status.json").read_text())
+    assert _report({"status": status}, None)["cache"]["manifests"] == ["manifest.json"]
+
+
+def test_the_fleet_reports_a_finished_caches_vector_count(cached: Path) -> None:
+    from lambda_provider.fleet.training_run import _report
+
+    status = json.loads((cached / "cache" / "status.json").read_text())
+    manifest = json.loads((cached / "cache" / "manifest.json").read_text())
+    assert _report({"status": status}, None)["cache"]["vectors"] == manifest["vectors"]
