@@ -17,7 +17,8 @@ context, skip_first_token, token_count, vectors, windows, dtype, shard_key and t
 Under torchrun (a fleet run with `training.cache`, see README "Activation caching on the fleet") every rank runs
 this command: rank r caches windows r, r + W, ... into its own `shard-rNNN-*` files and writes its launch heartbeat
 (`ranks/rank-<r>.json`) after its first chunk; rank 0 gathers every rank's shard list and writes one manifest.
-While it runs, rank 0 keeps `status.json` at `{state: running, step: chunks done, total_steps: chunks}`.
+While it runs, rank 0 keeps `status.json` at `{state: running, task: cache, step: chunks done, total_steps:
+chunks}`; at the end `{state: finished, task: cache, vectors, manifests: [paths from out_dir]}`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
+from training.changes import CACHE_TASK
 from training.checkpoint import write_json_atomic
 from training.config import ConfigError, TrainConfig, build_config, parse_cli_overrides
 from training.data import HFActivationSource
@@ -133,7 +135,8 @@ def cache(cfg: TrainConfig, shard_vectors: int, dtype_name: str, max_tokens: int
             print(f"cached {done}/{len(mine)} chunks | {vectors:,} vectors | {rate:,.0f} vectors/s", flush=True)
             if ranks.is_main:
                 write_json_atomic(
-                    root / "status.json", {"state": "running", "step": done * ranks.world, "total_steps": chunks}
+                    root / "status.json",
+                    {"state": "running", "task": CACHE_TASK, "step": done * ranks.world, "total_steps": chunks},
                 )
     if not len(mine):
         write_heartbeat(root, ranks.rank, ranks.world, 0)
@@ -167,6 +170,7 @@ def cache(cfg: TrainConfig, shard_vectors: int, dtype_name: str, max_tokens: int
             root / "status.json",
             {
                 "state": "finished",
+                "task": CACHE_TASK,  # what the fleet's views call a chunk, not a step
                 "reason": "completed",
                 "step": chunks,
                 "total_steps": chunks,

@@ -19,8 +19,10 @@ from typing import Any
 
 from training.config import TrainConfig
 
-# What a `training.cache` run runs instead of training.train (its TrainingRun `task` module).
+# What a `training.cache` run runs instead of training.train (its TrainingRun `task` module), and the `task` its
+# status.json names (the views count its chunks, not steps).
 CACHE_MODULE = "training.cache_activations"
+CACHE_TASK = "cache"
 
 NO_RESTART = frozenset({"log_every", "plot", "prefetch"})  # prefetch: when the same data is read, not what
 FRESH = frozenset(
@@ -283,7 +285,7 @@ def is_cache_task(task: dict[str, Any] | None) -> bool:
 
 def _task_name(task: dict[str, Any] | None) -> str:
     """`training` (the trainer) or `cache` (training.cache: python -m training.cache_activations)."""
-    return "cache" if is_cache_task(task) else "training"
+    return CACHE_TASK if is_cache_task(task) else "training"
 
 
 def _count(value: Any) -> int | None:

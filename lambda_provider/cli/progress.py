@@ -15,6 +15,7 @@ from lambda_provider.cli.workspace import WorkspaceError
 from lambda_provider.fleet.node_step import parse_result
 from lambda_provider.fleet.remote import run_on
 from lambda_provider.fleet.scripts import LAUNCHER
+from training.changes import CACHE_TASK
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,9 @@ def training_line(status: dict[str, Any], running: bool) -> str:
         state = f"{state} (processes still up)"
     parts = [state]
     step, total = status.get("step"), status.get("total_steps")
+    unit = "chunk" if status.get("task") == CACHE_TASK else "step"
     if isinstance(step, int | float) and isinstance(total, int | float) and total:
-        parts[0] += f", step {int(step)}/{int(total)} ({100 * step / total:.0f}%)"
+        parts[0] += f", {unit} {int(step)}/{int(total)} ({100 * step / total:.0f}%)"
     if status.get("reason"):
         parts[0] += f" ({status['reason']})"
     metrics = status.get("metrics") or {}
@@ -105,4 +107,7 @@ def training_line(status: dict[str, Any], running: bool) -> str:
         parts.append(f"L0 {metrics['l0']:.1f}")
     if state == "running" and "eta_seconds" in metrics:
         parts.append(f"ETA {eta(metrics['eta_seconds'])}")
+    if status.get("task") == CACHE_TASK:
+        cached = status.get("vectors")
+        parts.append(f"activation cache, {cached:,} vectors" if isinstance(cached, int) else "activation cache")
     return " | ".join(parts)

@@ -14,6 +14,7 @@ from pulumi import automation as auto
 
 from lambda_provider.cli.engine import urn_name, urn_type
 from lambda_provider.cli.format import duration, money, number
+from training.changes import CACHE_TASK
 
 INSTANCE = "pulumi-python:dynamic/lambda:Instance"
 NODE_STEP = "pulumi-python:dynamic/fleet:NodeStep"
@@ -56,6 +57,7 @@ class Training:
     total_steps: int = 0
     vectors_per_second: float | None = None
     fvu: float | None = None
+    task: str | None = None  # "cache": a training.cache run (its steps are chunks of windows)
     first: tuple[float, int] | None = None  # (time, step) of the first record, for the ETA
     last: tuple[float, int] | None = None
 
@@ -177,7 +179,7 @@ class FleetView:
 
     def _training_record(self, record: dict[str, Any]) -> None:
         t, now = self.training, float(record.get("time") or time.time())
-        for key in ("state", "step", "total_steps", "vectors_per_second", "fvu"):
+        for key in ("state", "step", "total_steps", "vectors_per_second", "fvu", "task"):
             if record.get(key) is not None:
                 setattr(t, key, record[key])
         if isinstance(t.step, int | float):
@@ -195,7 +197,8 @@ class FleetView:
 
     def training_line(self, now: float) -> str:
         t = self.training
-        parts = [f"{t.state or 'running'}", f"step {t.step}/{t.total_steps or '?'}"]
+        unit = "caching activations, chunk" if t.task == CACHE_TASK else "step"
+        parts = [f"{t.state or 'running'}", f"{unit} {t.step}/{t.total_steps or '?'}"]
         if t.vectors_per_second is not None:
             parts.append(f"{number(t.vectors_per_second, 0)} vec/s")
         if t.fvu is not None:

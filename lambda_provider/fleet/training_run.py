@@ -201,6 +201,7 @@ async def _wait(nodes: list[Node], wait_seconds: float) -> dict[str, Any]:
             state=state,
             step=run.get("step"),
             total_steps=run.get("total_steps"),
+            task=run.get("task"),
             **{k: (run.get("metrics") or {}).get(k) for k in ("fvu", "vectors_per_second")},
         )
         if state == "failed":

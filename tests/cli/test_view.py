@@ -58,3 +58,13 @@ def test_the_rich_view_renders(view_after_two_records: FleetView) -> None:
     text = console.export_text()
     assert re.search(r"^node-0\s.*\straining\s", text, re.M), text
     assert "training: running, step 200/1000" in text
+
+
+def test_a_cache_runs_training_line_counts_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "progress.jsonl"
+    monkeypatch.setenv(progress.ENV, str(path))
+    progress.emit("training", node="node-0", step=3, total_steps=10, state="running", task="cache")
+    view = FleetView()
+    for record in progress.read_new(path, 0)[0]:
+        view.on_progress(record)
+    assert view.training_line(time.time()).startswith("running, caching activations, chunk 3/10")

@@ -202,3 +202,17 @@ def test_the_fleet_reports_a_finished_caches_vector_count(cached: Path) -> None:
     status = json.loads((cached / "cache" / "status.json").read_text())
     manifest = json.loads((cached / "cache" / "manifest.json").read_text())
     assert _report({"status": status}, None)["cache"]["vectors"] == manifest["vectors"]
+
+
+def test_lambda_sae_status_calls_a_finished_caches_steps_chunks(cached: Path) -> None:
+    from lambda_provider.cli.progress import training_line
+
+    status = json.loads((cached / "cache" / "status.json").read_text())
+    assert training_line(status, False).startswith(f"finished, chunk {status['step']}/{status['total_steps']}")
+
+
+def test_lambda_sae_status_says_a_finished_cache_holds_its_vectors(cached: Path) -> None:
+    from lambda_provider.cli.progress import training_line
+
+    status = json.loads((cached / "cache" / "status.json").read_text())
+    assert training_line(status, False).endswith(f"activation cache, {status['vectors']:,} vectors")
