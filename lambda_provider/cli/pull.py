@@ -14,6 +14,8 @@ from typing import Any
 import asyncssh
 
 from lambda_provider.cli import nodes
+from lambda_provider.cli.progress import training_line
+from lambda_provider.cli.summary import train_on_cache
 from lambda_provider.cli.workspace import WorkspaceError
 from lambda_provider.fleet.training_run import RUN_RECORD
 from training.changes import is_cache_task
@@ -51,14 +53,10 @@ async def _read_json(sftp: asyncssh.SFTPClient, path: str) -> dict[str, Any]:
 def nothing_to_pull(node: str, run_dir: str, stack: str, status: dict[str, Any], record: dict[str, Any]) -> str:
     """Why a run directory without SHA256SUMS has nothing to pull yet, or ever: `status` is its status.json, `record`
     the fleet-run.json the fleet wrote at launch (its `task` names a cache run)."""
-    progress = (
-        f"{status.get('state', 'not started')}, step {status.get('step', '?')}/{status.get('total_steps', '?')}"
-        if status
-        else "no status.json: not started"
-    )
+    progress = training_line(status, False)
     if is_cache_task(record.get("task")):
         use = (
-            f"train on it with `data_source: shards, shard_paths: [{run_dir}]` in the stack's training.overrides "
+            f"train on it with {train_on_cache(run_dir)} in the stack's training.overrides "
             "(without training.cache), then pull that run"
         )
         if status.get("state") == "finished":

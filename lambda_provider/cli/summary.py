@@ -19,6 +19,11 @@ METRICS: tuple[tuple[str, Callable[[float], str]], ...] = (
 )
 
 
+def train_on_cache(run_dir: str) -> str:
+    """The trainer keys that train an SAE on the activation cache in `run_dir` (summary and pull say the same)."""
+    return f"`data_source: shards, shard_paths: [{run_dir}]`"
+
+
 def _hours_since(iso: str | None, now: datetime) -> float | None:
     try:
         return max(0.0, (now - datetime.fromisoformat(str(iso))).total_seconds() / 3600.0)
@@ -63,8 +68,7 @@ def summary_lines(stack: str, out: dict[str, Any], now: datetime | None = None) 
             run_dir = (out.get("filesystem") or {}).get("run_dir", "the run directory")
             lines.append(
                 f"  cache: {cache.get('vectors') or 0:,} activation vectors in {run_dir} "
-                f"({', '.join(cache.get('manifests') or [])}); train on it with "
-                f"`data_source: shards, shard_paths: [{run_dir}]`"
+                f"({', '.join(cache.get('manifests') or [])}); train on it with {train_on_cache(run_dir)}"
             )
         for key in ("change", "note"):
             if training.get(key):

@@ -27,26 +27,27 @@ def tokens(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def cache_stack(tokens: Path) -> dict[str, Any]:
-    raw = stack_config(
-        [A10],
-        count=2,
-        run_name="acts",
-        filesystem=FS,
-        config="training/probe/tiny-gpt2.yaml",
-        cache={"shardVectors": 1000},
-        overrides={"hf_tokens": f"{MOUNT}/tokens/train.npy"},
-    )
+def fleet_stack(tokens: Path, run_name: str, **training: Any) -> dict[str, Any]:
+    """Two A10s on the cache test's filesystem, with the token file uploaded to it."""
+    raw = stack_config([A10], count=2, run_name=run_name, filesystem=FS, **training)
     raw["data"] = {"tokens/train.npy": str(tokens)}
     return raw
 
 
+def cache_stack(tokens: Path) -> dict[str, Any]:
+    return fleet_stack(
+        tokens,
+        "acts",
+        config="training/probe/tiny-gpt2.yaml",
+        cache={"shardVectors": 1000},
+        overrides={"hf_tokens": f"{MOUNT}/tokens/train.npy"},
+    )
+
+
 def shards_stack(tokens: Path) -> dict[str, Any]:
-    raw = stack_config(
-        [A10],
-        count=2,
-        run_name="sae",
-        filesystem=FS,
+    return fleet_stack(
+        tokens,
+        "sae",
         config=None,
         overrides={
             "data_source": "shards",
@@ -62,8 +63,6 @@ def shards_stack(tokens: Path) -> dict[str, Any]:
             "checkpoint_every": 100,
         },
     )
-    raw["data"] = {"tokens/train.npy": str(tokens)}
-    return raw
 
 
 @pytest.fixture(scope="module")

@@ -161,6 +161,11 @@ def test_two_ranks_split_the_windows_and_rank_0_writes_one_manifest(cached: Path
     assert json.loads((tmp_path / "ranks" / "status.json").read_text())["state"] == "finished"
 
 
+def cache_status(cached: Path) -> dict[str, Any]:
+    """The status.json the finished cache run wrote (what the fleet reads from the head node)."""
+    return json.loads((cached / "cache" / "status.json").read_text())
+
+
 def cache_run_pull_message(cached: Path) -> str:
     """What `lambda-sae pull` says on this finished cache run, with the record the fleet writes at its launch."""
     from lambda_provider.cli.pull import nothing_to_pull
@@ -168,7 +173,7 @@ def cache_run_pull_message(cached: Path) -> str:
     from lambda_provider.fleet.training_run import _run_record
 
     record = _run_record({"trainer_config": {}, "world_size": 1, "task": CacheConfig().task()})
-    status = json.loads((cached / "cache" / "status.json").read_text())
+    status = cache_status(cached)
     return nothing_to_pull("node-0", str(cached / "cache"), "dev", status, record)
 
 
@@ -192,14 +197,14 @@ def test_pull_on_a_finished_cache_run_names_its_manifest_from_the_run_directory(
 def test_the_fleet_reports_a_finished_cache_with_its_manifest_named_from_the_run_directory(cached: Path) -> None:
     from lambda_provider.fleet.training_run import _report
 
-    status = json.loads((cached / "cache" / "status.json").read_text())
+    status = cache_status(cached)
     assert _report({"status": status}, None)["cache"]["manifests"] == ["manifest.json"]
 
 
 def test_the_fleet_reports_a_finished_caches_vector_count(cached: Path) -> None:
     from lambda_provider.fleet.training_run import _report
 
-    status = json.loads((cached / "cache" / "status.json").read_text())
+    status = cache_status(cached)
     manifest = json.loads((cached / "cache" / "manifest.json").read_text())
     assert _report({"status": status}, None)["cache"]["vectors"] == manifest["vectors"]
 
@@ -207,12 +212,12 @@ def test_the_fleet_reports_a_finished_caches_vector_count(cached: Path) -> None:
 def test_lambda_sae_status_calls_a_finished_caches_steps_chunks(cached: Path) -> None:
     from lambda_provider.cli.progress import training_line
 
-    status = json.loads((cached / "cache" / "status.json").read_text())
+    status = cache_status(cached)
     assert training_line(status, False).startswith(f"finished, chunk {status['step']}/{status['total_steps']}")
 
 
 def test_lambda_sae_status_says_a_finished_cache_holds_its_vectors(cached: Path) -> None:
     from lambda_provider.cli.progress import training_line
 
-    status = json.loads((cached / "cache" / "status.json").read_text())
+    status = cache_status(cached)
     assert training_line(status, False).endswith(f"activation cache, {status['vectors']:,} vectors")
