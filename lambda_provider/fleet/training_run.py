@@ -35,7 +35,7 @@ from pulumi.dynamic import (
 
 from lambda_provider import progress
 from lambda_provider.fleet.node_step import StepFailed
-from lambda_provider.fleet.run_nodes import Node, cause_of, first_cause, open_nodes, open_reachable, run_failed
+from lambda_provider.fleet.run_nodes import RUN_DIR, Node, cause_of, first_cause, open_nodes, open_reachable, run_failed
 from lambda_provider.fleet.scripts import LAUNCHER
 from lambda_provider.resources.values import is_unknown
 from training.changes import UNKNOWN, RunView, decide, is_done
@@ -319,7 +319,10 @@ async def _record_run(head: Node, props: dict[str, Any]) -> None:
     """What the run directory was last launched with: a `start` on a directory whose run finished with exactly this
     does not train it again (and never rewrites its summary)."""
     text = base64.b64encode(json.dumps(_run_record(props)).encode()).decode()
-    await head.sh(f'echo {text} | base64 -d > "${{LAMBDA_INSTANCE_ROOT:-}}$RUN_PATH/{RUN_RECORD}"')
+    # A first start comes before the launcher makes the run directory: make it here, or the record is never written.
+    code, out = await head.sh(f"mkdir -p {RUN_DIR} && echo {text} | base64 -d > {RUN_DIR}/{RUN_RECORD}")
+    if code != 0:
+        raise StepFailed(f"node {head.name}: cannot write {RUN_RECORD} in the run directory: {out[-500:]}")
 
 
 async def _observe(props: dict[str, Any]) -> dict[str, Any]:

@@ -77,6 +77,7 @@ def journey(tmp_path_factory: pytest.TempPathFactory, tokens: Path) -> Iterator[
         cache_dir = fleet.run_dir("acts")
         seen["manifest"] = json.loads((cache_dir / "manifest.json").read_text())
         seen["sae_files"] = list(cache_dir.glob("sae*.safetensors"))
+        seen["record"] = json.loads((cache_dir / "fleet-run.json").read_text())
         fleet.configure(shards_stack(tokens))
         seen["shards_preview"] = fleet.preview()
         seen["shards_up"] = fleet.up()
@@ -116,6 +117,10 @@ def test_each_rank_wrote_its_own_shards(journey: dict[str, Any]) -> None:
 
 def test_the_training_output_reports_the_cached_vectors(journey: dict[str, Any]) -> None:
     assert journey["cache_outputs"]["cache"]["vectors"] == WINDOWS * (CONTEXT - 1), journey["cache_outputs"]
+
+
+def test_the_fleet_records_the_cache_task_in_the_run_directory(journey: dict[str, Any]) -> None:
+    assert journey["record"]["task"]["module"] == "training.cache_activations"
 
 
 def test_a_cache_run_trains_no_sae(journey: dict[str, Any]) -> None:
